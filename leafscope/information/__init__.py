@@ -1,0 +1,31 @@
+"""The math core: data information matrix G and Fisher matrix F (torch only, no I/O)."""
+
+from leafscope.information.jacobian import (
+    check_inputs,
+    eval_mode,
+    input_jacobian,
+    logits_of,
+    parameter_jacobian,
+)
+from leafscope.information.matrices import (
+    DataInformation,
+    FisherInformation,
+    InformationMatrix,
+    RankInfo,
+)
+from leafscope.information.spectrum import SpectrumSummary, point_spectra, summarize_spectra
+
+__all__ = [
+    "DataInformation",
+    "FisherInformation",
+    "InformationMatrix",
+    "RankInfo",
+    "SpectrumSummary",
+    "check_inputs",
+    "eval_mode",
+    "input_jacobian",
+    "logits_of",
+    "parameter_jacobian",
+    "point_spectra",
+    "summarize_spectra",
+]

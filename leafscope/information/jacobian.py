@@ -1,0 +1,169 @@
+"""Batched per-sample Jacobians of a classifier's logits, via :mod:`torch.func`.
+
+All functions evaluate the model in eval mode (restoring the caller's mode afterwards) and
+validate what they are given: inputs must be finite, the output must be logits ``(N, C)``
+with ``C >= 2``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, jacrev, vmap
+
+from leafscope.errors import InputError
+
+__all__ = [
+    "check_inputs",
+    "eval_mode",
+    "input_jacobian",
+    "logits_of",
+    "parameter_jacobian",
+]
+
+
+def check_inputs(x: Tensor, name: str = "inputs") -> None:
+    """Raise :class:`InputError` unless ``x`` is a non-empty floating batch of finite values."""
+    if not isinstance(x, Tensor):
+        raise InputError(f"{name} must be a torch.Tensor (got {type(x).__name__})")
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise InputError(
+            f"{name} must be a batch of shape (N, ...) with N >= 1 (got shape {tuple(x.shape)}); "
+            "add a batch dimension with x.unsqueeze(0)"
+        )
+    if not x.is_floating_point():
+        raise InputError(f"{name} must be floating point (got dtype {x.dtype}); use x.float()")
+    finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite).flatten()[:5].tolist()
+        raise InputError(f"{name} contain NaN or inf at samples {bad}: clean or drop those samples")
+
+
+def _check_batchnorm(model: nn.Module) -> None:
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
+            raise InputError(
+                f"BatchNorm layer {name!r} is in training mode: its output depends on the whole "
+                "batch, so per-sample Jacobians are meaningless; call model.eval() first"
+            )
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module, force: bool = True) -> Iterator[nn.Module]:
+    """Temporarily put ``model`` in eval mode (``force=False``: leave it as it is, but refuse
+    BatchNorm in training mode); restore every submodule's flag afterwards."""
+    flags = {module: module.training for module in model.modules()}
+    if force:
+        model.eval()
+    try:
+        _check_batchnorm(model)
+        yield model
+    finally:
+        for module, flag in flags.items():
+            module.training = flag
+
+
+def logits_of(model: nn.Module, x: Tensor) -> Tensor:
+    """Evaluate ``model`` on the batch ``x`` and check the result is logits ``(N, C)``, C >= 2."""
+    out = model(x)
+    if not isinstance(out, Tensor):
+        raise InputError(
+            f"the model must return a tensor of logits (N, C) (got {type(out).__name__}); "
+            "wrap it so that forward returns the logits"
+        )
+    if out.dim() != 2 or out.shape[0] != x.shape[0]:
+        raise InputError(
+            f"the model must map a batch of N={x.shape[0]} inputs to logits of shape (N, C) "
+            f"(got output shape {tuple(out.shape)}); flatten or wrap the model's output"
+        )
+    if out.shape[1] < 2:
+        raise InputError(
+            f"the model has C={out.shape[1]} output; information matrices need a classifier "
+            "with C >= 2 logits (for a binary model output two logits [0, s])"
+        )
+    return out
+
+
+def _single(model: nn.Module):
+    def f(x: Tensor) -> Tensor:
+        return model(x.unsqueeze(0)).squeeze(0)
+
+    return f
+
+
+def input_jacobian(
+    model: nn.Module, x: Tensor, *, chunk_size: int | None = None, force_eval: bool = True
+) -> tuple[Tensor, Tensor]:
+    """Per-sample Jacobian of the logits with respect to the input.
+
+    Args:
+        model: classifier mapping a batch ``(N, *shape)`` to logits ``(N, C)``.
+        x: inputs ``(N, *shape)``, finite floating point.
+        chunk_size: samples per vectorised chunk (bounds memory; ``None`` = all at once).
+        force_eval: evaluate in eval mode (default). ``False`` keeps the model's mode, e.g.
+            for MC dropout; BatchNorm in training mode is then refused.
+
+    Returns:
+        ``(logits, jac)``: logits ``(N, C)`` and ``jac`` ``(N, C, n)`` with ``n = prod(shape)``.
+    """
+    check_inputs(x)
+    with eval_mode(model, force_eval):
+        with torch.no_grad():
+            logits = logits_of(model, x[:1])
+        jac_fn = vmap(jacrev(_single(model)), chunk_size=chunk_size)
+        jac = jac_fn(x)
+        with torch.no_grad():
+            logits = model(x)
+    return logits.detach(), jac.reshape(x.shape[0], logits.shape[1], -1).detach()
+
+
+def parameter_jacobian(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    parameters: list[str] | None = None,
+    chunk_size: int | None = None,
+) -> tuple[Tensor, Tensor, list[str]]:
+    """Per-sample Jacobian of the logits with respect to the parameters.
+
+    Args:
+        model: classifier mapping ``(N, *shape)`` to logits ``(N, C)``.
+        x: inputs ``(N, *shape)``.
+        parameters: names (as in ``model.named_parameters()``) to differentiate; default all
+            that require grad.
+        chunk_size: samples per vectorised chunk.
+
+    Returns:
+        ``(logits, jac, names)``: logits ``(N, C)``, ``jac`` ``(N, C, P)`` with the parameters
+        flattened and concatenated in the order of ``names``.
+    """
+    check_inputs(x)
+    all_params = dict(model.named_parameters())
+    if parameters is None:
+        names = [n for n, p in all_params.items() if p.requires_grad]
+    else:
+        unknown = [n for n in parameters if n not in all_params]
+        if unknown:
+            raise InputError(
+                f"unknown parameter names {unknown}; valid names: {sorted(all_params)}"
+            )
+        names = list(parameters)
+    if not names:
+        raise InputError("the model has no trainable parameters to differentiate")
+    chosen = {n: all_params[n].detach() for n in names}
+    frozen = {n: p.detach() for n, p in all_params.items() if n not in chosen}
+    buffers = dict(model.named_buffers())
+
+    def f(params: dict[str, Tensor], xi: Tensor) -> Tensor:
+        state = {**frozen, **params, **buffers}
+        return functional_call(model, state, (xi.unsqueeze(0),)).squeeze(0)
+
+    with eval_mode(model):
+        with torch.no_grad():
+            logits = logits_of(model, x)
+        jac = vmap(jacrev(f), in_dims=(None, 0), chunk_size=chunk_size)(chosen, x)
+    flat = torch.cat([jac[n].reshape(x.shape[0], logits.shape[1], -1) for n in names], dim=2)
+    return logits.detach(), flat.detach(), names

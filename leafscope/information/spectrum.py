@@ -1,0 +1,139 @@
+"""Per-point spectra of G over a data set, and the summary columns of the transfer table.
+
+Summary columns (theory §3): medians over points of log10 λ_1 (highest), log10 λ_{C-1}
+(lowest nonzero), the per-point difference Δ = log10 λ_1 − log10 λ_{C-1}, and log10 tr G.
+Eigenvalues are clamped at ``LOG10_FLOOR`` before the logarithm.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from leafscope.errors import InputError
+from leafscope.information.matrices import DataInformation
+
+__all__ = ["LOG10_FLOOR", "PointSpectra", "SpectrumSummary", "point_spectra", "summarize_spectra"]
+
+LOG10_FLOOR = 1e-23
+
+
+@dataclass(frozen=True)
+class SpectrumSummary:
+    """Medians over points (base-10 logarithms of eigenvalues in 1/input-unit²)."""
+
+    median_log10_highest: float
+    median_log10_lowest: float
+    median_delta: float
+    median_log10_trace: float
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PointSpectra:
+    """Spectra of G at N points.
+
+    Attributes:
+        eigenvalues: ``(N, C-1)`` float64, descending.
+        trace: ``(N,)`` float64.
+        rank: ``(N,)`` numerical rank (default tolerance of :meth:`InformationMatrix.rank`).
+        predicted: ``(N,)`` predicted class.
+        max_probability: ``(N,)`` largest class probability.
+    """
+
+    eigenvalues: Tensor
+    trace: Tensor
+    rank: Tensor
+    predicted: Tensor
+    max_probability: Tensor
+
+    def log10_eigenvalues(self) -> Tensor:
+        return self.eigenvalues.clamp_min(LOG10_FLOOR).log10()
+
+    def log10_trace(self) -> Tensor:
+        return self.trace.clamp_min(LOG10_FLOOR).log10()
+
+    def summary(self) -> SpectrumSummary:
+        return summarize_spectra(self.eigenvalues, self.trace)
+
+    def to_points(self) -> list[dict]:
+        """One JSON-able record per point."""
+        logs, log_tr = self.log10_eigenvalues(), self.log10_trace()
+        return [
+            {
+                "log10_eigenvalues": logs[i].tolist(),
+                "log10_trace": float(log_tr[i]),
+                "rank": int(self.rank[i]),
+                "predicted": int(self.predicted[i]),
+                "max_probability": float(self.max_probability[i]),
+            }
+            for i in range(len(self.trace))
+        ]
+
+
+def summarize_spectra(eigenvalues: Tensor, trace: Tensor) -> SpectrumSummary:
+    """Median columns of the transfer table from eigenvalues ``(N, C-1)`` and traces ``(N,)``."""
+    if eigenvalues.dim() != 2 or eigenvalues.shape[0] != trace.shape[0] or trace.numel() == 0:
+        raise InputError(
+            f"need eigenvalues (N, C-1) and traces (N,) with N >= 1 (got "
+            f"{tuple(eigenvalues.shape)} and {tuple(trace.shape)})"
+        )
+    logs = eigenvalues.double().clamp_min(LOG10_FLOOR).log10()
+    highest, lowest = logs[:, 0], logs[:, -1]
+    return SpectrumSummary(
+        median_log10_highest=float(highest.median()),
+        median_log10_lowest=float(lowest.median()),
+        median_delta=float((highest - lowest).median()),
+        median_log10_trace=float(trace.double().clamp_min(LOG10_FLOOR).log10().median()),
+    )
+
+
+def point_spectra(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    batch_size: int = 64,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+    rtol: float | None = None,
+    progress: bool = False,
+) -> PointSpectra:
+    """Spectrum of G at every point of ``x`` (N, *shape), computed in batches.
+
+    Args:
+        model: classifier returning logits (N, C).
+        x: points, e.g. images (N, 1, 28, 28) in [0, 1].
+        batch_size: points per vectorised batch.
+        dtype: compute dtype (float64 by default: small eigenvalues need it).
+        device: where to compute (default: the model's device).
+        rtol: rank tolerance (see :meth:`InformationMatrix.rank`).
+        progress: show a progress bar.
+
+    Returns:
+        :class:`PointSpectra` with CPU float64 tensors.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1 (got {batch_size})")
+    if device is None:
+        ref = next(iter(model.parameters()), None)
+        device = ref.device if ref is not None else torch.device("cpu")
+    work = copy.deepcopy(model).to(device=device, dtype=dtype)
+    parts: dict[str, list[Tensor]] = {k: [] for k in ("ev", "tr", "rk", "pr", "mp")}
+    starts = range(0, x.shape[0], batch_size)
+    for start in tqdm(starts, desc="spectra", unit="batch", disable=not progress):
+        batch = x[start : start + batch_size].to(device=device, dtype=dtype)
+        info = DataInformation(work, batch)
+        rank = info.rank(rtol)
+        parts["ev"].append(rank.eigenvalues.double().cpu())
+        parts["tr"].append(info.trace().double().cpu())
+        parts["rk"].append(rank.rank.cpu())
+        parts["pr"].append(info.predicted.cpu())
+        parts["mp"].append(info.probs.max(dim=1).values.double().cpu())
+    ev, tr, rk, pr, mp = (torch.cat(parts[k]) for k in ("ev", "tr", "rk", "pr", "mp"))
+    return PointSpectra(ev, tr, rk, pr, mp)

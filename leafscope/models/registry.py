@@ -1,0 +1,92 @@
+"""Model registry: names → constructors, and the activation table shared by every model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from leafscope.errors import InputError
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Class decorator adding a model to :func:`build_model` under ``name``."""
+
+    def wrap(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _BUILDERS[name] = cls
+        return cls
+
+    return wrap
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh (non-inplace) activation module for ``name`` in ``ACTIVATIONS``.
+
+    Raises:
+        InputError: the name is unknown; the message lists the valid ones.
+    """
+    if name not in ACTIVATIONS:
+        raise InputError(
+            f"unknown activation {name!r}: use one of {', '.join(sorted(ACTIVATIONS))}"
+        )
+    return ACTIVATIONS[name]()
+
+
+def check_positive_int(value: Any, what: str) -> int:
+    """Return ``value`` as int when it is an integer ≥ 1, else raise ``InputError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{what} must be an integer >= 1 (got {value!r})")
+    return value
+
+
+def model_names() -> list[str]:
+    """Names accepted by :func:`build_model`, sorted."""
+    return sorted(_BUILDERS)
+
+
+def build_model(
+    name: str,
+    *,
+    activation: str = "relu",
+    num_classes: int = 10,
+    in_channels: int = 1,
+    image_size: int = 28,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model; ``build_model(**model.config)`` rebuilds the same architecture.
+
+    Args:
+        name: one of ``MODEL_NAMES`` (``lenet``, ``cnn``, ``mlp``, ``gcn``, ``gcn-link``).
+        activation: ``relu``, ``gelu`` or ``sigmoid``.
+        num_classes: number of logits C (for ``gcn-link``: ignored, see ``embedding_dim``).
+        in_channels: image channels (for the graph models: node feature count).
+        image_size: side of the square input image in pixels (ignored by graph models).
+        **kwargs: model-specific options (``hidden``, ``dropout``, ...).
+
+    Returns:
+        The model (train mode, random weights) with a JSON-able ``config`` dict attribute.
+
+    Raises:
+        InputError: unknown name, activation or option.
+    """
+    if name not in _BUILDERS:
+        raise InputError(f"unknown model {name!r}: use one of {', '.join(model_names())}")
+    if activation not in ACTIVATIONS:
+        raise InputError(
+            f"unknown activation {activation!r}: use one of {', '.join(sorted(ACTIVATIONS))}"
+        )
+    try:
+        return _BUILDERS[name](
+            activation=activation,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            image_size=image_size,
+            **kwargs,
+        )
+    except TypeError as exc:
+        raise InputError(f"bad option for model {name!r}: {exc}") from exc

@@ -1,0 +1,293 @@
+"""Checkpoints: atomic save, safe load (``torch.load(weights_only=True)``), run listing.
+
+A checkpoint is a dict of tensors and plain Python values only, so loading it never unpickles
+arbitrary objects: a checkpoint from an untrusted source cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from leafscope.errors import CheckpointError, InputError
+
+FORMAT = "leafscope-checkpoint"
+VERSION = 1
+_NAME = re.compile(r"^(epoch|step)_(\d+)\.pt$")
+_PLAIN = (str, int, float, bool, type(None), torch.Tensor)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """One checkpoint of a run.
+
+    Attributes:
+        path: the ``.pt`` file.
+        epoch: completed epochs when it was written (0 = initial weights).
+        step: optimizer steps taken when it was written.
+        val_accuracy: validation accuracy in [0, 1] at that point, or None when not measured.
+        kind: ``"epoch"`` (end of an epoch) or ``"step"`` (every K steps).
+    """
+
+    path: Path
+    epoch: int
+    step: int
+    val_accuracy: float | None
+    kind: str
+
+
+def _check_plain(obj: Any, where: str) -> None:
+    """Raise InputError unless ``obj`` holds only tensors and plain Python values."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, (str, int)):
+                raise InputError(f"checkpoint key {where}[{key!r}] must be str or int")
+            _check_plain(value, f"{where}[{key!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            _check_plain(value, f"{where}[{i}]")
+    elif not isinstance(obj, _PLAIN):
+        raise InputError(
+            f"checkpoint value {where} is a {type(obj).__name__}: store only tensors, numbers, "
+            "strings, lists and dicts (convert it, e.g. with .tolist() or str())"
+        )
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    epoch: int,
+    step: int,
+    history: list[dict],
+    extra: dict | None = None,
+) -> Path:
+    """Write a checkpoint atomically (temporary file in the same folder, then ``os.replace``).
+
+    Args:
+        path: destination ``.pt`` file; its folder is created.
+        model: the model; its ``config`` dict (if any) is stored so it can be rebuilt.
+        optimizer: optional optimizer whose state is stored.
+        scheduler: optional learning-rate scheduler whose state is stored.
+        epoch: completed epochs.
+        step: optimizer steps taken.
+        history: per-epoch metric dicts so far.
+        extra: more plain values / tensors (RNG states, callback states, ...).
+
+    Returns:
+        The path written. If writing fails, an older file at ``path`` is left untouched.
+    """
+    path = Path(path)
+    config = getattr(model, "config", None)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": dict(config) if isinstance(config, dict) else None,
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler_state": scheduler.state_dict() if scheduler is not None else None,
+        "epoch": int(epoch),
+        "step": int(step),
+        "history": list(history),
+        "extra": dict(extra or {}),
+    }
+    _check_plain(payload, "checkpoint")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint dict safely (``weights_only=True``, tensors mapped to CPU).
+
+    Returns:
+        Dict with keys ``config``, ``model_state``, ``optimizer_state``, ``scheduler_state``,
+        ``epoch``, ``step``, ``history``, ``extra``.
+
+    Raises:
+        CheckpointError: missing file, not a leafscope checkpoint, corrupt, or unsafe content.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {path}: check the path (a run folder holds epoch_NNNN.pt files)"
+        )
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc).lower():
+            raise CheckpointError(
+                f"{path} holds objects other than tensors and plain values; refusing to unpickle "
+                "them (they could run code): use a checkpoint written by leafscope"
+            ) from exc
+        raise CheckpointError(f"{path} is corrupt ({exc}): re-create it or pick another") from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc)[:120]}): "
+            "it may be truncated or not a torch file; re-create it or pick another"
+        ) from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is a torch file but not a leafscope checkpoint: load it yourself with "
+            "torch.load, or write checkpoints with leafscope.training.save_checkpoint"
+        )
+    return data
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model stored in a checkpoint, load its weights, and put it in eval mode.
+
+    Args:
+        path: a ``.pt`` file written by leafscope.
+        device: where to put the model.
+
+    Returns:
+        The model in eval mode on ``device``.
+
+    Raises:
+        CheckpointError: unreadable file, no or unknown model config, or mismatched weights.
+    """
+    from leafscope.models import build_model, model_names
+
+    data = read_checkpoint(path)
+    config = data.get("config")
+    if not isinstance(config, dict) or "name" not in config:
+        raise CheckpointError(
+            f"{path} stores no model config (the model was not built by leafscope.models): "
+            "build the model yourself and load read_checkpoint(path)['model_state'] into it"
+        )
+    config = dict(config)
+    name = config.pop("name")
+    if name not in model_names():
+        raise CheckpointError(
+            f"{path} holds unknown model {name!r}: known models are {', '.join(model_names())}; "
+            "upgrade leafscope or rebuild the model yourself"
+        )
+    try:
+        model = build_model(name, **config)
+    except InputError as exc:
+        raise CheckpointError(f"{path}: cannot rebuild model {name!r} ({exc})") from exc
+    try:
+        model.load_state_dict(data["model_state"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"weights in {path} do not fit model {name!r} with config {config} "
+            f"({str(exc).splitlines()[0][:160]}): the file may be edited or from another version"
+        ) from exc
+    return model.to(device).eval()
+
+
+def _val_accuracy(data: dict) -> float | None:
+    extra = data.get("extra") or {}
+    if extra.get("val_accuracy") is not None:
+        return float(extra["val_accuracy"])
+    if extra.get("batch_in_epoch", 0) == 0:
+        for record in data.get("history", []):
+            if record.get("epoch") == data["epoch"] and record.get("val_accuracy") is not None:
+                return float(record["val_accuracy"])
+    return None
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[CheckpointInfo]:
+    """The checkpoints ``epoch_NNNN.pt`` / ``step_NNNNNNNN.pt`` of a run, sorted by step
+    (an epoch checkpoint after a step checkpoint written at the same step).
+
+    Raises:
+        CheckpointError: the folder does not exist, or a checkpoint in it is unreadable.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run folder {run_dir} does not exist: pass the --out of a train run")
+    infos = []
+    for path in run_dir.iterdir():
+        match = _NAME.match(path.name)
+        if not match:
+            continue
+        data = read_checkpoint(path)
+        infos.append(
+            CheckpointInfo(
+                path, int(data["epoch"]), int(data["step"]), _val_accuracy(data), match.group(1)
+            )
+        )
+    infos.sort(key=lambda i: (i.step, i.kind == "epoch", i.epoch))
+    return infos
+
+
+def select_checkpoint(
+    run_dir: str | os.PathLike,
+    *,
+    epoch: int | None = None,
+    max_val_accuracy: float | None = None,
+) -> Path:
+    """Pick a checkpoint of a run, e.g. a *partially trained* one.
+
+    Args:
+        run_dir: the run folder.
+        epoch: take the checkpoint written at the end of this epoch (0 = initial weights).
+        max_val_accuracy: take the latest checkpoint whose validation accuracy is ≤ this value.
+
+    Returns:
+        The chosen path; with neither argument, the newest checkpoint.
+
+    Raises:
+        InputError: both arguments given. CheckpointError: nothing matches (the message lists
+        what exists).
+    """
+    if epoch is not None and max_val_accuracy is not None:
+        raise InputError("pass epoch or max_val_accuracy, not both")
+    infos = list_checkpoints(run_dir)
+    if not infos:
+        raise CheckpointError(f"{run_dir} holds no checkpoints: train first (leafscope train)")
+    if epoch is not None:
+        for info in infos:
+            if info.kind == "epoch" and info.epoch == epoch:
+                return info.path
+        have = sorted(i.epoch for i in infos if i.kind == "epoch")
+        raise CheckpointError(f"{run_dir} has no checkpoint for epoch {epoch}: epochs saved {have}")
+    if max_val_accuracy is not None:
+        ok = [i for i in infos if i.val_accuracy is not None and i.val_accuracy <= max_val_accuracy]
+        if not ok:
+            accs = [round(i.val_accuracy, 4) for i in infos if i.val_accuracy is not None]
+            raise CheckpointError(
+                f"no checkpoint in {run_dir} has val accuracy <= {max_val_accuracy} "
+                f"(saved: {accs}): raise the target or save earlier checkpoints"
+            )
+        return ok[-1].path
+    return infos[-1].path
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(obj, handle, indent=2, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
