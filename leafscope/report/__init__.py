@@ -1,0 +1,5 @@
+"""Reports: matplotlib figures (one function per figure) and a self-contained HTML page."""
+
+from leafscope.report.html import Report, Section
+
+__all__ = ["Report", "Section"]

@@ -1,0 +1,142 @@
+"""A self-contained HTML report: sections of text, tables and figures (PNG embedded as base64,
+also written next to the page so they can be reused)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222;
+       line-height: 1.45; padding: 0 1em; }
+h1 { border-bottom: 2px solid #2a6; padding-bottom: .2em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; }
+th { background: #f3f3f3; }
+td:first-child, th:first-child { text-align: left; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: .9em; }
+.meta { color: #666; font-size: .85em; }
+pre { background: #f7f7f7; padding: .6em; overflow-x: auto; }
+"""
+
+
+@dataclass
+class Section:
+    """One titled part of the report; items are rendered in the order they were added."""
+
+    title: str
+    items: list[str] = field(default_factory=list)
+
+    def text(self, paragraph: str) -> Section:
+        """Add a paragraph (plain text, escaped)."""
+        self.items.append(f"<p>{html.escape(paragraph)}</p>")
+        return self
+
+    def code(self, text: str) -> Section:
+        self.items.append(f"<pre>{html.escape(text)}</pre>")
+        return self
+
+    def table(self, header: list[str], rows: list[list], caption: str | None = None) -> Section:
+        """Add a table; floats are shown with 4 significant digits."""
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+            for row in rows
+        )
+        cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+        self.items.append(f"<table>{cap}<tr>{head}</tr>{body}</table>")
+        return self
+
+    def figure(self, fig: Figure, name: str, caption: str = "") -> Section:
+        """Add a matplotlib figure (closed afterwards); ``name`` is its PNG file name."""
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        self.items.append(_FigureItem(name, buf.getvalue(), caption))  # type: ignore[arg-type]
+        return self
+
+
+@dataclass
+class _FigureItem:
+    name: str
+    png: bytes
+    caption: str
+
+    def render(self) -> str:
+        data = base64.b64encode(self.png).decode("ascii")
+        cap = f"<figcaption>{html.escape(self.caption)}</figcaption>" if self.caption else ""
+        img = f'<img alt="{html.escape(self.name)}" src="data:image/png;base64,{data}">'
+        return f"<figure>{img}{cap}</figure>"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class Report:
+    """An HTML page made of :class:`Section` objects.
+
+    Examples:
+        >>> report = Report("leafscope demo")
+        >>> report.section("Training").text("LeNet on MNIST").figure(fig, "curve.png")
+        >>> report.write("out")   # out/report.html and out/figures/*.png
+    """
+
+    def __init__(self, title: str, meta: str = ""):
+        self.title = title
+        self.meta = meta
+        self.sections: list[Section] = []
+
+    def section(self, title: str) -> Section:
+        sec = Section(title)
+        self.sections.append(sec)
+        return sec
+
+    def render(self) -> str:
+        parts = [
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+            f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head><body>",
+            f"<h1>{html.escape(self.title)}</h1>",
+        ]
+        if self.meta:
+            parts.append(f"<p class='meta'>{html.escape(self.meta)}</p>")
+        if len(self.sections) > 1:
+            parts.append("<ol>")
+            for i, sec in enumerate(self.sections):
+                parts.append(f"<li><a href='#s{i}'>{html.escape(sec.title)}</a></li>")
+            parts.append("</ol>")
+        for i, sec in enumerate(self.sections):
+            parts.append(f"<h2 id='s{i}'>{html.escape(sec.title)}</h2>")
+            for item in sec.items:
+                parts.append(item.render() if isinstance(item, _FigureItem) else item)
+        parts.append("</body></html>")
+        return "\n".join(parts)
+
+    def write(self, out_dir: str | os.PathLike, name: str = "report.html") -> Path:
+        """Write the page (atomically) and each figure as ``out_dir/figures/NAME``."""
+        out = Path(out_dir)
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+        for sec in self.sections:
+            for item in sec.items:
+                if isinstance(item, _FigureItem):
+                    (out / "figures" / item.name).write_bytes(item.png)
+        fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self.render())
+        os.replace(tmp, out / name)
+        return out / name
