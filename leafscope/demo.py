@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from leafscope.cli.common import write_json
 from leafscope.data import load_images, noise_like, train_val_split
 from leafscope.information import point_spectra
+from leafscope.io import write_json
 from leafscope.models import build_model
 from leafscope.report import Report
 from leafscope.report import figures as core_figures
