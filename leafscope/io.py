@@ -38,7 +38,7 @@ def to_jsonable(value: Any) -> Any:
         return value.to_json()
     if hasattr(value, "tolist"):
         return value.tolist()
-    if isinstance(value, Path):
+    if isinstance(value, (Path, torch.device, torch.dtype)):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 

@@ -10,7 +10,7 @@ import torch
 
 from leafscope.cli.common import add_device_argument, resolve_device
 from leafscope.errors import InputError
-from leafscope.models import IMAGE_MODEL_NAMES, build_model
+from leafscope.models import ACTIVATIONS, IMAGE_MODEL_NAMES, build_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,6 +84,14 @@ def _check(args: argparse.Namespace) -> None:
             f"unknown --model {args.model!r}: train supports {', '.join(IMAGE_MODEL_NAMES)}"
         )
     checks = [
+        (
+            args.activation in ACTIVATIONS,
+            f"unknown --activation {args.activation!r}: use one of {', '.join(ACTIVATIONS)}",
+        ),
+        (
+            args.optimizer in ("sgd", "adam"),
+            f"unknown --optimizer {args.optimizer!r}: use sgd or adam",
+        ),
         (args.epochs >= 1, f"--epochs must be >= 1 (got {args.epochs})"),
         (math.isfinite(args.lr) and args.lr > 0, f"--lr must be > 0 (got {args.lr})"),
         (args.batch_size >= 1, f"--batch-size must be >= 1 (got {args.batch_size})"),

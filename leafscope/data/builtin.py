@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -70,8 +71,8 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, num_classes: int, source
         )
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise DataFileError(
-            f"{source}: labels span [{labels.min()}, {labels.max()}], expected 0..{num_classes - 1}:"
-            " replace the file with the upstream one"
+            f"{source}: labels span [{labels.min()}, {labels.max()}], expected "
+            f"0..{num_classes - 1}: replace the file with the upstream one"
         )
 
 
@@ -98,26 +99,32 @@ def _kmnist_npz(split: str, data_dir, limit: int | None) -> ImageDataset | None:
     )
 
 
+@lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.images, bunch.target
+
+
 def load_digits_set(split: str, *, seed: int, limit: int | None) -> ImageDataset:
     """scikit-learn digits (1797 8x8 images, values 0..16) /16, upsampled to 28x28 bilinearly.
 
     scikit-learn has no split: a seeded permutation puts 80% in train and 20% in test (each split
     keeps the original order).
     """
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    n_all = len(bunch.target)
+    images, target = _digits_arrays()
+    n_all = len(target)
     perm = torch.randperm(n_all, generator=_generator(seed))
     n_train = int(round(DIGITS_TRAIN_FRACTION * n_all))
     index = (perm[:n_train] if split == "train" else perm[n_train:]).sort().values
     if limit is not None:
         index = index[:limit]
-    small = torch.from_numpy(bunch.images[index.numpy()] / 16.0).float().unsqueeze(1)
+    small = torch.from_numpy(images[index.numpy()] / 16.0).float().unsqueeze(1)
     x = F.interpolate(small, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
     return ImageDataset(
         images=x.clamp_(0.0, 1.0),
-        labels=torch.from_numpy(bunch.target[index.numpy()].astype(np.int64)),
+        labels=torch.from_numpy(target[index.numpy()].astype(np.int64)),
         name="digits",
         split=split,
         num_classes=10,
@@ -129,7 +136,10 @@ def load_digits_set(split: str, *, seed: int, limit: int | None) -> ImageDataset
 
 
 def load_noise_set(split: str, *, seed: int, limit: int | None) -> ImageDataset:
-    """Uniform [0, 1) noise images (10000 train / 2000 test), seeded per (seed, split); labels -1."""
+    """Uniform [0, 1) noise images (10000 train / 2000 test), seeded per (seed, split).
+
+    Labels are all -1.
+    """
     n = NOISE_SIZES[split]
     gen = _generator(seed * 2 + (0 if split == "train" else 1))
     x = torch.rand(n, 1, IMAGE_SIZE, IMAGE_SIZE, generator=gen)

@@ -1,4 +1,4 @@
-"""The :class:`ImageDataset` container and the conversion of any image array to (N, 1, 28, 28) in [0, 1]."""
+"""The :class:`ImageDataset` container and image conversion to (N, 1, 28, 28) in [0, 1]."""
 
 from __future__ import annotations
 
@@ -57,11 +57,16 @@ class ImageDataset:
         return int(self.images.shape[0])
 
     def subset(self, indices: Any) -> ImageDataset:
-        """A new dataset holding the points ``indices`` (tensor, list, array or slice), same metadata."""
+        """A new dataset holding the points ``indices`` (tensor, list, array or slice)."""
         if isinstance(indices, slice):
             return replace(self, images=self.images[indices], labels=self.labels[indices])
-        index = torch.as_tensor(np.asarray(indices), dtype=torch.long).reshape(-1)
+        index = torch.as_tensor(np.asarray(indices)).reshape(-1)
         n = len(self)
+        if index.dtype == torch.bool:
+            if index.numel() != n:
+                raise InputError(f"boolean mask has {index.numel()} entries for {n} points")
+            index = index.nonzero().flatten()
+        index = index.long()
         if index.numel() and (int(index.min()) < -n or int(index.max()) >= n):
             raise InputError(
                 f"subset indices span [{int(index.min())}, {int(index.max())}] but the dataset "
@@ -70,10 +75,12 @@ class ImageDataset:
         return replace(self, images=self.images[index], labels=self.labels[index])
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able metadata (for result files): name, split, size, classes, normalisation, source."""
+        """JSON-able metadata for result files: name, split, size, classes, normalisation."""
         labelled = self.labels[self.labels >= 0]
         counts = (
-            torch.bincount(labelled, minlength=self.num_classes).tolist() if labelled.numel() else []
+            torch.bincount(labelled, minlength=self.num_classes).tolist()
+            if labelled.numel()
+            else []
         )
         return {
             "name": self.name,
@@ -104,7 +111,7 @@ def to_unit_images(array: Any, source: str = "data") -> tuple[torch.Tensor, str]
         ``(images, normalization)`` where ``normalization`` records every step applied.
 
     Raises:
-        InputError: empty, bad shape, NaN / inf, or a value range other than 0..255 ints / [0,1] floats.
+        InputError: empty, bad shape, NaN / inf, or values outside 0..255 ints / [0,1] floats.
     """
     arr = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
     if arr.size == 0 or arr.ndim < 2:
@@ -161,7 +168,9 @@ def _to_unit_range(arr: np.ndarray, source: str) -> tuple[np.ndarray, str]:
                 f"{source}: integer pixel values span [{lo}, {hi}], expected 0..255: "
                 "rescale to uint8 0..255 or floats in [0, 1]"
             )
-        return arr.astype(np.float32) / np.float32(255), "integers 0..255 /255, range [0,1], no mean/std normalisation"
+        return arr.astype(np.float32) / np.float32(
+            255
+        ), "integers 0..255 /255, range [0,1], no mean/std normalisation"
     if np.issubdtype(arr.dtype, np.floating):
         values = arr.astype(np.float32)
         if not np.isfinite(values).all():

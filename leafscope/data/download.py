@@ -1,4 +1,4 @@
-"""Checksums and downloads: every known file is verified on every load (cached per path/size/mtime)."""
+"""Checksums and downloads; known files are verified on every load (cached per size/mtime)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def verify_file(path: str | os.PathLike, spec: FileSpec) -> Path:
         ``path`` as a :class:`Path` when it matches (or no checksum is known).
 
     Raises:
-        DataFileError: the digest differs (truncated or corrupt file), naming both digests and the fix.
+        DataFileError: the digest differs (truncated or corrupt file); names both digests.
     """
     path = Path(path)
     want = expected_digest(spec)
@@ -78,7 +78,7 @@ def download_file(spec: FileSpec, dest: Path, base_urls: list[str]) -> Path:
     """Download ``spec.name`` into ``dest`` from the first base URL that serves a verified copy.
 
     The bytes go to a temporary file in ``dest``'s folder, are hashed while streaming, and are moved
-    into place with :func:`os.replace` only when the checksum matches: nothing partial is left behind.
+    into place with :func:`os.replace` only when the checksum matches: nothing partial is left.
 
     Args:
         spec: the file (its checksum decides acceptance; files without one are refused).

@@ -26,8 +26,8 @@ def load_images(
 
     Args:
         name: ``mnist``, ``fashion-mnist`` (``fashion_mnist``, ``fmnist``), ``kmnist``,
-            ``emnist-letters``, ``digits``, ``noise``; or a user set: a path to an ``.npz``, a folder
-            of image files (sub-folder = class), an IDX images file, or ``npz:PATH`` /
+            ``emnist-letters``, ``digits``, ``noise``; or a user set: a path to an ``.npz``, a
+            folder of image files (sub-folder = class), an IDX images file, or ``npz:PATH`` /
             ``folder:PATH`` / ``idx:PATH``.
         split: ``"train"`` or ``"test"``.
         data_dir: folder searched first for data files (see :func:`data_search_path`).

@@ -12,7 +12,7 @@ from leafscope.errors import DataFileError
 
 
 def cache_dir() -> Path:
-    """The user cache folder downloads go to: ``$XDG_CACHE_HOME/leafscope`` or ``~/.cache/leafscope``."""
+    """Download folder: ``$XDG_CACHE_HOME/leafscope``, else ``~/.cache/leafscope``."""
     base = os.environ.get("XDG_CACHE_HOME")
     return (Path(base) if base else Path.home() / ".cache") / "leafscope"
 
@@ -36,8 +36,7 @@ def data_search_path(data_dir: str | os.PathLike | None = None) -> list[Path]:
     env = os.environ.get("LEAFSCOPE_DATA", "")
     roots.extend(Path(p).expanduser() for p in env.split(os.pathsep) if p)
     roots.append(cache_dir())
-    roots.append(Path.cwd().parent / "shared" / "data")
-    roots.append(Path(__file__).resolve().parents[2].parent / "shared" / "data")
+    roots.extend(_shared_roots())
     unique: list[Path] = []
     for root in roots:
         root = Path(os.path.abspath(root))
@@ -46,8 +45,16 @@ def data_search_path(data_dir: str | os.PathLike | None = None) -> list[Path]:
     return unique
 
 
+def _shared_roots() -> list[Path]:
+    """``shared/data`` beside the current directory and beside the repository root."""
+    return [
+        Path.cwd().parent / "shared" / "data",
+        Path(__file__).resolve().parents[2].parent / "shared" / "data",
+    ]
+
+
 def candidate_dirs(spec: DatasetSpec, data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Folders searched for ``spec``'s files: per root the dataset subfolder, the root, the layouts."""
+    """Folders searched for ``spec``'s files: per root its subfolder, the root, the layouts."""
     dirs: list[Path] = []
     for root in data_search_path(data_dir):
         for sub in (spec.subfolder, "", *spec.layout_dirs):
@@ -102,10 +109,10 @@ def locate(
     mirrors = registry.MIRRORS.get(spec.key, [])
     if not download or not mirrors or want is None:
         why = "download disabled" if not download else "no verified download source is known"
-        allow = ", or allow download" if not download and mirrors and want else ""
+        allow = ", or allow download (download=True)" if not download and mirrors and want else ""
         raise DataFileError(
             f"{spec.title} file {filename} ({checksum}) not found ({why}). "
-            f"Searched: {searched}. {fix}{allow}"
+            f"Searched: {searched}. {fix}{allow}."
         )
     dest = cache_dir() / spec.subfolder / filename
     try:
@@ -113,5 +120,5 @@ def locate(
     except DataFileError as exc:
         raise DataFileError(
             f"{spec.title} file {filename} ({checksum}) not found and {exc}. "
-            f"Searched: {searched}. {fix}"
+            f"Searched: {searched}. {fix}."
         ) from None

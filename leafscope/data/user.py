@@ -66,8 +66,11 @@ def labels_to_tensor(labels: np.ndarray | None, n: int, source: str) -> tuple[to
 
 
 def load_npz_set(path: Path, split: str, limit: int | None) -> ImageDataset:
-    """Images from an npz: keys ``x_{split}``/``x``/``images``/``arr_0``, labels ``y_{split}``/``y``/
-    ``labels`` (or ``arr_1`` beside ``arr_0``)."""
+    """Images from an npz.
+
+    Keys: images ``x_{split}``/``x``/``images``/``arr_0``; labels ``y_{split}``/``y``/``labels``
+    (or ``arr_1`` beside ``arr_0``).
+    """
     arrays = read_npz_array(path)
     x_key = next((k for k in (f"x_{split}", *_X_KEYS) if k in arrays), None)
     if x_key is None:
@@ -127,7 +130,9 @@ def load_folder_set(path: Path, split: str, limit: int | None) -> ImageDataset:
         numeric = all(n.lstrip("-").isdigit() and int(n) >= 0 for n in names)
         ids = [int(n) for n in names] if numeric else list(range(len(names)))
         class_names = None if numeric else names
-        entries = [(f, label) for d, label in zip(classes, ids) for f in _image_files(d)]
+        entries = [
+            (f, label) for d, label in zip(classes, ids, strict=True) for f in _image_files(d)
+        ]
     entries = entries[:limit]
     arrays, notes = [], set()
     for file, _ in entries:

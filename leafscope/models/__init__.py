@@ -6,8 +6,9 @@ Any user ``nn.Module`` mapping a batch to logits (N, C) works with the analyses 
 
 from __future__ import annotations
 
+from typing import Any
+
 from leafscope.models.cnn import ManifoldCNN
-from leafscope.models.gcn import GCN, GCNLinkPredictor
 from leafscope.models.lenet import LeNet5
 from leafscope.models.mlp import MLP
 from leafscope.models.registry import ACTIVATIONS, build_model, model_names
@@ -25,4 +26,14 @@ __all__ = [
     "MODEL_NAMES",
     "ManifoldCNN",
     "build_model",
+    "model_names",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The graph models import torch_geometric, which is slow: load them on first use.
+    if name in ("GCN", "GCNLinkPredictor"):
+        from leafscope.models import gcn
+
+        return getattr(gcn, name)
+    raise AttributeError(f"module 'leafscope.models' has no attribute {name!r}")

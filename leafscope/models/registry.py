@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,8 @@ from leafscope.errors import InputError
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+# Models whose module is imported on first use (torch_geometric is slow to import).
+_LAZY: dict[str, str] = {"gcn": "leafscope.models.gcn", "gcn-link": "leafscope.models.gcn"}
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -46,7 +49,7 @@ def check_positive_int(value: Any, what: str) -> int:
 
 def model_names() -> list[str]:
     """Names accepted by :func:`build_model`, sorted."""
-    return sorted(_BUILDERS)
+    return sorted(set(_BUILDERS) | set(_LAZY))
 
 
 def build_model(
@@ -74,6 +77,8 @@ def build_model(
     Raises:
         InputError: unknown name, activation or option.
     """
+    if name not in _BUILDERS and name in _LAZY:
+        importlib.import_module(_LAZY[name])
     if name not in _BUILDERS:
         raise InputError(f"unknown model {name!r}: use one of {', '.join(model_names())}")
     if activation not in ACTIVATIONS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from leafscope.training.callbacks import Callback
 from leafscope.training.checkpoint import (
     CheckpointInfo,
+    checkpoint_val_accuracy,
     list_checkpoints,
     load_checkpoint,
     read_checkpoint,
@@ -17,6 +18,7 @@ __all__ = [
     "Callback",
     "CheckpointInfo",
     "FitResult",
+    "checkpoint_val_accuracy",
     "evaluate",
     "fit",
     "list_checkpoints",

@@ -6,7 +6,6 @@ arbitrary objects: a checkpoint from an untrusted source cannot run code.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
@@ -198,7 +197,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     return model.to(device).eval()
 
 
-def _val_accuracy(data: dict) -> float | None:
+def checkpoint_val_accuracy(data: dict) -> float | None:
+    """Validation accuracy in [0, 1] recorded in a checkpoint dict (from :func:`read_checkpoint`),
+    or None for mid-epoch checkpoints and runs without validation data."""
     extra = data.get("extra") or {}
     if extra.get("val_accuracy") is not None:
         return float(extra["val_accuracy"])
@@ -207,6 +208,9 @@ def _val_accuracy(data: dict) -> float | None:
             if record.get("epoch") == data["epoch"] and record.get("val_accuracy") is not None:
                 return float(record["val_accuracy"])
     return None
+
+
+_val_accuracy = checkpoint_val_accuracy  # older private name, kept for callers
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[CheckpointInfo]:
@@ -227,7 +231,11 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[CheckpointInfo]:
         data = read_checkpoint(path)
         infos.append(
             CheckpointInfo(
-                path, int(data["epoch"]), int(data["step"]), _val_accuracy(data), match.group(1)
+                path=path,
+                epoch=int(data["epoch"]),
+                step=int(data["step"]),
+                val_accuracy=checkpoint_val_accuracy(data),
+                kind=match.group(1),
             )
         )
     infos.sort(key=lambda i: (i.step, i.kind == "epoch", i.epoch))
@@ -275,19 +283,3 @@ def select_checkpoint(
             )
         return ok[-1].path
     return infos[-1].path
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(obj, handle, indent=2, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -16,8 +16,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from leafscope.errors import InputError
+from leafscope.io import write_json
 from leafscope.training.callbacks import Callback
-from leafscope.training.checkpoint import list_checkpoints, write_json_atomic
+from leafscope.training.checkpoint import list_checkpoints
 from leafscope.training.data import BatchSource
 from leafscope.training.runstate import restore_run_state, save_run_state
 
@@ -64,44 +65,35 @@ def evaluate(
     return loss_sum / len(source), correct / len(source)
 
 
-def _check_args(
-    epochs: int,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    batch_size: int,
-    optimizer: str,
-    lr_step: int | None,
-    lr_gamma: float,
-    checkpoint_every_steps: int | None,
-    target: float | None,
-    max_steps_per_epoch: int | None,
-) -> None:
-    def positive_int(v: Any, what: str) -> None:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise InputError(f"{what} must be an integer >= 1 (got {v!r})")
-
-    positive_int(epochs, "epochs")
-    positive_int(batch_size, "batch_size")
-    for value, what in (
-        (lr_step, "lr_step"),
-        (checkpoint_every_steps, "checkpoint_every_steps"),
-        (max_steps_per_epoch, "max_steps_per_epoch"),
-    ):
-        if value is not None:
-            positive_int(value, what)
-    if optimizer not in ("sgd", "adam"):
-        raise InputError(f"unknown optimizer {optimizer!r}: use sgd or adam")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise InputError(f"learning rate must be a positive number (got {lr!r})")
-    if not 0 <= momentum < 1:
-        raise InputError(f"momentum must be in [0, 1) (got {momentum!r})")
-    if not weight_decay >= 0:
-        raise InputError(f"weight_decay must be >= 0 (got {weight_decay!r})")
-    if not 0 < lr_gamma <= 1:
-        raise InputError(f"lr_gamma must be in (0, 1] (got {lr_gamma!r})")
-    if target is not None and not 0 < target <= 1:
-        raise InputError(f"target_val_accuracy must be in (0, 1] (got {target!r})")
+def _check_settings(s: dict) -> None:
+    """Raise InputError naming the first bad training setting in ``s``."""
+    for key in ("epochs", "batch_size", "lr_step", "checkpoint_every_steps", "max_steps_per_epoch"):
+        v = s[key]
+        if (v is not None or key in ("epochs", "batch_size")) and (
+            isinstance(v, bool) or not isinstance(v, int) or v < 1
+        ):
+            raise InputError(f"{key} must be an integer >= 1 (got {v!r})")
+    lr, target = s["lr"], s["target_val_accuracy"]
+    checks = [
+        (
+            s["optimizer"] in ("sgd", "adam"),
+            f"unknown optimizer {s['optimizer']!r}: use sgd or adam",
+        ),
+        (
+            isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0,
+            f"learning rate must be a positive number (got {lr!r})",
+        ),
+        (0 <= s["momentum"] < 1, f"momentum must be in [0, 1) (got {s['momentum']!r})"),
+        (s["weight_decay"] >= 0, f"weight_decay must be >= 0 (got {s['weight_decay']!r})"),
+        (0 < s["lr_gamma"] <= 1, f"lr_gamma must be in (0, 1] (got {s['lr_gamma']!r})"),
+        (
+            target is None or 0 < target <= 1,
+            f"target_val_accuracy must be in (0, 1] (got {target!r})",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise InputError(message)
 
 
 def _check_model(model: nn.Module, source: BatchSource, device: torch.device) -> None:
@@ -182,25 +174,6 @@ def fit(
         InputError: bad settings, data or model output; training diverged.
         CheckpointError: resume from a run with other settings or another model.
     """
-    _check_args(
-        epochs,
-        lr,
-        momentum,
-        weight_decay,
-        batch_size,
-        optimizer,
-        lr_step,
-        lr_gamma,
-        checkpoint_every_steps,
-        target_val_accuracy,
-        max_steps_per_epoch,
-    )
-    device = torch.device(device)
-    callbacks = list(callbacks)
-    train_src = BatchSource(train, "train")
-    val_src = BatchSource(val, "val") if val is not None else None
-    model.to(device)
-    _check_model(model, train_src, device)
     settings = {
         "optimizer": optimizer,
         "lr": lr,
@@ -215,6 +188,13 @@ def fit(
         "target_val_accuracy": target_val_accuracy,
         "checkpoint_every_steps": checkpoint_every_steps,
     }
+    _check_settings(settings)
+    device = torch.device(device)
+    callbacks = list(callbacks)
+    train_src = BatchSource(train, "train")
+    val_src = BatchSource(val, "val") if val is not None else None
+    model.to(device)
+    _check_model(model, train_src, device)
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(
             model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
@@ -268,7 +248,7 @@ def fit(
 
     def write_metrics() -> None:
         if run is not None:
-            write_json_atomic(
+            write_json(
                 run / "metrics.json",
                 {
                     "model": getattr(model, "config", None),
