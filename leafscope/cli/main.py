@@ -14,7 +14,18 @@ import sys
 from leafscope.errors import LeafscopeError
 
 # Module names under leafscope.cli, in the order they appear in --help.
-COMMANDS = ["demo", "train", "spectrum"]
+COMMANDS = [
+    "demo",
+    "train",
+    "spectrum",
+    "path",
+    "walk",
+    "involutivity",
+    "transfer",
+    "ood",
+    "denoise",
+    "generate",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

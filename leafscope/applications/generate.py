@@ -1,0 +1,154 @@
+"""New images of a class by random walks on the data leaf (the talk's GAN remark).
+
+From a training image of the class, each step moves ``step`` along a random direction projected
+onto D_x = Im G(x) (the leaf's tangent space) and clamps to the pixel box. The direction is
+drawn once per walk and kept (a persistent walk drifts; a fresh direction every step would only
+diffuse); with ``keep_class`` a step that changes the predicted class is undone and a new
+direction is drawn.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from leafscope.applications.features import extract, model_device
+from leafscope.errors import InputError
+from leafscope.information import DataInformation
+
+__all__ = ["LeafWalk", "generate_class", "leaf_random_walk"]
+
+
+@dataclass
+class LeafWalk:
+    """Walk results for B start points.
+
+    Attributes:
+        start: ``(B, *shape)`` start images.
+        images: ``(B, *shape)`` end images (float32, in the box).
+        predicted: ``(B,)`` predicted class of the end images.
+        probability: ``(B,)`` probability of that class.
+        accepted: ``(B,)`` steps taken (rejected steps excluded).
+        displacement: ``(B,)`` ‖end − start‖ (pixel units).
+        start_index: ``(B,)`` index of the start image in the caller's set (−1 if unknown).
+    """
+
+    start: Tensor
+    images: Tensor
+    predicted: Tensor
+    probability: Tensor
+    accepted: Tensor
+    displacement: Tensor
+    start_index: Tensor
+
+    def to_json(self) -> dict:
+        return {
+            "predicted": self.predicted.tolist(),
+            "probability": self.probability.tolist(),
+            "accepted_steps": self.accepted.tolist(),
+            "displacement": self.displacement.tolist(),
+            "start_index": self.start_index.tolist(),
+        }
+
+
+def leaf_random_walk(
+    model: nn.Module,
+    start: Tensor,
+    *,
+    steps: int = 200,
+    step: float = 0.1,
+    keep_class: bool = True,
+    seed: int = 0,
+    box: tuple[float, float] | None = (0.0, 1.0),
+    dtype: torch.dtype = torch.float32,
+) -> LeafWalk:
+    """Random walks on the leaves through ``start`` (B, *shape).
+
+    Args:
+        model: classifier (copied to ``dtype``, eval mode).
+        start: start images.
+        steps: step attempts per walk.
+        step: step length (input units).
+        keep_class: undo steps that change the predicted class (and redraw the direction).
+        seed: seed of the directions.
+        box: pixel box.
+
+    Returns:
+        A :class:`LeafWalk`.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise InputError(f"steps must be an integer >= 0 (got {steps!r})")
+    if not step > 0:
+        raise InputError(f"step must be > 0 (got {step})")
+    work = copy.deepcopy(model).to(dtype).eval()
+    device = model_device(work)
+    gen = torch.Generator().manual_seed(int(seed))
+    shape = tuple(start.shape[1:])
+    x0 = start.detach().to(device=device, dtype=dtype).flatten(1)
+    with torch.no_grad():
+        target = work(x0.reshape(-1, *shape)).argmax(dim=1)
+    x, prev = x0.clone(), x0.clone()
+    direction = torch.randn(x.shape, generator=gen, dtype=dtype).to(device)
+    accepted = torch.zeros(len(x), dtype=torch.long)
+    for t in range(steps + 1):
+        info = DataInformation(work, x.reshape(-1, *shape))
+        bad = info.predicted.to(device) != target if keep_class else torch.zeros_like(target).bool()
+        if bad.any():
+            x[bad] = prev[bad]
+            fresh = torch.randn((int(bad.sum()), x.shape[1]), generator=gen, dtype=dtype)
+            direction[bad] = fresh.to(device)
+            accepted[bad.cpu()] -= 1
+        if t == steps:
+            break
+        good = ~bad
+        v = info.project_leaf(direction)
+        u = v / v.norm(dim=1, keepdim=True).clamp_min(1e-30)
+        prev = x.clone()
+        moved = x + step * u
+        if box is not None:
+            moved = moved.clamp(box[0], box[1])
+        x = torch.where(good[:, None], moved, x)
+        accepted[good.cpu()] += 1
+    images = x.reshape(-1, *shape).float().cpu()
+    probs = torch.softmax(extract(work, images).logits.double(), dim=1)
+    prob, pred = probs.max(dim=1)
+    return LeafWalk(
+        start=start.detach().float().cpu(),
+        images=images,
+        predicted=pred,
+        probability=prob.float(),
+        accepted=accepted.clamp_min(0),
+        displacement=(images - start.float().cpu()).flatten(1).norm(dim=1),
+        start_index=torch.full((len(x),), -1, dtype=torch.long),
+    )
+
+
+def generate_class(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    label: int,
+    *,
+    n: int = 16,
+    steps: int = 200,
+    step: float = 0.1,
+    seed: int = 0,
+) -> LeafWalk:
+    """``n`` new images of class ``label`` from random training images of that class that the
+    model classifies correctly (chosen with ``seed``), by :func:`leaf_random_walk`."""
+    probs = extract(model, images).logits.argmax(dim=1)
+    pool = torch.nonzero((labels == label) & (probs == label)).flatten().numpy()
+    if len(pool) == 0:
+        raise InputError(
+            f"no training image of class {label} is classified correctly: check --class "
+            f"(labels present: {sorted(set(labels.tolist()))[:20]}) or train the model longer"
+        )
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(pool, size=n, replace=len(pool) < n)
+    walk = leaf_random_walk(model, images[torch.as_tensor(pick)], steps=steps, step=step, seed=seed)
+    walk.start_index = torch.as_tensor(pick, dtype=torch.long)
+    return walk

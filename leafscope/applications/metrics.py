@@ -1,0 +1,58 @@
+"""Scores used by the applications: PSNR, AUROC and FPR at 95% TPR."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from leafscope.errors import InputError
+
+__all__ = ["auroc", "fpr_at_tpr", "psnr"]
+
+
+def psnr(reference: np.ndarray, estimate: np.ndarray, data_range: float = 1.0) -> np.ndarray:
+    """Peak signal-to-noise ratio per image, ``10 log10(range² / MSE)`` in dB.
+
+    Args:
+        reference: clean images ``(N, ...)``.
+        estimate: images of the same shape.
+        data_range: peak value (1 for images in [0, 1]).
+
+    Returns:
+        ``(N,)`` float64 PSNR in dB (``inf`` where the images are equal).
+    """
+    ref, est = np.asarray(reference, np.float64), np.asarray(estimate, np.float64)
+    if ref.shape != est.shape or ref.ndim < 2:
+        raise InputError(
+            f"psnr needs two batches (N, ...) of equal shape (got {ref.shape} and {est.shape})"
+        )
+    if not data_range > 0:
+        raise InputError(f"data_range must be > 0 (got {data_range})")
+    mse = ((ref - est) ** 2).reshape(len(ref), -1).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(data_range**2 / mse)
+
+
+def _labels_scores(in_scores: np.ndarray, out_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(in_scores, np.float64).ravel(), np.asarray(out_scores, np.float64).ravel()
+    if len(a) == 0 or len(b) == 0:
+        raise InputError(f"need in and out scores (got {len(a)} and {len(b)})")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise InputError("scores contain NaN or inf: check the detector's inputs")
+    return np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[a, b]
+
+
+def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
+    """Area under the ROC curve with in-distribution as the positive class (higher score = in)."""
+    labels, scores = _labels_scores(in_scores, out_scores)
+    return float(roc_auc_score(labels, scores))
+
+
+def fpr_at_tpr(in_scores: np.ndarray, out_scores: np.ndarray, tpr: float = 0.95) -> float:
+    """Fraction of out-of-distribution points accepted when ``tpr`` of the in-distribution points
+    are accepted (FPR@95TPR for ``tpr=0.95``); lower is better."""
+    if not 0 < tpr <= 1:
+        raise InputError(f"tpr must be in (0, 1] (got {tpr})")
+    labels, scores = _labels_scores(in_scores, out_scores)
+    fpr, tprs, _ = roc_curve(labels, scores, drop_intermediate=False)
+    return float(fpr[np.searchsorted(tprs, tpr - 1e-12, side="left")])

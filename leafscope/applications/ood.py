@@ -1,0 +1,174 @@
+"""Out-of-distribution detection: the detector contract, the evaluation, seed aggregation.
+
+Every detector follows the scikit-learn convention: parameters in the constructor,
+``fit(x_train, y=None) -> self``, ``score_samples(x) -> (N,)`` with **higher = more
+in-distribution**, :class:`NotFittedError` before ``fit``, ``random_state`` for every random
+choice (subsampling). Detectors: :mod:`ood_baselines` (MSP, energy, Mahalanobis, kNN) and
+:mod:`ood_leaf` (DIM trace, DIM spectrum, pixel nearest neighbour, distance to the data leaf).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from leafscope.applications.metrics import auroc, fpr_at_tpr
+from leafscope.errors import InputError, NotFittedError
+from leafscope.information import check_inputs
+
+__all__ = ["OODDetector", "OODResult", "aggregate_seeds", "evaluate_detectors"]
+
+
+class OODDetector:
+    """Base class: subclasses implement ``_fit(x, y)`` and ``_score(x) -> np.ndarray``.
+
+    Args:
+        model: the trained classifier (read only; evaluated in eval mode).
+        max_fit_points: use at most this many training points in ``fit`` (random subset drawn
+            with ``random_state``); None uses all.
+        random_state: seed of every random choice.
+    """
+
+    name = "base"
+
+    def __init__(
+        self, model: nn.Module, *, max_fit_points: int | None = None, random_state: int | None = 0
+    ):
+        if max_fit_points is not None and max_fit_points < 1:
+            raise InputError(f"max_fit_points must be >= 1 or None (got {max_fit_points})")
+        self.model = model
+        self.max_fit_points = max_fit_points
+        self.random_state = random_state
+        self.fitted_ = False
+
+    def fit(self, x: Tensor, y: Tensor | None = None) -> OODDetector:
+        """Fit on in-distribution training inputs ``x`` (N, ...) and optional labels ``y`` (N,)."""
+        x = torch.as_tensor(x)
+        check_inputs(x, "training inputs")
+        if y is not None:
+            y = torch.as_tensor(y)
+            if y.shape != (x.shape[0],):
+                raise InputError(
+                    f"y must have shape ({x.shape[0]},) to match x (got {tuple(y.shape)})"
+                )
+        if self.max_fit_points is not None and x.shape[0] > self.max_fit_points:
+            rng = np.random.default_rng(self.random_state)
+            keep = torch.as_tensor(np.sort(rng.choice(x.shape[0], self.max_fit_points, False)))
+            x, y = x[keep], (y[keep] if y is not None else None)
+        self._fit(x, y)
+        self.n_fit_points_ = int(x.shape[0])
+        self.fitted_ = True
+        return self
+
+    def score_samples(self, x: Tensor) -> np.ndarray:
+        """``(N,)`` float64 scores, higher = more in-distribution."""
+        if not self.fitted_:
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet: call fit(x_train) before "
+                "score_samples"
+            )
+        x = torch.as_tensor(x)
+        check_inputs(x, "inputs")
+        scores = np.asarray(self._score(x), dtype=np.float64).reshape(-1)
+        if scores.shape != (x.shape[0],):
+            raise RuntimeError(f"{self.name} returned {scores.shape} scores for {x.shape[0]}")
+        return scores
+
+    def _fit(self, x: Tensor, y: Tensor | None) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _score(self, x: Tensor) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(random_state={self.random_state})"
+
+
+@dataclass
+class OODResult:
+    """AUROC and FPR@95TPR of one detector on one in/out pair (in = positive class)."""
+
+    detector: str
+    out_dataset: str
+    auroc: float
+    fpr95: float
+    seed: int | None = None
+    in_scores: list[float] = field(default_factory=list, repr=False)
+    out_scores: list[float] = field(default_factory=list, repr=False)
+
+    def to_json(self, include_scores: bool = False) -> dict:
+        out = asdict(self)
+        if not include_scores:
+            out.pop("in_scores")
+            out.pop("out_scores")
+        return out
+
+
+def evaluate_detectors(
+    detectors: dict[str, OODDetector],
+    x_in: Tensor,
+    outs: dict[str, Tensor],
+    *,
+    seed: int | None = None,
+    keep_scores: bool = True,
+) -> list[OODResult]:
+    """Score fitted detectors on in-distribution test points and each out set.
+
+    Args:
+        detectors: name → fitted detector.
+        x_in: ``(N_in, ...)`` in-distribution test inputs.
+        outs: out-set name → ``(N_out, ...)`` inputs.
+        seed: recorded with the results (training seed of the model).
+        keep_scores: keep the raw scores (for ROC figures).
+
+    Returns:
+        One :class:`OODResult` per (detector, out set).
+    """
+    results = []
+    for name, det in detectors.items():
+        s_in = det.score_samples(x_in)
+        for out_name, x_out in outs.items():
+            s_out = det.score_samples(x_out)
+            results.append(
+                OODResult(
+                    detector=name,
+                    out_dataset=out_name,
+                    auroc=auroc(s_in, s_out),
+                    fpr95=fpr_at_tpr(s_in, s_out, 0.95),
+                    seed=seed,
+                    in_scores=s_in.tolist() if keep_scores else [],
+                    out_scores=s_out.tolist() if keep_scores else [],
+                )
+            )
+    return results
+
+
+def aggregate_seeds(results: list[OODResult]) -> list[dict]:
+    """Mean and standard deviation (ddof=0 over seeds) per (detector, out set), in input order.
+
+    Returns:
+        dicts ``detector, out_dataset, auroc, auroc_std, fpr95, fpr95_std, n_seeds, seeds``.
+    """
+    groups: dict[tuple[str, str], list[OODResult]] = {}
+    for r in results:
+        groups.setdefault((r.detector, r.out_dataset), []).append(r)
+    table = []
+    for (det, out), rs in groups.items():
+        a = np.array([r.auroc for r in rs])
+        f = np.array([r.fpr95 for r in rs])
+        table.append(
+            {
+                "detector": det,
+                "out_dataset": out,
+                "auroc": float(a.mean()),
+                "auroc_std": float(a.std()),
+                "fpr95": float(f.mean()),
+                "fpr95_std": float(f.std()),
+                "n_seeds": len(rs),
+                "seeds": [r.seed for r in rs],
+            }
+        )
+    return table

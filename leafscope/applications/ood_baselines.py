@@ -1,0 +1,124 @@
+"""Standard OOD baselines on the classifier's outputs and penultimate features.
+
+- :class:`MSPDetector` — maximum softmax probability (Hendrycks & Gimpel 2017).
+- :class:`EnergyDetector` — ``T·logsumexp(s/T)`` (Liu et al. 2020).
+- :class:`MahalanobisDetector` — class-conditional Gaussians with a shared covariance on the
+  penultimate features, score ``max_c −(f − μ_c)ᵀ Σ⁻¹ (f − μ_c)`` (Lee et al. 2018, no input
+  preprocessing, last layer only).
+- :class:`KNNDetector` — minus the distance to the k-th nearest L2-normalised training feature
+  (Sun et al. 2022), exact search with faiss.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from leafscope.applications.features import extract
+from leafscope.applications.ood import OODDetector
+from leafscope.errors import InputError
+
+__all__ = ["EnergyDetector", "KNNDetector", "MSPDetector", "MahalanobisDetector"]
+
+
+class MSPDetector(OODDetector):
+    """Maximum softmax probability (needs no training data; ``fit`` only records the call)."""
+
+    name = "msp"
+
+    def _fit(self, x: Tensor, y: Tensor | None) -> None:
+        pass
+
+    def _score(self, x: Tensor) -> np.ndarray:
+        probs = torch.softmax(extract(self.model, x).logits.double(), dim=1)
+        return probs.max(dim=1).values.numpy()
+
+
+class EnergyDetector(OODDetector):
+    """Negative free energy ``T·logsumexp(logits/T)``.
+
+    Args:
+        temperature: T > 0 (default 1).
+    """
+
+    name = "energy"
+
+    def __init__(self, model: nn.Module, *, temperature: float = 1.0, **kwargs):
+        super().__init__(model, **kwargs)
+        if not temperature > 0:
+            raise InputError(f"temperature must be > 0 (got {temperature})")
+        self.temperature = temperature
+
+    def _fit(self, x: Tensor, y: Tensor | None) -> None:
+        pass
+
+    def _score(self, x: Tensor) -> np.ndarray:
+        t = self.temperature
+        logits = extract(self.model, x).logits.double()
+        return (t * torch.logsumexp(logits / t, dim=1)).numpy()
+
+
+class MahalanobisDetector(OODDetector):
+    """Class-conditional Gaussians, shared covariance, on the penultimate features.
+
+    ``fit(x, y)`` uses the labels ``y``; without them the model's predictions. The covariance
+    gets a ridge ``ridge · tr(Σ)/F · I``; the precision is its pseudo-inverse (dead features).
+    """
+
+    name = "mahalanobis"
+
+    def __init__(self, model: nn.Module, *, ridge: float = 1e-6, **kwargs):
+        super().__init__(model, **kwargs)
+        self.ridge = ridge
+
+    def _fit(self, x: Tensor, y: Tensor | None) -> None:
+        out = extract(self.model, x)
+        f = out.features.double().numpy()
+        labels = (y if y is not None else out.logits.argmax(dim=1)).numpy()
+        classes = np.unique(labels)
+        means = np.stack([f[labels == c].mean(axis=0) for c in classes])
+        centred = f - means[np.searchsorted(classes, labels)]
+        cov = centred.T @ centred / len(f)
+        cov += self.ridge * max(np.trace(cov) / len(cov), 1e-12) * np.eye(len(cov))
+        self.classes_, self.means_ = classes, means
+        self.precision_ = np.linalg.pinv(cov, hermitian=True)
+
+    def _score(self, x: Tensor) -> np.ndarray:
+        f = extract(self.model, x).features.double().numpy()
+        d = f[:, None, :] - self.means_[None, :, :]
+        m = np.einsum("ncf,fg,ncg->nc", d, self.precision_, d)
+        return -m.min(axis=1)
+
+
+class KNNDetector(OODDetector):
+    """Minus the Euclidean distance to the k-th nearest normalised training feature.
+
+    Args:
+        k: neighbour rank (default 10; capped at the number of training points).
+    """
+
+    name = "knn"
+
+    def __init__(self, model: nn.Module, *, k: int = 10, **kwargs):
+        super().__init__(model, **kwargs)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be an integer >= 1 (got {k!r})")
+        self.k = k
+
+    @staticmethod
+    def _normalised(f: Tensor) -> np.ndarray:
+        f = f.double()
+        f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return np.ascontiguousarray(f.numpy(), dtype=np.float32)
+
+    def _fit(self, x: Tensor, y: Tensor | None) -> None:
+        f = self._normalised(extract(self.model, x).features)
+        self.index_ = faiss.IndexFlatL2(f.shape[1])
+        self.index_.add(f)
+        self.k_ = min(self.k, len(f))
+
+    def _score(self, x: Tensor) -> np.ndarray:
+        d2, _ = self.index_.search(self._normalised(extract(self.model, x).features), self.k_)
+        return -np.sqrt(np.maximum(d2[:, -1].astype(np.float64), 0.0))

@@ -1,0 +1,272 @@
+"""Knowledge transfer through the data information matrix (theory §3).
+
+For a model trained on one data set, and for each data set D:
+
+- the DIM spectrum at the first ``points`` training images of D (medians of log10 λ_1, log10
+  λ_{C-1}, Δ and log10 tr G: :meth:`PointSpectra.summary`);
+- the transfer accuracy: only the last linear layer is retrained on D (multinomial logistic
+  regression, L-BFGS, on the frozen network's cached penultimate features) and scored on D's
+  test split;
+- a spectral distance between data sets: the mean over eigenvalue index k of the 1-Wasserstein
+  distance between the distributions of log10 λ_k (in decades). The *training distance* of D is
+  its distance to held-out test images of the training set (so the training set's own row
+  shows the sampling floor).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from scipy.stats import wasserstein_distance
+from torch import Tensor, nn
+
+from leafscope.applications.features import extract
+from leafscope.errors import InputError
+from leafscope.information.spectrum import PointSpectra, point_spectra
+
+__all__ = [
+    "TransferResult",
+    "TransferRow",
+    "fit_linear_head",
+    "spectral_distance",
+    "transfer_row",
+    "transfer_table",
+]
+
+
+@dataclass
+class TransferRow:
+    """One data set's row (log10 of eigenvalues in 1/input-unit²; accuracy in [0, 1])."""
+
+    dataset: str
+    median_log10_highest: float
+    median_log10_lowest: float
+    median_delta: float
+    median_log10_trace: float
+    transfer_accuracy: float | None
+    training_distance: float | None = None
+    points: int = 0
+    transfer_train_points: int = 0
+    transfer_val_points: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TransferResult:
+    """Rows, pairwise spectral distances (decades) and the per-point log spectra."""
+
+    rows: list[TransferRow]
+    distances: dict[str, dict[str, float]]
+    log10_eigenvalues: dict[str, list[list[float]]] = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "rows": [r.to_json() for r in self.rows],
+            "distances": self.distances,
+            "settings": self.settings,
+            "log10_eigenvalues": self.log10_eigenvalues,
+        }
+
+    def markdown(self) -> str:
+        """The table as Markdown (accuracy in %)."""
+        lines = [
+            "| data set | highest | lowest | Δ | trace | transfer acc. | training distance |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in self.rows:
+            acc = "—" if r.transfer_accuracy is None else f"{100 * r.transfer_accuracy:.1f}%"
+            dist = "—" if r.training_distance is None else f"{r.training_distance:.2f}"
+            lines.append(
+                f"| {r.dataset} | {r.median_log10_highest:.2f} | {r.median_log10_lowest:.2f} | "
+                f"{r.median_delta:.2f} | {r.median_log10_trace:.2f} | {acc} | {dist} |"
+            )
+        return "\n".join(lines)
+
+
+def spectral_distance(a: PointSpectra, b: PointSpectra) -> float:
+    """Mean over k of W1(log10 λ_k on a, log10 λ_k on b), in decades (symmetric, ≥ 0)."""
+    la, lb = a.log10_eigenvalues().numpy(), b.log10_eigenvalues().numpy()
+    if la.shape[1] != lb.shape[1]:
+        raise InputError(
+            f"spectra have {la.shape[1]} and {lb.shape[1]} eigenvalues: compare spectra "
+            "of one model"
+        )
+    return float(np.mean([wasserstein_distance(la[:, k], lb[:, k]) for k in range(la.shape[1])]))
+
+
+def fit_linear_head(
+    features: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    *,
+    weight_decay: float = 1e-4,
+    max_iter: int = 200,
+) -> nn.Linear:
+    """Retrain a last layer: multinomial logistic regression on fixed features (L-BFGS, float64).
+
+    Args:
+        features: ``(N, F)`` penultimate features of the frozen network.
+        labels: ``(N,)`` integer labels in ``[0, num_classes)``.
+        num_classes: output size.
+        weight_decay: L2 penalty on the weights (mean loss + ½·wd·‖W‖²).
+        max_iter: L-BFGS iterations (deterministic: zero initialisation).
+
+    Returns:
+        A float32 ``nn.Linear(F, num_classes)``.
+    """
+    if features.dim() != 2 or labels.shape != (features.shape[0],) or len(labels) == 0:
+        raise InputError(
+            f"need features (N, F) and labels (N,), N >= 1 (got {tuple(features.shape)} and "
+            f"{tuple(labels.shape)})"
+        )
+    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        raise InputError(
+            f"labels span [{int(labels.min())}, {int(labels.max())}] but num_classes is "
+            f"{num_classes}: give labelled data with labels in [0, num_classes)"
+        )
+    x = features.double()
+    scale = x.std(dim=0).clamp_min(1e-8)
+    mean = x.mean(dim=0)
+    z = (x - mean) / scale
+    w = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
+    y = labels.long()
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(z @ w.T + b, y) + 0.5 * weight_decay * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    head = nn.Linear(x.shape[1], num_classes)
+    with torch.no_grad():
+        head.weight.copy_((w / scale).float())
+        head.bias.copy_((b - (w / scale) @ mean).float())
+    return head
+
+
+def _transfer_accuracy(model, train, val, train_points: int, val_points: int) -> tuple:
+    tr = (train.images[:train_points], train.labels[:train_points])
+    va = (val.images[:val_points], val.labels[:val_points])
+    if (tr[1] < 0).any() or (va[1] < 0).any() or train.num_classes < 2:
+        return None, 0, 0
+    f_tr, f_va = extract(model, tr[0]).features, extract(model, va[0]).features
+    head = fit_linear_head(f_tr, tr[1], train.num_classes)
+    with torch.no_grad():
+        acc = float((head(f_va).argmax(dim=1) == va[1]).float().mean())
+    return acc, len(tr[1]), len(va[1])
+
+
+def transfer_row(
+    model: nn.Module,
+    name: str,
+    train,
+    val=None,
+    *,
+    points: int = 250,
+    transfer_train_points: int = 5000,
+    transfer_val_points: int = 1000,
+    dtype: torch.dtype = torch.float64,
+    progress: bool = False,
+) -> tuple[TransferRow, PointSpectra]:
+    """One row of the table.
+
+    Args:
+        model: the frozen classifier.
+        name: the row's label.
+        train: an :class:`~leafscope.data.ImageDataset` (spectrum on its first ``points`` images;
+            the new last layer is trained on its first ``transfer_train_points``).
+        val: the data set scoring the new layer (its first ``transfer_val_points``); None or
+            unlabelled data give ``transfer_accuracy=None``.
+        points: points for the spectrum.
+        dtype: spectrum dtype (float64 recommended).
+
+    Returns:
+        ``(row, spectra)``.
+    """
+    if points < 1 or len(train.images) == 0:
+        raise InputError(f"points must be >= 1 and {name} non-empty (got {points})")
+    spectra = point_spectra(model, train.images[:points], dtype=dtype, progress=progress)
+    s = spectra.summary()
+    acc, n_tr, n_va = (None, 0, 0)
+    if val is not None:
+        acc, n_tr, n_va = _transfer_accuracy(
+            model, train, val, transfer_train_points, transfer_val_points
+        )
+    row = TransferRow(
+        dataset=name,
+        median_log10_highest=s.median_log10_highest,
+        median_log10_lowest=s.median_log10_lowest,
+        median_delta=s.median_delta,
+        median_log10_trace=s.median_log10_trace,
+        transfer_accuracy=acc,
+        points=len(spectra.trace),
+        transfer_train_points=n_tr,
+        transfer_val_points=n_va,
+    )
+    return row, spectra
+
+
+def transfer_table(
+    model: nn.Module,
+    datasets: dict,
+    *,
+    reference=None,
+    points: int = 250,
+    transfer_train_points: int = 5000,
+    transfer_val_points: int = 1000,
+    dtype: torch.dtype = torch.float64,
+    progress: bool = False,
+) -> TransferResult:
+    """The full transfer table.
+
+    Args:
+        model: classifier trained on some data set.
+        datasets: ``name -> (train_set, val_set or None)`` image sets.
+        reference: held-out images of the model's own training set (``(M, *shape)`` tensor) for
+            the training distance; None leaves it empty.
+        points, transfer_train_points, transfer_val_points, dtype: see :func:`transfer_row`.
+
+    Returns:
+        A :class:`TransferResult`.
+    """
+    if not datasets:
+        raise InputError("give at least one data set, e.g. {'mnist': (train, test)}")
+    rows, spectra = [], {}
+    for name, (train, val) in datasets.items():
+        row, spec = transfer_row(
+            model,
+            name,
+            train,
+            val,
+            points=points,
+            transfer_train_points=transfer_train_points,
+            transfer_val_points=transfer_val_points,
+            dtype=dtype,
+            progress=progress,
+        )
+        rows.append(row)
+        spectra[name] = spec
+    if reference is not None:
+        ref = point_spectra(model, reference[:points], dtype=dtype, progress=progress)
+        for row in rows:
+            row.training_distance = spectral_distance(spectra[row.dataset], ref)
+    names = list(spectra)
+    distances = {a: {b: spectral_distance(spectra[a], spectra[b]) for b in names} for a in names}
+    logs = {k: v.log10_eigenvalues().tolist() for k, v in spectra.items()}
+    settings = {
+        "points": points,
+        "transfer_train_points": transfer_train_points,
+        "transfer_val_points": transfer_val_points,
+        "dtype": str(dtype).replace("torch.", ""),
+        "distance": "mean over k of W1 between log10 λ_k distributions (decades)",
+        "training_distance": "distance to held-out test images of the training set",
+    }
+    return TransferResult(rows=rows, distances=distances, log10_eigenvalues=logs, settings=settings)

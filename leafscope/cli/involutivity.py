@@ -1,0 +1,113 @@
+"""``leafscope involutivity``: is D_x = span{∇x p_a} involutive? Lie brackets at N points."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.errors import InputError
+
+INPUTS = ("noise", "data")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``involutivity`` sub-command."""
+    p = subparsers.add_parser(
+        "involutivity",
+        help="Frobenius test: rank of span{D_x, [D_x, D_x]} by Lie brackets (float64)",
+        description="Per point: dim D_x and dim span{D_x, [D_x, D_x]} (singular values of the "
+        "stacked fields and brackets, rank at --rtol), brackets by forward-over-reverse "
+        "Hessian-vector products. Optionally the same test for the Fisher distribution in "
+        "parameter space (--fisher-points).",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="model checkpoint (.pt)")
+    p.add_argument("--points", type=int, default=20, help="number of points (default: 20)")
+    p.add_argument("--inputs", default="noise", help="noise (uniform [0,1), as published) or data")
+    p.add_argument("--json", required=True, type=Path, help="output JSON file")
+    p.add_argument("--dataset", default="mnist", help="data set for --inputs data")
+    p.add_argument("--rtol", type=float, default=1e-10, help="relative rank tolerance")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise points")
+    p.add_argument("--chunk-size", type=int, default=4, help="points per vectorised chunk")
+    p.add_argument(
+        "--fisher-points",
+        type=int,
+        default=0,
+        help="also test the Fisher distribution in parameter space at this many points",
+    )
+    p.add_argument(
+        "--fisher-parameters",
+        default=None,
+        help="comma-separated parameter names for the Fisher test (default: all; large "
+        "models need a subset, e.g. fc2.weight,fc2.bias)",
+    )
+    p.add_argument("--data-dir", type=Path, default=None, help="folder searched first for data")
+    add_device_argument(p)
+    p.set_defaults(func=run)
+
+
+def load_inputs(kind: str, n: int, shape, dataset: str, seed: int, data_dir=None) -> torch.Tensor:
+    """``n`` points: uniform noise in [0, 1) of ``shape`` or the first ``n`` test images."""
+    if kind not in INPUTS:
+        raise InputError(f"unknown --inputs {kind!r}: use noise or data")
+    if isinstance(n, bool) or n < 1:
+        raise InputError(f"--points must be >= 1 (got {n})")
+    if kind == "noise":
+        gen = torch.Generator().manual_seed(seed)
+        return torch.rand((n, *shape), generator=gen)
+    from leafscope.data import load_images
+
+    return load_images(dataset, "test", data_dir=data_dir, limit=n).images
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute the involutivity numbers and write OUT; 0 on success."""
+    from leafscope.foliation import fisher_involutivity, involutivity
+    from leafscope.training import load_checkpoint
+
+    device = resolve_device(args.device)
+    model = load_checkpoint(args.checkpoint, device=device)
+    config = getattr(model, "config", {}) or {}
+    shape = (
+        config.get("in_channels", 1),
+        config.get("image_size", 28),
+        config.get("image_size", 28),
+    )
+    x = load_inputs(args.inputs, args.points, shape, args.dataset, args.seed, args.data_dir)
+    meta = {"checkpoint": str(args.checkpoint), "model": config}
+    res = involutivity(
+        model,
+        x.to(device),
+        rtol=args.rtol,
+        inputs=args.inputs,
+        chunk_size=args.chunk_size,
+        meta=meta,
+    )
+    payload = res.to_json()
+    print(
+        f"input space, {args.points} {args.inputs} points: mean dim D_x "
+        f"{res.mean_dim_distribution:.2f}, mean dim span{{D, [D, D]}} "
+        f"{res.mean_dim_with_brackets:.2f} (rtol {args.rtol:g}, ceiling {res.ceiling}), "
+        f"{res.seconds:.1f} s"
+    )
+    print("  mean rank by rtol: " + ", ".join(f"{k}: {v:.2f}" for k, v in res.rank_by_rtol.items()))
+    if args.fisher_points:
+        names = args.fisher_parameters.split(",") if args.fisher_parameters else None
+        fres = fisher_involutivity(
+            model,
+            x[: args.fisher_points].to(device),
+            rtol=args.rtol,
+            inputs=args.inputs,
+            parameters=names,
+            meta=meta,
+        )
+        payload["fisher"] = fres.to_json()
+        print(
+            f"parameter space, {args.fisher_points} points: mean dim "
+            f"{fres.mean_dim_distribution:.2f}, with brackets {fres.mean_dim_with_brackets:.2f}"
+        )
+    write_json(args.json, payload)
+    print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,175 @@
+"""``leafscope ood``: every OOD detector on every in/out pair, over one or several models."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``ood`` sub-command."""
+    p = subparsers.add_parser(
+        "ood",
+        help="out-of-distribution detection: DIM and leaf detectors against standard baselines",
+        description="Fits every detector on in-distribution training images and reports AUROC "
+        "and FPR at 95%% TPR (in = positive) on in-distribution test images against each --out "
+        "set. With several models (--checkpoints, or --seeds N --train-epochs E to train them) "
+        "the table gives mean and std over models.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, help="one .pt file from leafscope train")
+    src.add_argument("--checkpoints", help="comma-separated .pt files (e.g. three seeds)")
+    src.add_argument("--seeds", type=int, help="train this many seeds (0..N-1) first")
+    p.add_argument("--train-epochs", type=int, default=2, help="epochs per trained seed")
+    p.add_argument("--model", default="lenet", help="architecture for --seeds (default lenet)")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs/ood"), help="where --seeds trains")
+    p.add_argument("--in", dest="in_dataset", default="mnist", help="in-distribution data set")
+    p.add_argument("--out", default="fashion-mnist,noise", help="comma-separated out sets")
+    p.add_argument("--detectors", default="all", help="comma-separated names or 'all'")
+    p.add_argument("--points", type=int, default=1000, help="test points per set (default 1000)")
+    p.add_argument("--fit-points", type=int, default=5000, help="training points for fit")
+    p.add_argument("--leaf-steps", type=int, default=20, help="path steps of leaf-distance")
+    p.add_argument("--leaf-anchors", type=int, default=1, help="paths per input of leaf-distance")
+    p.add_argument(
+        "--spectrum-method",
+        default="mahalanobis",
+        choices=["mahalanobis", "knn"],
+        help="density of dim-spectrum on log-eigenvalue vectors (default mahalanobis)",
+    )
+    p.add_argument("--knn-k", type=int, default=10, help="k of the kNN detector (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="random_state of the detectors")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--json", type=Path, default=None, help="write the result here")
+    p.add_argument("--roc-dir", type=Path, default=None, help="save ROC curves (PNG) here")
+    add_device_argument(p)
+    p.set_defaults(func=run)
+
+
+def _list(text: str, option: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise InputError(f"{option} needs at least one entry (got {text!r})")
+    return items
+
+
+def _train_seeds(args, device) -> list[Path]:
+    import torch
+
+    from leafscope.data import load_images, train_val_split
+    from leafscope.models import build_model
+    from leafscope.training import fit
+
+    data = load_images(args.in_dataset, "train", data_dir=args.data_dir)
+    paths = []
+    for seed in range(args.seeds):
+        tr, va = train_val_split(len(data), 0.1, seed)
+        torch.manual_seed(seed)
+        model = build_model(args.model, num_classes=data.num_classes)
+        out = args.runs_dir / f"{args.in_dataset}-{args.model}-s{seed}"
+        result = fit(
+            model,
+            (data.images[tr], data.labels[tr]),
+            (data.images[va], data.labels[va]),
+            epochs=args.train_epochs,
+            seed=seed,
+            device=device,
+            out_dir=out,
+            overwrite=True,
+            progress=False,
+        )
+        print(f"seed {seed}: val accuracy {result.history[-1]['val_accuracy']:.4f}", flush=True)
+        paths.append(result.checkpoints[-1])
+    return paths
+
+
+def _options(args) -> dict[str, dict]:
+    return {
+        "knn": {"k": args.knn_k},
+        "dim-spectrum": {"method": args.spectrum_method, "k": args.knn_k},
+        "leaf-distance": {"max_steps": args.leaf_steps, "n_anchors": args.leaf_anchors},
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit and score every detector for every model; print and write the table; 0 on success."""
+    from leafscope.applications.detectors import DETECTORS, make_detector
+    from leafscope.applications.ood import aggregate_seeds, evaluate_detectors
+    from leafscope.data import load_images
+    from leafscope.training import load_checkpoint
+
+    device = resolve_device(args.device)
+    names = list(DETECTORS) if args.detectors == "all" else _list(args.detectors, "--detectors")
+    unknown = [n for n in names if n not in DETECTORS]
+    if unknown:
+        raise InputError(f"unknown detectors {unknown}: use some of {', '.join(DETECTORS)}")
+    if args.points < 2 or args.fit_points < 2:
+        raise InputError(
+            f"--points and --fit-points must be >= 2 ({args.points}, {args.fit_points})"
+        )
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise InputError(f"--seeds must be >= 1 (got {args.seeds})")
+        checkpoints = _train_seeds(args, device)
+    elif args.checkpoints:
+        checkpoints = [Path(p) for p in _list(args.checkpoints, "--checkpoints")]
+    else:
+        checkpoints = [args.checkpoint]
+    fit_set = load_images(args.in_dataset, "train", data_dir=args.data_dir, limit=args.fit_points)
+    x_in = load_images(args.in_dataset, "test", data_dir=args.data_dir, limit=args.points).images
+    outs = {
+        name: load_images(name, "test", data_dir=args.data_dir, limit=args.points).images
+        for name in _list(args.out, "--out")
+    }
+    options = _options(args)
+    all_results = []
+    for k, path in enumerate(checkpoints):
+        model = load_checkpoint(path, device=device)
+        detectors = {
+            n: make_detector(n, model, random_state=args.seed, **options.get(n, {})).fit(
+                fit_set.images, fit_set.labels if (fit_set.labels >= 0).all() else None
+            )
+            for n in names
+        }
+        results = evaluate_detectors(detectors, x_in, outs, seed=k)
+        all_results += results
+        for r in results:
+            print(
+                f"model {k} {r.detector:>14} vs {r.out_dataset}: AUROC {r.auroc:.4f} "
+                f"FPR95 {r.fpr95:.4f}",
+                flush=True,
+            )
+    table = aggregate_seeds(all_results)
+    print("| detector | out set | AUROC | FPR@95TPR |\n|---|---|---|---|")
+    for r in table:
+        print(
+            f"| {r['detector']} | {r['out_dataset']} | {r['auroc']:.4f} ± {r['auroc_std']:.4f} "
+            f"| {r['fpr95']:.4f} ± {r['fpr95_std']:.4f} |"
+        )
+    if args.json:
+        payload = {
+            "results": table,
+            "per_model": [r.to_json() for r in all_results],
+            "settings": {
+                "checkpoints": [str(p) for p in checkpoints],
+                "in": args.in_dataset,
+                "out": list(outs),
+                "points": args.points,
+                "fit_points": args.fit_points,
+                "detector_options": options,
+                "random_state": args.seed,
+                "std": "population std over models (ddof=0)",
+            },
+        }
+        write_json(args.json, payload)
+        print(f"wrote {args.json}")
+    if args.roc_dir:
+        from leafscope.applications.figures import roc_curves
+
+        args.roc_dir.mkdir(parents=True, exist_ok=True)
+        for name in outs:
+            roc_curves(all_results, name).savefig(args.roc_dir / f"roc_{name}.png", dpi=120)
+        print(f"wrote ROC curves to {args.roc_dir}")
+    return 0

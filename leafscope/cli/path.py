@@ -1,0 +1,115 @@
+"""``leafscope path``: a horizontal path between two images, as a strip, an animation and JSON."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``path`` sub-command."""
+    p = subparsers.add_parser(
+        "path",
+        help="move from one image to another along the leaf (horizontal path)",
+        description="Horizontal path from --from to --to: each step projects (end - x) on "
+        "D_x = Im G(x), normalises it, steps and clamps to [0, 1]. Writes DIR/path_strip.png, "
+        "DIR/path.gif (when Pillow is installed), DIR/path.json and DIR/state.pt (resumable).",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="model checkpoint (.pt)")
+    p.add_argument("--from", dest="start", required=True, help="start point, e.g. mnist:test:0")
+    p.add_argument("--to", dest="end", required=True, help="end point, e.g. mnist:test:1")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--json", type=Path, default=None, help="also write the path JSON here")
+    p.add_argument(
+        "--method", default="greedy", help="greedy (reference), adaptive or rk4 (default: greedy)"
+    )
+    p.add_argument("--step", type=float, default=0.1, help="step length (default: 0.1)")
+    p.add_argument("--threshold", type=float, default=1.0, help="stop distance (default: 1.0)")
+    p.add_argument("--max-steps", type=int, default=5000, help="step limit (default: 5000)")
+    p.add_argument("--dtype", default="float32", help="float32 (default) or float64")
+    p.add_argument(
+        "--flip-target",
+        action="store_true",
+        help="go to the left-right mirror of --to (a symbol not in the data set)",
+    )
+    p.add_argument("--frames", type=int, default=10, help="frames in the strip (default: 10)")
+    p.add_argument(
+        "--include-points", action="store_true", help="store every recorded point in the JSON"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from DIR/state.pt of an interrupted run"
+    )
+    p.add_argument("--data-dir", type=Path, default=None, help="folder searched first for data")
+    add_device_argument(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute the path, save state every 100 steps, write figures and JSON; 0 on success."""
+    import matplotlib.pyplot as plt
+
+    from leafscope.data import load_point
+    from leafscope.foliation import PathConfig, PathState, continue_paths, flip_horizontal
+    from leafscope.foliation.figures import path_strip, save_path_animation
+    from leafscope.training import load_checkpoint
+
+    device = resolve_device(args.device)
+    model = load_checkpoint(args.checkpoint, device=device)
+    state_file = args.out / "state.pt"
+    if args.resume:
+        state = PathState.load(state_file)
+    else:
+        x0, y0 = load_point(args.start, data_dir=args.data_dir)
+        x1, y1 = load_point(args.end, data_dir=args.data_dir)
+        if args.flip_target:
+            x1 = flip_horizontal(x1.unsqueeze(0))[0]
+        if args.start == args.end and not args.flip_target:
+            raise InputError(f"--from and --to are the same point {args.start!r}: pick two points")
+        config = PathConfig(
+            method=args.method,
+            step=args.step,
+            threshold=args.threshold,
+            max_steps=args.max_steps,
+            dtype=args.dtype,
+        ).check()
+        state = PathState(x0.unsqueeze(0), x1.unsqueeze(0), config)
+        state.start_label, state.end_label = [y0], [y1]
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        while not state.done:
+            continue_paths(model, state, max_iterations=100)
+            state.save(state_file)
+    except KeyboardInterrupt:
+        state.save(state_file)
+        print(f"interrupted: state saved to {state_file}; continue with --resume")
+        raise
+    result = state.result()
+    fig = path_strip(result, 0, frames=args.frames)
+    fig.savefig(args.out / "path_strip.png", dpi=120)
+    plt.close(fig)
+    gif = save_path_animation(result, args.out / "path.gif")
+    payload = {
+        "checkpoint": str(args.checkpoint),
+        "from": args.start,
+        "to": args.end,
+        "flip_target": args.flip_target,
+        **result.to_json(include_points=args.include_points),
+        "animation": str(gif) if gif else None,
+    }
+    if gif is None:
+        payload["note"] = "Pillow is not installed: no animation written"
+        print("note: Pillow is not installed, so no GIF was written")
+    write_json(args.out / "path.json", payload)
+    if args.json:
+        write_json(args.json, payload)
+    entry = payload["paths"][0]
+    print(
+        f"{entry['stop_reason']} after {entry['steps']} steps: distance "
+        f"{entry['start_distance']:.3f} -> {entry['final_distance']:.3f} "
+        f"(relative {entry['relative_distance']:.3f}), final class {entry['predicted'][-1]} "
+        f"(target label {entry['end_label']}); wrote {args.out}"
+    )
+    return 0

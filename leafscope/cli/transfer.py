@@ -1,0 +1,101 @@
+"""``leafscope transfer``: DIM spectra of one model across data sets; last-layer transfer."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.errors import InputError
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``transfer`` sub-command."""
+    p = subparsers.add_parser(
+        "transfer",
+        help="DIM spectrum table across data sets and last-layer transfer accuracy",
+        description="For a trained model: medians of log10 highest/lowest nonzero eigenvalue, "
+        "their difference and log10 trace of G on the first --points training images of each "
+        "data set; accuracy after retraining only the last linear layer on each labelled set; "
+        "Wasserstein distances between the sets' log-spectra and to the training set.",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="a .pt file from leafscope train")
+    p.add_argument(
+        "--datasets",
+        default="mnist,fashion-mnist,digits,noise",
+        help="comma-separated names or .npz/folder paths (default: all four built-in sets)",
+    )
+    p.add_argument(
+        "--train-dataset", default="mnist", help="the model's training set (default mnist)"
+    )
+    p.add_argument("--points", type=int, default=250, help="points per spectrum (default 250)")
+    p.add_argument(
+        "--transfer-train", type=int, default=5000, help="training images for the new last layer"
+    )
+    p.add_argument("--transfer-val", type=int, default=1000, help="test images scoring it")
+    p.add_argument("--dtype", default="float64", choices=sorted(DTYPES))
+    p.add_argument("--data-dir", default=None, help="folder searched first for data files")
+    p.add_argument("--json", type=Path, default=None, help="write the result here")
+    p.add_argument("--figure", type=Path, default=None, help="save spectra histograms (PNG)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_device_argument(p)
+    p.set_defaults(func=run)
+
+
+def _names(text: str, option: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise InputError(f"{option} needs at least one name (got {text!r}), e.g. mnist,noise")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute the table, print it as Markdown, write JSON/figure; 0 on success."""
+    from leafscope.applications.transfer import transfer_table
+    from leafscope.data import load_images
+    from leafscope.training import load_checkpoint
+
+    for value, what in ((args.points, "--points"), (args.transfer_train, "--transfer-train")):
+        if value < 1:
+            raise InputError(f"{what} must be >= 1 (got {value})")
+    device = resolve_device(args.device)
+    model = load_checkpoint(args.checkpoint, device=device)
+    sets = {}
+    for name in _names(args.datasets, "--datasets"):
+        train = load_images(
+            name, "train", data_dir=args.data_dir, limit=max(args.points, args.transfer_train)
+        )
+        try:
+            val = load_images(name, "test", data_dir=args.data_dir, limit=args.transfer_val)
+        except InputError:
+            val = None
+        sets[name] = (train, val)
+    ref = load_images(args.train_dataset, "test", data_dir=args.data_dir, limit=args.points)
+    result = transfer_table(
+        model,
+        sets,
+        reference=ref.images,
+        points=args.points,
+        transfer_train_points=args.transfer_train,
+        transfer_val_points=args.transfer_val,
+        dtype=DTYPES[args.dtype],
+        progress=not args.no_progress,
+    )
+    result.settings.update(
+        {"checkpoint": str(args.checkpoint), "train_dataset": args.train_dataset}
+    )
+    print(result.markdown())
+    if args.json:
+        write_json(args.json, result.to_json())
+        print(f"wrote {args.json}")
+    if args.figure:
+        from leafscope.applications.figures import spectra_histograms
+
+        args.figure.parent.mkdir(parents=True, exist_ok=True)
+        spectra_histograms(result.log10_eigenvalues).savefig(args.figure, dpi=120)
+        print(f"wrote {args.figure}")
+    return 0

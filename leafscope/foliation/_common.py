@@ -1,0 +1,90 @@
+"""Helpers shared by the foliation modules: dtype names, model casting, argument checks."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import Tensor, nn
+
+from leafscope.errors import InputError
+from leafscope.information import check_inputs
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
+    """``"float32"`` / ``"float64"`` (or the torch dtype) → torch dtype."""
+    if isinstance(name, torch.dtype):
+        if name not in DTYPES.values():
+            raise InputError(f"dtype must be float32 or float64 (got {name})")
+        return name
+    if name not in DTYPES:
+        raise InputError(f"dtype must be 'float32' or 'float64' (got {name!r})")
+    return DTYPES[name]
+
+
+def model_in(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``model`` itself when its parameters already have ``dtype``, else a cast copy (eval mode)."""
+    ref = next(iter(model.parameters()), None)
+    if ref is None or ref.dtype == dtype:
+        return model
+    return copy.deepcopy(model).to(dtype).eval()
+
+
+def model_device(model: nn.Module) -> torch.device:
+    ref = next(iter(model.parameters()), None)
+    return ref.device if ref is not None else torch.device("cpu")
+
+
+def check_positive(value: float, name: str) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise InputError(f"{name} must be a finite number > 0 (got {value!r})")
+    return float(value)
+
+
+def check_count(value: int, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum} (got {value!r})")
+    return value
+
+
+def check_box(box: tuple[float, float] | None) -> tuple[float, float] | None:
+    if box is None:
+        return None
+    try:
+        lo, hi = (float(b) for b in box)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"box must be a pair (low, high) or None (got {box!r})") from exc
+    if not lo < hi:
+        raise InputError(f"box must have low < high (got {box!r}); pixels in [0, 1] use (0, 1)")
+    return lo, hi
+
+
+def check_pair(start: Tensor, end: Tensor) -> tuple[Tensor, Tensor]:
+    """Validate start/end batches ``(B, *shape)`` (single points ``(*shape)`` are not guessed)."""
+    check_inputs(start, "start points")
+    check_inputs(end, "end points")
+    if start.shape != end.shape:
+        raise InputError(
+            f"start and end must have the same shape (B, *input_shape) (got {tuple(start.shape)} "
+            f"and {tuple(end.shape)}); add a batch axis with x.unsqueeze(0)"
+        )
+    gap = (end - start).flatten(1).norm(dim=1)
+    same = torch.nonzero(gap == 0).flatten().tolist()
+    if same:
+        raise InputError(
+            f"start equals end for pairs {same[:5]}: pick two different points for each path"
+        )
+    return start, end
+
+
+def clamp_box(x: Tensor, box: tuple[float, float] | None) -> Tensor:
+    return x if box is None else x.clamp(box[0], box[1])
+
+
+def unit(v: Tensor, eps: float = 1e-30) -> tuple[Tensor, Tensor]:
+    """Rows of ``v`` (B, d) normalised, and their norms (zero rows stay zero)."""
+    norm = v.norm(dim=1)
+    return v / norm.clamp_min(eps)[:, None], norm

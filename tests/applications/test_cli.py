@@ -1,0 +1,107 @@
+"""The four commands end to end on a small LeNet checkpoint and generated data (no downloads)."""
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from leafscope.cli import denoise, generate, ood, transfer
+from leafscope.errors import InputError
+from leafscope.models import build_model
+from leafscope.training import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("lenet")
+    path = tmp_path_factory.mktemp("ckpt") / "epoch_0000.pt"
+    save_checkpoint(path, model=model, epoch=0, step=0, history=[])
+    return path
+
+
+def parse(module, argv):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    module.register(sub)
+    return parser.parse_args(argv)
+
+
+def test_transfer_cli(checkpoint, tmp_path):
+    out = tmp_path / "t.json"
+    argv = ["transfer", "--checkpoint", str(checkpoint), "--datasets", "digits,noise"]
+    argv += ["--train-dataset", "digits", "--points", "6", "--transfer-train", "60"]
+    argv += ["--transfer-val", "30", "--json", str(out), "--no-progress", "--device", "cpu"]
+    args = parse(transfer, argv)
+    assert args.func(args) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["dataset"] for r in rows] == ["digits", "noise"]
+    keys = {"dataset", "median_log10_highest", "median_log10_lowest", "median_delta"}
+    assert keys | {"median_log10_trace", "transfer_accuracy"} <= set(rows[0])
+    assert rows[1]["transfer_accuracy"] is None and 0 <= rows[0]["transfer_accuracy"] <= 1
+
+
+def test_ood_cli(checkpoint, tmp_path):
+    out = tmp_path / "o.json"
+    argv = ["ood", "--checkpoints", f"{checkpoint},{checkpoint}", "--in", "digits"]
+    argv += ["--out", "noise", "--detectors", "msp,energy,knn", "--points", "20"]
+    argv += ["--fit-points", "40", "--json", str(out), "--device", "cpu"]
+    args = parse(ood, argv)
+    assert args.func(args) == 0
+    res = json.loads(out.read_text())["results"]
+    assert [(r["detector"], r["out_dataset"], r["n_seeds"]) for r in res] == [
+        ("msp", "noise", 2),
+        ("energy", "noise", 2),
+        ("knn", "noise", 2),
+    ]
+    assert all(r["auroc_std"] == 0.0 for r in res)  # the same model twice
+    bad = parse(ood, ["ood", "--checkpoint", str(checkpoint), "--detectors", "nope"])
+    with pytest.raises(InputError, match="unknown detectors"):
+        bad.func(bad)
+
+
+def test_denoise_cli(checkpoint, tmp_path):
+    out = tmp_path / "d.json"
+    argv = ["denoise", "--checkpoint", str(checkpoint), "--dataset", "digits", "--sigma", "0.25"]
+    argv += ["--points", "4", "--pool", "40", "--tune-points", "10", "--leaf-steps", "3"]
+    argv += ["--json", str(out), "--device", "cpu"]
+    args = parse(denoise, argv)
+    assert args.func(args) == 0
+    res = json.loads(out.read_text())["results"]
+    assert {r["method"] for r in res} == {
+        "noisy",
+        "nearest",
+        "leaf-full",
+        "leaf",
+        "blur",
+        "pca",
+        "tv",
+    }
+    assert set(res[0]) >= {"method", "sigma", "psnr", "accuracy"}
+    with pytest.raises(InputError, match="--sigma"):
+        denoise._sigmas("0.1,x")
+
+
+def test_generate_cli(checkpoint, tmp_path):
+    # an untrained LeNet predicts one class almost everywhere: ask for that class
+    from leafscope.data import load_images
+    from leafscope.training import load_checkpoint
+
+    data = load_images("digits", "train", limit=50)
+    model = load_checkpoint(checkpoint)
+    label = int(model(data.images).argmax(1).mode().values)
+    data_label = torch.nonzero(data.labels == label).numel()
+    if data_label == 0:
+        pytest.skip("no digit of the predicted class in the first 50 images")
+    argv = ["generate", "--checkpoint", str(checkpoint), "--class", str(label), "--out"]
+    argv += [str(tmp_path / "g"), "--dataset", "digits", "--n", "3", "--steps", "4"]
+    argv += ["--pool", "50", "--device", "cpu"]
+    args = parse(generate, argv)
+    try:
+        assert args.func(args) == 0
+    except InputError as exc:  # no start image classified correctly
+        pytest.skip(str(exc))
+    assert (tmp_path / "g" / "grid.png").stat().st_size > 0
+    summary = json.loads((tmp_path / "g" / "generate.json").read_text())
+    assert summary["kept_class"] == 1.0 and len(summary["predicted"]) == 3

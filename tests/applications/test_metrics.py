@@ -1,0 +1,38 @@
+"""PSNR, AUROC and FPR@95TPR against hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+
+from leafscope.applications.metrics import auroc, fpr_at_tpr, psnr
+from leafscope.errors import InputError
+
+
+def test_psnr_hand_value():
+    ref = np.zeros((1, 2, 2))
+    est = np.array([[[0.1, 0.0], [0.0, 0.3]]])
+    # MSE = (0.01 + 0.09) / 4 = 0.025 → PSNR = 10·log10(1/0.025) = 16.0206 dB
+    assert psnr(ref, est)[0] == pytest.approx(10 * math.log10(40), abs=1e-12)
+    assert psnr(ref, est)[0] == pytest.approx(16.0206, abs=1e-4)
+    assert psnr(ref, est, data_range=2.0)[0] == pytest.approx(10 * math.log10(160))
+    assert np.isinf(psnr(ref, ref)[0])
+
+
+def test_psnr_rejects_mismatched_shapes():
+    with pytest.raises(InputError, match="equal shape"):
+        psnr(np.zeros((2, 3)), np.zeros((2, 4)))
+
+
+def test_auroc_and_fpr_hand_values():
+    s_in = np.array([0.9, 0.8, 0.7, 0.3])
+    s_out = np.array([0.75, 0.2, 0.1, 0.05])
+    # pairs (in > out): 0.9,0.8 beat all 4; 0.7 beats 3; 0.3 beats 3 → 14/16
+    assert auroc(s_in, s_out) == pytest.approx(14 / 16)
+    # 95% TPR needs all 4 in-points accepted → threshold 0.3 → 1 of 4 out points accepted
+    assert fpr_at_tpr(s_in, s_out) == pytest.approx(0.25)
+    # 75% TPR: threshold 0.7 → 0.75 accepted → 1/4
+    assert fpr_at_tpr(s_in, s_out, tpr=0.75) == pytest.approx(0.25)
+    # 50% TPR: threshold 0.8 → none accepted
+    assert fpr_at_tpr(s_in, s_out, tpr=0.5) == pytest.approx(0.0)
+    assert auroc(s_in + 10, s_out) == 1.0 and fpr_at_tpr(s_in + 10, s_out) == 0.0
