@@ -19,7 +19,7 @@ from leafscope.data import load_images, noise_like, train_val_split
 from leafscope.information import point_spectra
 from leafscope.io import write_json
 from leafscope.models import build_model
-from leafscope.report import Report
+from leafscope.report import Report, demo_sections
 from leafscope.report import figures as core_figures
 from leafscope.training import evaluate, fit, list_checkpoints, load_checkpoint
 
@@ -42,6 +42,8 @@ class DemoConfig:
         checkpoint_every_steps: extra checkpoints for the across-training figure.
         points: MNIST test points (and as many noise points) for the spectra.
         points_per_checkpoint: test points per checkpoint for the trace/rank figure.
+        ood_points: points per set (MNIST test, Fashion-MNIST, noise) in the OOD section.
+        quick: shrink the feature sections (one short path, few walks): a smoke run.
         seed: seeds initialisation, split, batch order and noise.
         data_dir: extra data folder searched first.
     """
@@ -53,6 +55,8 @@ class DemoConfig:
     checkpoint_every_steps: int = 100
     points: int = 256
     points_per_checkpoint: int = 64
+    ood_points: int = 256
+    quick: bool = False
     seed: int = 0
     data_dir: str | None = None
     progress: bool = True
@@ -185,6 +189,21 @@ def run_demo(cfg: DemoConfig) -> Path:
         core_figures.information_across_training(steps, across, max_rank=9),
         "information_across_training.png",
     )
+    # 5. feature sections (small versions of the full commands)
+    t0 = time.perf_counter()
+    small = {"pairs": 1, "max_steps": 20, "walk_points": 8, "walk_steps": 20}
+    results["foliation"] = demo_sections.foliation_section(
+        report, final, test, seed=cfg.seed, **(small if cfg.quick else {})
+    )
+    cfg.timings["foliation_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fashion = load_images("fashion-mnist", "test", data_dir=cfg.data_dir, limit=cfg.ood_points)
+    noise = noise_like(test.subset(range(cfg.ood_points)), seed=cfg.seed + 1).images
+    outs = {"fashion-mnist": fashion.images, "noise": noise}
+    results["ood"] = demo_sections.ood_section(
+        report, final, train, test, outs, points=cfg.ood_points
+    )
+    cfg.timings["ood_s"] = time.perf_counter() - t0
     cfg.timings["total_s"] = time.perf_counter() - t_start
     results["timings"] = cfg.timings
     report.section("Reproduce").code(

@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="folder searched first for data files")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: tiny foliation and OOD sections"
+    )
     add_device_argument(p)
     p.set_defaults(func=run)
 
@@ -45,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         data_dir=args.data_dir,
         progress=not args.no_progress,
+        quick=args.quick,
+        ood_points=64 if args.quick else 256,
     )
     path = run_demo(cfg)
     print(f"report: {path.resolve()}")

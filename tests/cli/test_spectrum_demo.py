@@ -23,6 +23,7 @@ def demo_out(tmp_path_factory):
             "--points",
             "16",
             "--no-progress",
+            "--quick",
             "--device",
             "cpu",
         ]
