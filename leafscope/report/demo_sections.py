@@ -48,7 +48,8 @@ def foliation_section(
     sec.text(
         f"Horizontal paths (along the leaf, D_x = Im G) between {pairs} random pairs of test "
         f"images, adaptive step, at most {max_steps} steps: "
-        f"{100 * h.reached_fraction:.0f}% reach the target within distance 1; median final/start distance {h.median_relative_distance:.3f}; "
+        f"{100 * h.reached_fraction:.0f}% reach the target within distance 1; median "
+        f"final/start distance {h.median_relative_distance:.3f}; "
         f"{100 * h.end_class_match:.0f}% end in the target's class. Vertical walks (ker G, step "
         "0.1) next to random directions of the same length: moving orthogonally to the leaf "
         "adds noise the model does not see, so its accuracy stays."
