@@ -204,6 +204,28 @@ def run_demo(cfg: DemoConfig) -> Path:
         report, final, train, test, outs, points=cfg.ood_points
     )
     cfg.timings["ood_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sets = {
+        "mnist": (train, test),
+        "fashion-mnist": (
+            load_images("fashion-mnist", "train", data_dir=cfg.data_dir, limit=3000),
+            fashion,
+        ),
+        "noise": (noise_like(train.subset(range(3000)), seed=cfg.seed + 2), None),
+    }
+    results["transfer"] = demo_sections.transfer_section(
+        report, final, sets, points=32 if cfg.quick else 128
+    )
+    cfg.timings["transfer_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    results["denoise"] = demo_sections.denoise_section(
+        report,
+        final,
+        train,
+        test,
+        **({"points": 8, "tune_points": 10, "leaf_steps": 5} if cfg.quick else {"points": 32}),
+    )
+    cfg.timings["denoise_s"] = time.perf_counter() - t0
     cfg.timings["total_s"] = time.perf_counter() - t_start
     results["timings"] = cfg.timings
     report.section("Reproduce").code(

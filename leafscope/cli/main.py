@@ -25,6 +25,7 @@ COMMANDS = [
     "ood",
     "denoise",
     "generate",
+    "nnk",
 ]
 
 

@@ -1,21 +1,45 @@
 """NNK neighbourhood graphs, manifold graph metrics and the analyses built on them."""
 
+from leafscope.nnk.geometry import (
+    RunGeometry,
+    layer_geometry,
+    loo_test_correlation,
+    run_geometry,
+)
 from leafscope.nnk.graph import NNKGraph
 from leafscope.nnk.interpolation import NNKClassifier, nnk_vote
 from leafscope.nnk.metrics import ManifoldGraphMetrics, manifold_graph_metrics, summarize
 from leafscope.nnk.propagation import compare_propagation, harmonic_propagation, knn_weights
 from leafscope.nnk.solver import solve_nnqp, solve_nnqp_single
+from leafscope.nnk.stopping import (
+    ChannelEarlyStopping,
+    ChannelStoppingRule,
+    channel_loo_errors,
+    compare_early_stopping,
+    train_with_channel_stopping,
+    validation_stopping_epoch,
+)
 
 __all__ = [
+    "ChannelEarlyStopping",
+    "ChannelStoppingRule",
     "ManifoldGraphMetrics",
     "NNKClassifier",
     "NNKGraph",
+    "RunGeometry",
+    "channel_loo_errors",
+    "compare_early_stopping",
     "compare_propagation",
     "harmonic_propagation",
     "knn_weights",
+    "layer_geometry",
+    "loo_test_correlation",
     "manifold_graph_metrics",
     "nnk_vote",
+    "run_geometry",
     "solve_nnqp",
     "solve_nnqp_single",
     "summarize",
+    "train_with_channel_stopping",
+    "validation_stopping_epoch",
 ]

@@ -6,9 +6,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from leafscope.applications.denoise import denoise_benchmark
 from leafscope.applications.detectors import make_detector
-from leafscope.applications.figures import roc_curves
+from leafscope.applications.figures import denoising_strips, roc_curves, spectra_histograms
 from leafscope.applications.ood import evaluate_detectors
+from leafscope.applications.transfer import transfer_table
 from leafscope.data import ImageDataset, noise_like
 from leafscope.foliation import PathConfig, WalkConfig, involutivity, walk_experiment
 from leafscope.foliation import figures as fol_figures
@@ -116,3 +118,83 @@ def ood_section(
         {"detector": r.detector, "out_dataset": r.out_dataset, "auroc": r.auroc, "fpr95": r.fpr95}
         for r in results
     ]
+
+
+def transfer_section(
+    report: Report,
+    model: nn.Module,
+    datasets: dict[str, tuple[ImageDataset, ImageDataset | None]],
+    *,
+    points: int = 128,
+    transfer_train_points: int = 2000,
+) -> dict:
+    """Knowledge transfer: DIM spectrum per data set and last-layer transfer accuracy."""
+    result = transfer_table(
+        model,
+        datasets,
+        points=points,
+        transfer_train_points=transfer_train_points,
+        transfer_val_points=500,
+    )
+    sec = report.section("Knowledge transfer: the MNIST model's G on other data sets")
+    sec.text(
+        f"Medians over the first {points} training images of each set (float64), and the "
+        f"accuracy after retraining only the last linear layer on {transfer_train_points} "
+        "images of the target set. Published shape (Tron & Fioresi 2024): MNIST's λ1 about two "
+        "orders of magnitude below the others, noise with the smallest Δ. Full setup: "
+        "`leafscope transfer`."
+    )
+    sec.table(
+        ["data set", "log10 λ1", "log10 λ9", "Δ", "log10 tr G", "transfer accuracy"],
+        [
+            [
+                r.dataset,
+                r.median_log10_highest,
+                r.median_log10_lowest,
+                r.median_delta,
+                r.median_log10_trace,
+                "—" if r.transfer_accuracy is None else f"{100 * r.transfer_accuracy:.1f}%",
+            ]
+            for r in result.rows
+        ],
+    )
+    sec.figure(spectra_histograms(result.log10_eigenvalues), "transfer_spectra.png")
+    return result.to_json()
+
+
+def denoise_section(
+    report: Report,
+    model: nn.Module,
+    train: ImageDataset,
+    test: ImageDataset,
+    *,
+    points: int = 32,
+    sigma: float = 0.25,
+    pool: int = 3000,
+    tune_points: int = 50,
+    leaf_steps: int = 20,
+) -> dict:
+    """Denoising by projection onto the data leaf against the standard baselines."""
+    result = denoise_benchmark(
+        model,
+        train.images[:pool],
+        test.images[:points],
+        test.labels[:points],
+        sigmas=(sigma,),
+        tune_points=tune_points,
+        leaf_steps=leaf_steps,
+    )
+    sec = report.section(f"Denoising (Gaussian noise σ = {sigma})")
+    sec.text(
+        f"{points} MNIST test images. Leaf projection: a horizontal path from the nearest clean "
+        "training image toward the noisy input; its end is the closest point on the data leaf. "
+        "Each baseline's parameter is tuned on separate noisy training images. PSNR with data "
+        "range 1; accuracy of the same classifier on the denoised images. Full comparison: "
+        "`leafscope denoise`."
+    )
+    sec.table(
+        ["method", "PSNR (dB)", "± std", "accuracy"],
+        [[r.method, r.psnr, r.psnr_std, f"{100 * r.accuracy:.1f}%"] for r in result.rows],
+    )
+    sec.figure(denoising_strips(result.examples[f"{sigma:g}"]), "denoising.png")
+    return result.to_json()

@@ -1,0 +1,115 @@
+"""``leafscope nnk``: NNK manifold graph metrics per layer and epoch of a run, and DeepNNK LOO."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "nnk",
+        help="NNK graph geometry (MGMs) of layer features across the epochs of a run",
+        description="For every epoch checkpoint of a run: manifold graph metrics (neighbours, "
+        "polytope diameter, local dimension, orientation) of the NNK graph of each layer's "
+        "features on the first N training points, the DeepNNK leave-one-out error on the last "
+        "hidden layer, the test error, and their Pearson correlation across epochs.",
+    )
+    p.add_argument("--run", required=True, type=Path, help="run folder from leafscope train")
+    p.add_argument("--layers", required=True, help="comma-separated layer names, e.g. conv1,fc1")
+    p.add_argument("--points", type=int, default=1000, help="first N training points (1000)")
+    p.add_argument("--test-points", type=int, default=10000, help="test points for the error")
+    p.add_argument("--k", type=int, default=15, help="kNN candidates per node (15)")
+    p.add_argument("--kernel", default="cosine", choices=["cosine", "gaussian"])
+    p.add_argument("--dataset", default="mnist", help="data set name or .npz/folder path")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--include-initial", action="store_true", help="also measure epoch 0")
+    p.add_argument(
+        "--no-orientation",
+        action="store_true",
+        help="skip the orientation MGM (the slowest one on wide layers)",
+    )
+    p.add_argument("--json", type=Path, required=True, help="write the result here")
+    p.add_argument("--figures", type=Path, default=None, help="write PNG figures to this folder")
+    add_device_argument(p)
+    p.set_defaults(func=run)
+
+
+def _layers(text: str, run_dir: Path) -> list[str]:
+    from leafscope.nnk.features import layer_names
+    from leafscope.training import list_checkpoints, load_checkpoint
+
+    layers = [t.strip() for t in text.split(",") if t.strip()]
+    infos = [i for i in list_checkpoints(run_dir) if i.kind == "epoch"]
+    if not infos:
+        raise InputError(f"{run_dir} holds no epoch checkpoints: train the run first")
+    valid = layer_names(load_checkpoint(infos[-1].path))
+    bad = [name for name in layers if name not in valid]
+    if bad or not layers:
+        raise InputError(
+            f"unknown layer(s) {bad or text!r} for this model: valid names are {', '.join(valid)}"
+        )
+    return layers
+
+
+def run(args: argparse.Namespace) -> int:
+    from leafscope.data import load_images
+    from leafscope.nnk.geometry import (
+        plot_loo_vs_test,
+        plot_mgm_distributions,
+        plot_mgm_epochs,
+        run_geometry,
+    )
+
+    for flag in ("points", "test_points", "k"):
+        if getattr(args, flag) < 1:
+            raise InputError(f"--{flag.replace('_', '-')} must be >= 1 (got {getattr(args, flag)})")
+    if args.points < 3:
+        raise InputError(f"--points must be >= 3 for an NNK graph (got {args.points})")
+    device = resolve_device(args.device)
+    layers = _layers(args.layers, args.run)
+    train = load_images(args.dataset, "train", data_dir=args.data_dir, limit=args.points)
+    test = load_images(args.dataset, "test", data_dir=args.data_dir, limit=args.test_points)
+    with torch.no_grad():
+        geometry = run_geometry(
+            args.run,
+            train.images,
+            train.labels,
+            layers,
+            k=args.k,
+            kernel=args.kernel,
+            test_images=test.images,
+            test_labels=test.labels,
+            include_initial=args.include_initial,
+            orientation=not args.no_orientation,
+            device=device,
+        )
+    out = geometry.to_json()
+    out["dataset"] = args.dataset
+    if args.figures is not None:
+        import matplotlib.pyplot as plt
+
+        args.figures.mkdir(parents=True, exist_ok=True)
+        figures = {
+            "mgm_distributions.png": plot_mgm_distributions(geometry),
+            "mgm_epochs.png": plot_mgm_epochs(geometry),
+            "loo_vs_test.png": plot_loo_vs_test(geometry),
+        }
+        for name, fig in figures.items():
+            fig.savefig(args.figures / name, dpi=110)
+            plt.close(fig)
+        out["figures"] = [str(args.figures / name) for name in figures]
+    write_json(args.json, out)
+    r = geometry.pearson
+    print(
+        f"nnk: {len(geometry.epochs)} epochs, layers {','.join(layers)}, LOO layer "
+        f"{geometry.loo_layer}; last LOO error {geometry.loo_errors[-1]:.4f}; Pearson r(LOO, test) "
+        + (f"{r:.3f}" if r is not None else "n/a (fewer than 3 epochs)")
+    )
+    print(f"wrote {args.json}")
+    return 0
