@@ -34,18 +34,24 @@ def _batches(batch_size: int, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]
     return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
 
 
-def _time_steps(model, optimizer, batches, monitor) -> float:
+def _time_steps(model, optimizer, batches, monitor) -> tuple[float, float]:
+    """Seconds per step: whole step, and the monitor's own share (timed around its calls)."""
+    own = 0.0
     start = time.perf_counter()
     for x, y in batches:
         optimizer.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
         if monitor is not None:
+            t0 = time.perf_counter()
             monitor.step()
+            own += time.perf_counter() - t0
     if monitor is not None:
+        t0 = time.perf_counter()
         monitor.end_epoch()
         monitor.temperatures()  # reading the result is part of the cost
-    return (time.perf_counter() - start) / len(batches)
+        own += time.perf_counter() - t0
+    return (time.perf_counter() - start) / len(batches), own / len(batches)
 
 
 def main() -> None:
@@ -71,20 +77,29 @@ def main() -> None:
             monitor.attach(model, optimizer)
     _time_steps(model, optimizer, batches[:20], None)  # warm-up
     times: dict[str, list[float]] = {name: [] for name in setups}
+    own: dict[str, list[float]] = {name: [] for name in setups}
     for _ in range(args.rounds):
         for name, monitor in setups.items():
             if monitor is not None:
                 monitor.attach(model, optimizer)  # restart velocity from the current weights
-            times[name].append(_time_steps(model, optimizer, batches, monitor))
+            total, mine = _time_steps(model, optimizer, batches, monitor)
+            times[name].append(total)
+            own[name].append(mine)
     base = statistics.median(times["no monitor"])
     print(
         f"LeNet-5, MNIST batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds, "
         f"torch threads {torch.get_num_threads()}"
     )
-    print(f"{'setup':32s} {'median ms/step':>15s} {'ratio':>7s}")
+    print(
+        f"{'setup':30s} {'median ms/step':>15s} {'ratio':>7s} {'monitor ms/step':>16s} "
+        f"{'monitor / plain step':>21s}"
+    )
     for name, values in times.items():
-        med = statistics.median(values)
-        print(f"{name:32s} {1000 * med:15.3f} {med / base:7.3f}")
+        med, mine = statistics.median(values), statistics.median(own[name])
+        print(
+            f"{name:30s} {1000 * med:15.3f} {med / base:7.3f} {1000 * mine:16.4f} "
+            f"{100 * mine / base:20.2f}%"
+        )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ COMMANDS = [
     "denoise",
     "generate",
     "nnk",
+    "thermo",
 ]
 
 

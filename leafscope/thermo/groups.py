@@ -79,9 +79,9 @@ class LayerGroups:
 
 def current_tensor(module: nn.Module, name: str) -> Tensor:
     """``module.<name>``, read through ``<name>_orig * <name>_mask`` when pruning is applied."""
-    orig = getattr(module, name + "_orig", None)
+    orig = module._parameters.get(name + "_orig")  # dict look-up: cheap on every step
     if orig is not None:
-        return orig * getattr(module, name + "_mask")
+        return orig * module._buffers[name + "_mask"]
     return getattr(module, name)
 
 

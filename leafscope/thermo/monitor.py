@@ -41,7 +41,6 @@ from torch import Tensor, nn
 
 from leafscope.errors import CheckpointError, InputError, NotFittedError
 from leafscope.thermo.groups import KINDS, LayerGroups, resolve_layer
-
 from leafscope.training.callbacks import Callback
 
 __all__ = ["TemperatureHistory", "TemperatureMonitor", "optimizer_settings"]
@@ -138,8 +137,10 @@ class TemperatureMonitor(Callback):
         velocity: ``"step"`` (actual change per optimizer step) or ``"epoch"`` (displacement
             over the epoch divided by its number of steps).
 
-    Overhead: one flat copy of each tracked tensor on its device, per step one subtraction,
-    square, per-group sum and copy; nothing leaves the device until results are read.
+    Overhead: one flat copy of the tracked parameters on their device; per step one
+    concatenation, subtraction and square, then one reshaped sum per tracked tensor into the
+    group sums (no loop over groups, no ``.item()``); nothing leaves the device until results
+    are read.
     """
 
     def __init__(
@@ -204,21 +205,45 @@ class TemperatureMonitor(Callback):
         )
         device = self._layers[0].weight().device
         self._inv_size = self._inv_size.to(device)
+        self._segs = self._segments()
         self._acc = torch.zeros(start, dtype=torch.float64, device=device)
         self._block = torch.zeros_like(self._acc)
-        self._prev = self._snapshot_params()
-        self._epoch_start = [t.clone() for t in self._prev] if self.velocity == "epoch" else []
+        self._prev = self._flat_params()
+        self._epoch_start = self._prev.clone() if self.velocity == "epoch" else None
         self._steps_open = 0
         self._block_steps = 0
 
-    def _snapshot_params(self) -> list[Tensor]:
-        with torch.no_grad():
-            out = []
-            for lg in self._layers:
-                out.append(lg.weight().detach().clone())
-                bias = lg.bias()
-                out.append(bias.detach().clone() if bias is not None else None)
+    def _tensors(self) -> list[Tensor]:
+        out = []
+        for lg in self._layers:
+            out.append(lg.weight().detach().reshape(-1))
+            bias = lg.bias()
+            if bias is not None:
+                out.append(bias.detach().reshape(-1))
         return out
+
+    def _flat_params(self) -> Tensor:
+        """All tracked parameters as one flat vector (a new tensor)."""
+        with torch.no_grad():
+            return torch.cat(self._tensors())
+
+    def _segments(self) -> list[tuple[int, int, int, int, int]]:
+        """Per tracked tensor: (start, end) in the flat vector, reduce mode, rows, columns.
+
+        Mode 0: one group per row (filters, neurons: rows × entries per row); mode 1: one group
+        per column (features); mode 2: one group per entry (bias).
+        """
+        segments, start = [], 0
+        for lg in self._layers:
+            weight = lg.weight()
+            n = weight.numel()
+            mode = 1 if lg.kind == "features" else 0
+            segments.append((start, start + n, mode, weight.shape[0], n // weight.shape[0]))
+            start += n
+            if lg.bias() is not None:
+                segments.append((start, start + lg.n_groups, 2, lg.n_groups, 1))
+                start += lg.n_groups
+        return segments
 
     def _reset_records(self) -> None:
         self.optimizer_info: dict[str, Any] = {}
@@ -229,18 +254,20 @@ class TemperatureMonitor(Callback):
         self._total_steps = 0
 
     # ------------------------------------------------------------------ per step
-    def _energies(self, reference: list[Tensor], scale: float = 1.0) -> Tensor:
-        """Per-group Σ v² (not yet halved) of the displacement from ``reference``."""
-        parts = []
+    def _energies(self, current: Tensor, reference: Tensor) -> Tensor:
+        """Per-group Σ v² (not yet halved) of ``current − reference`` (flat vectors), float64."""
         with torch.no_grad():
-            for i, lg in enumerate(self._layers):
-                w_ref, b_ref = reference[2 * i], reference[2 * i + 1]
-                dw = (lg.weight().detach() - w_ref).square_()
-                bias = lg.bias()
-                db = (bias.detach() - b_ref).square_() if b_ref is not None else None
-                parts.append(lg.group_sums(dw, db))
-        energies = torch.cat(parts).to(torch.float64)
-        return energies * (scale * scale) if scale != 1.0 else energies
+            sq = torch.sub(current, reference).square_()
+            parts: list[Tensor] = []
+            for start, end, mode, rows, cols in self._segs:
+                block = sq[start:end]
+                if mode == 0:
+                    parts.append(block.view(rows, cols).sum(dim=1))
+                elif mode == 1:
+                    parts.append(block.view(rows, cols).sum(dim=0))
+                else:  # bias of the groups just appended
+                    parts[-1] = parts[-1] + block
+            return torch.cat(parts).to(torch.float64)
 
     def step(self) -> None:
         """Record one optimizer step; call right after ``optimizer.step()``."""
@@ -250,14 +277,10 @@ class TemperatureMonitor(Callback):
         self._total_steps += 1
         if self.velocity == "epoch":
             return
-        energies = self._energies(self._prev)
+        current = self._flat_params()
+        energies = self._energies(current, self._prev)
+        self._prev = current
         self._acc.add_(energies)
-        with torch.no_grad():
-            for i, lg in enumerate(self._layers):
-                self._prev[2 * i].copy_(lg.weight().detach())
-                bias = lg.bias()
-                if bias is not None:
-                    self._prev[2 * i + 1].copy_(bias.detach())
         if self.snapshot == "step":
             self._block.add_(energies)
             self._block_steps += 1
@@ -274,8 +297,9 @@ class TemperatureMonitor(Callback):
         if self._steps_open == 0:
             return
         if self.velocity == "epoch":
-            sums = self._energies(self._epoch_start, scale=1.0 / self._steps_open)
-            self._epoch_start = self._snapshot_params()
+            current = self._flat_params()
+            sums = self._energies(current, self._epoch_start) / float(self._steps_open) ** 2
+            self._epoch_start = current
         else:
             sums = self._acc / self._steps_open
             self._acc.zero_()
@@ -317,7 +341,7 @@ class TemperatureMonitor(Callback):
             steps.append(self._steps_open)
         epochs = torch.stack(sums).cpu() if sums else None
         traced = torch.stack(self._trace).cpu() if self._trace else None
-        for lg, (a, b) in zip(self._layers, self._slices):
+        for lg, (a, b) in zip(self._layers, self._slices, strict=True):
             if epochs is not None:
                 epoch_t[lg.layer] = epochs[:, a:b].tolist()
             if traced is not None:
@@ -383,7 +407,6 @@ class TemperatureMonitor(Callback):
                 f"temperature monitor state is missing or malformed ({exc!r}): "
                 "pass the dict returned by TemperatureMonitor.state_dict()"
             ) from exc
-
 
 
 def _default_groups(model: nn.Module) -> dict[str, str]:

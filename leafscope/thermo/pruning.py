@@ -42,7 +42,9 @@ __all__ = [
 ]
 
 
-def select_groups(scores: Tensor, k: int, action: str = "remove", end: str = "highest") -> list[int]:
+def select_groups(
+    scores: Tensor, k: int, action: str = "remove", end: str = "highest"
+) -> list[int]:
     """Indices of the groups to mask.
 
     Args:
@@ -182,11 +184,7 @@ def magnitude_scores(model: nn.Module, layer: str, kind: str = "filters") -> Ten
     lg = resolve_layer(model, layer, kind)
     with torch.no_grad():
         bias = lg.bias()
-        return (
-            lg.group_sums(lg.weight().abs(), None if bias is None else bias.abs())
-            .double()
-            .cpu()
-        )
+        return lg.group_sums(lg.weight().abs(), None if bias is None else bias.abs()).double().cpu()
 
 
 def taylor_scores(
@@ -239,7 +237,9 @@ def _zero_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
 def feature_frequency(x: Tensor) -> Tensor:
     """``(F,)`` number of rows (nodes / samples) of ``x`` ``(N, F)`` where feature j ≠ 0."""
     if x.dim() != 2:
-        raise InputError(f"feature matrix must be 2-D (nodes, features), got shape {tuple(x.shape)}")
+        raise InputError(
+            f"feature matrix must be 2-D (nodes, features), got shape {tuple(x.shape)}"
+        )
     return (x != 0).sum(dim=0).double().cpu()
 
 

@@ -43,7 +43,7 @@ def test_temperature_equals_hand_computation_on_a_fixed_trace():
     monitor.attach(model)
     deltas = [torch.tensor([[0.1, 0.0, -0.2], [0.0, 0.3, 0.0]]), torch.full((2, 3), 0.05)]
     bias_deltas = [torch.tensor([0.2, 0.0]), torch.tensor([-0.1, 0.4])]
-    for dw, db in zip(deltas, bias_deltas):
+    for dw, db in zip(deltas, bias_deltas, strict=True):
         with torch.no_grad():
             layer.weight += dw
             layer.bias += db
@@ -52,7 +52,9 @@ def test_temperature_equals_hand_computation_on_a_fixed_trace():
     t0 = (0.5 * 0.09 / 4 + 0.5 * (0.0075 + 0.01) / 4) / 2
     t1 = (0.5 * 0.09 / 4 + 0.5 * (0.0075 + 0.16) / 4) / 2
     got = monitor.temperatures()["0"]
-    torch.testing.assert_close(got, torch.tensor([t0, t1], dtype=torch.float64), atol=1e-8, rtol=1e-5)
+    torch.testing.assert_close(
+        got, torch.tensor([t0, t1], dtype=torch.float64), atol=1e-8, rtol=1e-5
+    )
 
 
 def test_plain_sgd_velocity_is_minus_lr_times_gradient():
@@ -63,10 +65,12 @@ def test_plain_sgd_velocity_is_minus_lr_times_gradient():
     monitor.attach(model, opt)
     grads = _train(model, opt, monitor, epochs=1, steps=4, record_grads=True)
     hist = monitor.history()
-    for (gw, gb), traced in zip(grads, hist.trace["0"]):
+    for (gw, gb), traced in zip(grads, hist.trace["0"], strict=True):
         expected = 0.5 * ((lr * gw) ** 2).sum(dim=(1, 2, 3)) + 0.5 * (lr * gb) ** 2
         expected = expected / 10  # d = 9 weights + 1 bias
-        torch.testing.assert_close(torch.tensor(traced, dtype=torch.float64), expected.double(), rtol=1e-3, atol=1e-12)
+        torch.testing.assert_close(
+            torch.tensor(traced, dtype=torch.float64), expected.double(), rtol=1e-3, atol=1e-12
+        )
     assert hist.optimizer["name"] == "SGD" and hist.optimizer["lr"] == lr
 
 
@@ -84,7 +88,7 @@ def test_momentum_velocity_is_not_minus_lr_times_gradient_but_actual_change():
         gw, gb = (p.grad.clone() for p in model[0].parameters())
         opt.step()
         monitor.step()
-        dw, db = (p.detach() - b for p, b in zip(model[0].parameters(), before))
+        dw, db = (p.detach() - b for p, b in zip(model[0].parameters(), before, strict=True))
         actual.append((0.5 * dw.square().sum(dim=(1, 2, 3)) + 0.5 * db.square()) / 10)
         naive.append((0.5 * (0.1 * gw).square().sum(dim=(1, 2, 3)) + 0.5 * (0.1 * gb) ** 2) / 10)
     trace = torch.tensor(monitor.history().trace["0"], dtype=torch.float64)
@@ -96,7 +100,9 @@ def test_momentum_velocity_is_not_minus_lr_times_gradient_but_actual_change():
 def test_epoch_averages_window_and_downsampled_trace():
     model = _toy()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    monitor = TemperatureMonitor(groups={"0": "filters", "3": "neurons"}, snapshot="step", downsample=2)
+    monitor = TemperatureMonitor(
+        groups={"0": "filters", "3": "neurons"}, snapshot="step", downsample=2
+    )
     monitor.attach(model, opt)
     _train(model, opt, monitor, epochs=3, steps=4)
     hist = monitor.history()
@@ -118,7 +124,7 @@ def test_epoch_velocity_uses_displacement_over_the_epoch():
     monitor.attach(model, opt)
     start = [p.detach().clone() for p in model[0].parameters()]
     _train(model, opt, monitor, epochs=1, steps=4)
-    dw, db = ((p.detach() - s) / 4 for p, s in zip(model[0].parameters(), start))
+    dw, db = ((p.detach() - s) / 4 for p, s in zip(model[0].parameters(), start, strict=True))
     expected = (0.5 * dw.square().sum(dim=(1, 2, 3)) + 0.5 * db.square()) / 10
     torch.testing.assert_close(monitor.temperatures()["0"], expected.double(), rtol=1e-4, atol=0)
 

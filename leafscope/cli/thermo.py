@@ -1,0 +1,176 @@
+"""``leafscope thermo``: temperature of filters / input features and temperature-based pruning.
+
+leafscope thermo lenet --seeds 5 --optimizer sgd --lr 0.01 --momentum 0 --epochs 8 --json OUT
+leafscope thermo gnn --dataset cora --task node --seeds 3 --json OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``thermo`` command with its ``lenet`` and ``gnn`` experiments."""
+    from leafscope.thermo.experiments.gnn import DEFAULT_RATIOS
+    from leafscope.thermo.experiments.lenet import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
+
+    parser = subparsers.add_parser(
+        "thermo",
+        help="temperature of filters / GNN input features and temperature-based pruning",
+        description="Thermodynamics of SGD (theory §4): train, measure the temperature of "
+        "parameter groups, prune hot/cold groups and the baselines, report mean ± std.",
+    )
+    sub = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT")
+
+    lenet = sub.add_parser("lenet", help="LeNet-5 on MNIST: hot/cold conv1 filter table")
+    lenet.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
+    lenet.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    lenet.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    lenet.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
+    lenet.add_argument(
+        "--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs (default {DEFAULT_EPOCHS})"
+    )
+    lenet.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    lenet.add_argument(
+        "--window",
+        default="1",
+        help="epochs averaged for the temperature: a number (default 1 = last epoch) or 'all'",
+    )
+    lenet.add_argument(
+        "--velocity",
+        choices=("step", "epoch"),
+        default="step",
+        help="velocity per optimizer step (default) or displacement per epoch / steps",
+    )
+    lenet.set_defaults(experiment_func=_run_lenet)
+
+    gnn = sub.add_parser("gnn", help="GCN on Planetoid: input-feature temperature pruning curves")
+    gnn.add_argument("--dataset", choices=("cora", "citeseer"), default="cora")
+    gnn.add_argument("--task", choices=("node", "link"), default="node")
+    gnn.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    gnn.add_argument("--epochs", type=int, default=None, help="epochs (default 200 node, 300 link)")
+    gnn.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (default 0.01)")
+    gnn.add_argument(
+        "--weight-decay",
+        type=float,
+        default=None,
+        help="Adam weight decay (default 5e-4 node, 0 link)",
+    )
+    gnn.add_argument(
+        "--ratios",
+        default=",".join(str(r) for r in DEFAULT_RATIOS),
+        help="pruning ratios in percent, comma separated",
+    )
+    gnn.set_defaults(experiment_func=_run_gnn)
+
+    for p in (lenet, gnn):
+        p.add_argument("--json", dest="json_out", default=None, help="write the result here")
+        p.add_argument("--figure", default=None, help="write a PNG figure here")
+        p.add_argument("--data-dir", default=None, help="folder searched first for data files")
+        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+        p.add_argument("--quiet", action="store_true", help="no per-seed progress lines")
+        add_device_argument(p)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the chosen experiment."""
+    if not getattr(args, "experiment_func", None):
+        raise InputError("thermo needs an experiment: use 'leafscope thermo lenet' or '... gnn'")
+    if args.threads:
+        if args.threads < 0:
+            raise InputError(f"--threads must be >= 0, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    return args.experiment_func(args)
+
+
+def _log(args: argparse.Namespace):
+    return None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def _run_lenet(args: argparse.Namespace) -> int:
+    from leafscope.thermo.experiments.lenet import run_lenet_experiment
+
+    window = None if args.window == "all" else _parse_int(args.window, "--window")
+    result = run_lenet_experiment(
+        args.seeds,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        window=window,
+        velocity=args.velocity,
+        data_dir=args.data_dir,
+        device=resolve_device(args.device),
+        log=_log(args),
+    )
+    print(f"{'condition':28s} {'test accuracy (%)':>20s} {'test loss':>18s}")
+    for row in result.rows:
+        print(
+            f"{row.condition:28s} {row.accuracy_mean:11.2f} ± {row.accuracy_std:5.2f} "
+            f"{row.loss_mean:10.3f} ± {row.loss_std:5.3f}"
+        )
+    _write(args, result)
+    return 0
+
+
+def _run_gnn(args: argparse.Namespace) -> int:
+    from leafscope.thermo.experiments.gnn import run_gnn_experiment
+
+    try:
+        ratios = [float(r) for r in args.ratios.split(",") if r.strip()]
+    except ValueError as exc:
+        raise InputError(
+            f"--ratios {args.ratios!r} is not a comma-separated list of numbers"
+        ) from exc
+    result = run_gnn_experiment(
+        args.dataset,
+        args.task,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        ratios=ratios,
+        data_dir=args.data_dir,
+        device=resolve_device(args.device),
+        log=_log(args),
+    )
+    criteria = list(dict.fromkeys(c.criterion for c in result.curves))
+    print(
+        f"{result.metric} (%) of GCN on {args.dataset} ({args.task}) after pruning input features"
+    )
+    print(f"{'ratio %':>8s} " + " ".join(f"{c:>16s}" for c in criteria))
+    for ratio in dict.fromkeys(c.ratio for c in result.curves):
+        cells = [result.point(c, ratio) for c in criteria]
+        print(
+            f"{ratio:8.0f} "
+            + " ".join(f"{p.metric_mean:9.2f} ± {p.metric_std:4.2f}" for p in cells)
+        )
+    _write(args, result)
+    return 0
+
+
+def _write(args: argparse.Namespace, result) -> None:
+    if args.json_out:
+        write_json(args.json_out, result.to_json())
+        print(f"wrote {args.json_out}", file=sys.stderr)
+    if args.figure:
+        from leafscope.thermo import figures
+
+        fig = figures.figure_for(result)
+        fig.savefig(args.figure, dpi=120, bbox_inches="tight")
+        print(f"wrote {args.figure}", file=sys.stderr)
+
+
+def _parse_int(value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise InputError(f"{what} {value!r} is not an integer: use e.g. 1, 3 or 'all'") from exc

@@ -1,0 +1,80 @@
+"""Shared pieces of the thermodynamic pruning experiments: rows, aggregation, rank correlation."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from leafscope.errors import InputError
+
+
+@dataclass
+class PruningRow:
+    """One condition of a pruning table, aggregated over seeds.
+
+    Attributes:
+        condition: e.g. ``"without_2_hottest"``.
+        accuracy_mean, accuracy_std: test accuracy in percent (std over seeds, ddof=1).
+        loss_mean, loss_std: mean test cross-entropy in nats.
+        accuracies, losses: the per-seed values.
+    """
+
+    condition: str
+    accuracy_mean: float
+    accuracy_std: float
+    loss_mean: float
+    loss_std: float
+    accuracies: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dictionary."""
+        return asdict(self)
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
+    if not values:
+        raise InputError("no values to aggregate: run at least one seed")
+    t = torch.tensor(values, dtype=torch.float64)
+    std = float(t.std(unbiased=True)) if len(values) > 1 else 0.0
+    return float(t.mean()), std
+
+
+def aggregate_rows(
+    per_seed: list[dict[str, tuple[float, float]]], order: list[str]
+) -> list[PruningRow]:
+    """Turn per-seed ``{condition: (accuracy %, loss)}`` into rows in ``order``."""
+    rows = []
+    for name in order:
+        accs = [seed_values[name][0] for seed_values in per_seed]
+        losses = [seed_values[name][1] for seed_values in per_seed]
+        a_mean, a_std = mean_std(accs)
+        l_mean, l_std = mean_std(losses)
+        rows.append(PruningRow(name, a_mean, a_std, l_mean, l_std, accs, losses))
+    return rows
+
+
+def average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """1-based ranks of a 1-D tensor, ties sharing their average rank (float64)."""
+    x = x.detach().double().cpu().flatten()
+    values, inverse, counts = torch.unique(x, return_inverse=True, return_counts=True)
+    last = torch.cumsum(counts, 0).double()
+    return (last - (counts.double() - 1) / 2)[inverse]
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman rank correlation of two 1-D tensors (Pearson of average ranks; NaN if constant)."""
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = float(ra.norm() * rb.norm())
+    return float((ra * rb).sum()) / denom if denom > 0 else float("nan")
+
+
+def validate_seeds(seeds: int) -> list[int]:
+    """``[0, ..., seeds-1]`` for a positive integer ``seeds``."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise InputError(f"seeds must be a positive integer, got {seeds!r}")
+    return list(range(seeds))

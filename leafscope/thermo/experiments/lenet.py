@@ -1,0 +1,285 @@
+"""LeNet-5 on MNIST: temperature of conv1's 6 filters and the hot/cold pruning table (theory §4).
+
+Per seed: train without regularisation (no weight decay, no dropout) with
+:func:`leafscope.training.fit`, record the temperature of ``conv1``'s filters with two monitors
+(per-step velocity and per-epoch velocity), then mask filters (no retraining) and evaluate on
+the 10k MNIST test images. The same trained model is scored under several temperature
+definitions (``variants``), so the direction of the effect can be compared across definitions
+without retraining.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from leafscope.errors import InputError
+from leafscope.thermo.experiments.common import (
+    PruningRow,
+    aggregate_rows,
+    spearman,
+    validate_seeds,
+)
+from leafscope.thermo.monitor import TemperatureMonitor
+from leafscope.thermo.pruning import (
+    magnitude_scores,
+    masked,
+    random_scores,
+    select_groups,
+    taylor_scores,
+)
+
+LAYER = "conv1"
+MAIN_CONDITIONS = [
+    "original",
+    "without_2_hottest",
+    "only_3_hottest",
+    "without_2_coldest",
+    "only_3_coldest",
+]
+# (suffix, action, k, end)
+_OPERATIONS = [
+    ("without_2_{hi}", "remove", 2, "highest"),
+    ("only_3_{hi}", "keep", 3, "highest"),
+    ("without_2_{lo}", "remove", 2, "lowest"),
+    ("only_3_{lo}", "keep", 3, "lowest"),
+]
+DEFAULT_EPOCHS = 8
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass
+class LenetThermoResult:
+    """Outcome of :func:`run_lenet_experiment`.
+
+    Attributes:
+        config: the settings (optimizer, lr, momentum, epochs, batch size, window, velocity...).
+        rows: main table (``MAIN_CONDITIONS``) followed by the controls (random, L1, Taylor).
+        variants: temperature definition → the four hot/cold rows under that definition.
+        per_seed: per seed: temperatures (each definition), L1 and Taylor scores, accuracy drop
+            of each single filter, rank correlations, training history, monitor history.
+        published: the published table (theory §4) for comparison.
+    """
+
+    config: dict[str, Any]
+    rows: list[PruningRow]
+    variants: dict[str, list[PruningRow]] = field(default_factory=dict)
+    per_seed: list[dict[str, Any]] = field(default_factory=list)
+    published: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dictionary (``rows`` as in the CLI contract)."""
+        out = asdict(self)
+        return out
+
+    def row(self, condition: str) -> PruningRow:
+        """The main-table row named ``condition``."""
+        for r in self.rows:
+            if r.condition == condition:
+                return r
+        raise InputError(f"no row {condition!r}: use one of {[r.condition for r in self.rows]}")
+
+
+PUBLISHED = [
+    {"condition": "original", "accuracy_mean": 98.80, "accuracy_std": 0.13,
+     "loss_mean": 0.084, "loss_std": 0.022},
+    {"condition": "without_2_hottest", "accuracy_mean": 98.52, "accuracy_std": 0.32,
+     "loss_mean": 0.94, "loss_std": 0.36},
+    {"condition": "only_3_hottest", "accuracy_mean": 19.60, "accuracy_std": 5.66,
+     "loss_mean": 5.23, "loss_std": 1.61},
+    {"condition": "without_2_coldest", "accuracy_mean": 65.40, "accuracy_std": 13.77,
+     "loss_mean": 2.83, "loss_std": 2.22},
+    {"condition": "only_3_coldest", "accuracy_mean": 88.88, "accuracy_std": 6.86,
+     "loss_mean": 0.62, "loss_std": 0.48},
+]  # fmt: skip
+
+
+def _load_mnist(data_dir: str | None, val_fraction: float, seed: int):
+    from leafscope.data.images import load_images
+
+    train = load_images("mnist", "train", data_dir=data_dir)
+    test = load_images("mnist", "test", data_dir=data_dir)
+    n = train.images.shape[0]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = int(round(val_fraction * n))
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    return (
+        (train.images[train_idx], train.labels[train_idx]),
+        (train.images[val_idx], train.labels[val_idx]),
+        (test.images, test.labels),
+    )
+
+
+def _variant_temperatures(
+    step: TemperatureMonitor, epoch: TemperatureMonitor
+) -> dict[str, torch.Tensor]:
+    hist = step.history()
+    first = torch.tensor(hist.epoch_temperatures[LAYER][0], dtype=torch.float64)
+    return {
+        "step_velocity/last_epoch": step.temperatures(window=1)[LAYER],
+        "step_velocity/all_epochs": step.temperatures(window=None)[LAYER],
+        "step_velocity/first_epoch": first,
+        "epoch_velocity/all_epochs": epoch.temperatures(window=None)[LAYER],
+        "epoch_velocity/last_epoch": epoch.temperatures(window=1)[LAYER],
+    }
+
+
+def run_lenet_experiment(
+    seeds: int = 5,
+    *,
+    optimizer: str = "sgd",
+    lr: float = 0.01,
+    momentum: float = 0.0,
+    epochs: int = DEFAULT_EPOCHS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    window: int | None = 1,
+    velocity: str = "step",
+    val_fraction: float = 0.1,
+    taylor_batches: int = 4,
+    data_dir: str | None = None,
+    device: str | torch.device = "cpu",
+    data: tuple | None = None,
+    log: Callable[[str], None] | None = None,
+) -> LenetThermoResult:
+    """Train LeNet-5 on MNIST ``seeds`` times and build the hot/cold pruning table.
+
+    Args:
+        seeds: number of seeds (0..seeds-1: weights init, batch order, random control).
+        optimizer: ``"sgd"`` or ``"adam"`` (no weight decay: no regularisation).
+        lr, momentum: optimizer settings (momentum only for SGD).
+        epochs, batch_size: training length and batch size.
+        window: epochs averaged for the main temperature (``None`` = all, 1 = last epoch).
+        velocity: ``"step"`` or ``"epoch"`` velocity for the main temperature.
+        val_fraction: fraction of the 60k training images held out for validation.
+        taylor_batches: training batches of 256 used for the Taylor scores.
+        data_dir: folder searched first for the MNIST files.
+        device: torch device.
+        data: optional ``(train, val, test)`` pairs of tensors instead of MNIST (for tests).
+        log: optional callable receiving progress lines.
+
+    Returns:
+        A :class:`LenetThermoResult` (accuracies in percent, losses in nats).
+    """
+    from leafscope.models import build_model
+    from leafscope.training import evaluate, fit
+
+    seed_list = validate_seeds(seeds)
+    if velocity not in ("step", "epoch"):
+        raise InputError(f"unknown velocity {velocity!r}: use 'step' or 'epoch'")
+    if window is not None and (not isinstance(window, int) or window < 1):
+        raise InputError(f"window must be a positive number of epochs or None, got {window!r}")
+    if not 0 < val_fraction < 1:
+        raise InputError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    device = torch.device(device)
+    train, val, test = data if data is not None else _load_mnist(data_dir, val_fraction, 0)
+    test = (test[0].to(device), test[1].to(device))
+    config = {
+        "model": "lenet", "dataset": "mnist" if data is None else "custom",
+        "optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": 0.0,
+        "epochs": epochs, "batch_size": batch_size, "window": window, "velocity": velocity,
+        "seeds": seeds, "train_size": int(train[0].shape[0]), "test_size": int(test[0].shape[0]),
+        "layer": LAYER, "device": str(device),
+    }  # fmt: skip
+    per_seed_values: list[dict[str, tuple[float, float]]] = []
+    variant_values: list[dict[str, dict[str, tuple[float, float]]]] = []
+    per_seed: list[dict[str, Any]] = []
+    for seed in seed_list:
+        torch.manual_seed(seed)
+        model = build_model("lenet", activation="relu", num_classes=10).to(device)
+        step_mon = TemperatureMonitor({LAYER: "filters"}, snapshot="step", downsample=50)
+        epoch_mon = TemperatureMonitor({LAYER: "filters"}, velocity="epoch")
+        result = fit(
+            model, train, val, epochs=epochs, optimizer=optimizer, lr=lr,
+            momentum=momentum if optimizer == "sgd" else 0.0, weight_decay=0.0,
+            batch_size=batch_size, seed=seed, device=device, callbacks=[step_mon, epoch_mon],
+            progress=False,
+        )  # fmt: skip
+        model.eval()
+        cache: dict[tuple[int, ...], tuple[float, float]] = {}
+
+        def score(
+            mask: list[int], model: nn.Module = model, cache: dict = cache
+        ) -> tuple[float, float]:
+            key = tuple(mask)
+            if key not in cache:
+                with masked(model, LAYER, mask):
+                    loss, acc = evaluate(model, test, device=device)
+                cache[key] = (100.0 * acc, loss)
+            return cache[key]
+
+        temps = _variant_temperatures(step_mon, epoch_mon)
+        main_key = f"{velocity}_velocity/" + ("all_epochs" if window is None else "last_epoch")
+        if window not in (None, 1):
+            main_key = f"{velocity}_velocity/last_{window}_epochs"
+            mon = step_mon if velocity == "step" else epoch_mon
+            temps[main_key] = mon.temperatures(window=window)[LAYER]
+        l1 = magnitude_scores(model, LAYER)
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(train[0].shape[0], generator=gen)[: 256 * taylor_batches]
+        batches = [
+            (train[0][idx[i : i + 256]].to(device), train[1][idx[i : i + 256]].to(device))
+            for i in range(0, len(idx), 256)
+        ]
+        taylor = taylor_scores(
+            model, LAYER, batches, lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1])
+        )
+        scores = {
+            ("hottest", "coldest"): temps[main_key],
+            ("random", "random_other"): random_scores(6, 1000 + seed),
+            ("largest_l1", "smallest_l1"): l1,
+            ("largest_taylor", "smallest_taylor"): taylor,
+        }
+        values = {"original": score([])}
+        for (hi, lo), s in scores.items():
+            for pattern, action, k, end in _OPERATIONS:
+                name = pattern.format(hi=hi, lo=lo)
+                values[name] = score(select_groups(s, k, action, end))
+        variants = {}
+        for vname, t in temps.items():
+            variants[vname] = {
+                pattern.format(hi="hottest", lo="coldest"): score(select_groups(t, k, action, end))
+                for pattern, action, k, end in _OPERATIONS
+            }
+        base_acc = values["original"][0]
+        single_drop = torch.tensor([base_acc - score([i])[0] for i in range(6)])
+        per_seed_values.append(values)
+        variant_values.append(variants)
+        per_seed.append({
+            "seed": seed,
+            "temperatures": {k: v.tolist() for k, v in temps.items()},
+            "main_temperature": main_key,
+            "l1": l1.tolist(), "taylor": taylor.tolist(),
+            "single_filter_accuracy_drop": single_drop.tolist(),
+            "spearman_temperature_vs_drop": {k: spearman(v, single_drop) for k, v in temps.items()},
+            "spearman_temperature_vs_l1": spearman(temps[main_key], l1),
+            "spearman_l1_vs_drop": spearman(l1, single_drop),
+            "spearman_taylor_vs_drop": spearman(taylor, single_drop),
+            "train_history": result.history,
+            "monitor": step_mon.history().to_json(),
+        })  # fmt: skip
+        if log is not None:
+            log(
+                f"seed {seed}: test acc {base_acc:.2f}%, T({main_key}) = "
+                f"{[f'{v:.2e}' for v in temps[main_key].tolist()]}, "
+                f"-2 hottest {values['without_2_hottest'][0]:.2f}%, "
+                f"-2 coldest {values['without_2_coldest'][0]:.2f}%"
+            )
+    control_order = [
+        pattern.format(hi=hi, lo=lo)
+        for hi, lo in [("random", "random_other"), ("largest_l1", "smallest_l1"),
+                       ("largest_taylor", "smallest_taylor")]
+        for pattern, _, _, _ in _OPERATIONS
+    ]  # fmt: skip
+    # the "random_other" rows duplicate the random ones (same random order): keep two
+    control_order = [c for c in control_order if "random_other" not in c]
+    rows = aggregate_rows(per_seed_values, MAIN_CONDITIONS + control_order)
+    hot_cold = MAIN_CONDITIONS[1:]
+    variants_rows = {
+        name: aggregate_rows([v[name] for v in variant_values], hot_cold)
+        for name in variant_values[0]
+    }
+    return LenetThermoResult(config, rows, variants_rows, per_seed, list(PUBLISHED))
