@@ -211,7 +211,7 @@ def run_demo(cfg: DemoConfig) -> Path:
             load_images("fashion-mnist", "train", data_dir=cfg.data_dir, limit=3000),
             fashion,
         ),
-        "noise": (noise_like(train.subset(range(3000)), seed=cfg.seed + 2), None),
+        "noise": (noise_like(train.subset(range(min(3000, len(train)))), seed=cfg.seed + 2), None),
     }
     results["transfer"] = demo_sections.transfer_section(
         report, final, sets, points=32 if cfg.quick else 128

@@ -34,7 +34,9 @@ def demo_out(tmp_path_factory):
 
 def test_demo_writes_report_with_figures(demo_out):
     html = (demo_out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 3
+    assert html.count("data:image/png;base64,") >= 9
+    for title in ("Foliation", "Out-of-distribution", "Knowledge transfer", "Denoising"):
+        assert title in html
     results = json.loads((demo_out / "results.json").read_text())
     for name in ("MNIST test", "uniform noise"):
         summary = results["spectra"][name]
