@@ -88,3 +88,19 @@ def unit(v: Tensor, eps: float = 1e-30) -> tuple[Tensor, Tensor]:
     """Rows of ``v`` (B, d) normalised, and their norms (zero rows stay zero)."""
     norm = v.norm(dim=1)
     return v / norm.clamp_min(eps)[:, None], norm
+
+
+def check_rtol(rtol: float | None) -> float | None:
+    """A rank tolerance: None (the default rule) or a number >= 0."""
+    if rtol is not None and not rtol >= 0:
+        raise InputError(f"rtol must be >= 0 or None (got {rtol})")
+    return rtol
+
+
+def config_json(config) -> dict:
+    """A settings dataclass as JSON-able dict (the box tuple becomes a list)."""
+    from dataclasses import asdict
+
+    out = asdict(config)
+    out["box"] = list(config.box) if config.box is not None else None
+    return out

@@ -18,7 +18,7 @@ paths. A :class:`PathState` holds everything needed to continue; save it with
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,7 +30,9 @@ from leafscope.foliation._common import (
     check_count,
     check_pair,
     check_positive,
+    check_rtol,
     clamp_box,
+    config_json,
     model_device,
     model_in,
     resolve_dtype,
@@ -94,14 +96,11 @@ class PathConfig:
         check_positive(self.min_step, "min_step")
         self.box = check_box(self.box)
         resolve_dtype(self.dtype)
-        if self.rtol is not None and not self.rtol >= 0:
-            raise InputError(f"rtol must be >= 0 or None (got {self.rtol})")
+        check_rtol(self.rtol)
         return self
 
     def to_json(self) -> dict:
-        out = asdict(self)
-        out["box"] = list(self.box) if self.box is not None else None
-        return out
+        return config_json(self)
 
 
 @dataclass

@@ -18,7 +18,9 @@ from leafscope.foliation._common import (
     check_box,
     check_count,
     check_positive,
+    check_rtol,
     clamp_box,
+    config_json,
     model_device,
     model_in,
     resolve_dtype,
@@ -71,12 +73,11 @@ class WalkConfig:
         check_count(self.record_every, "record_every")
         self.box = check_box(self.box)
         resolve_dtype(self.dtype)
+        check_rtol(self.rtol)
         return self
 
     def to_json(self) -> dict:
-        out = asdict(self)
-        out["box"] = list(self.box) if self.box is not None else None
-        return out
+        return config_json(self)
 
 
 @dataclass
