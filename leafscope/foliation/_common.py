@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 from torch import Tensor, nn
 
 from leafscope.errors import InputError
-from leafscope.information import check_inputs
+from leafscope.information import cast_model, check_inputs
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -27,10 +26,8 @@ def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
 
 def model_in(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """``model`` itself when its parameters already have ``dtype``, else a cast copy (eval mode)."""
-    ref = next(iter(model.parameters()), None)
-    if ref is None or ref.dtype == dtype:
-        return model
-    return copy.deepcopy(model).to(dtype).eval()
+    cast = cast_model(model, dtype)
+    return cast if cast is model else cast.eval()
 
 
 def model_device(model: nn.Module) -> torch.device:

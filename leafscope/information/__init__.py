@@ -1,6 +1,7 @@
 """The math core: data information matrix G and Fisher matrix F (torch only, no I/O)."""
 
 from leafscope.information.jacobian import (
+    cast_model,
     check_inputs,
     eval_mode,
     input_jacobian,
@@ -21,6 +22,7 @@ __all__ = [
     "InformationMatrix",
     "RankInfo",
     "SpectrumSummary",
+    "cast_model",
     "check_inputs",
     "eval_mode",
     "input_jacobian",

@@ -8,6 +8,7 @@ with ``C >= 2``.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -17,6 +18,7 @@ from torch.func import functional_call, jacrev, vmap
 from leafscope.errors import InputError
 
 __all__ = [
+    "cast_model",
     "check_inputs",
     "eval_mode",
     "input_jacobian",
@@ -40,6 +42,17 @@ def check_inputs(x: Tensor, name: str = "inputs") -> None:
     if not bool(finite.all()):
         bad = torch.nonzero(~finite).flatten()[:5].tolist()
         raise InputError(f"{name} contain NaN or inf at samples {bad}: clean or drop those samples")
+
+
+def cast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``model`` itself when its parameters already have ``dtype``, else a deep copy cast to it
+    (the caller's model is never modified)."""
+    if not dtype.is_floating_point:
+        raise InputError(f"dtype must be floating point (got {dtype}); use torch.float64")
+    ref = next(iter(model.parameters()), None)
+    if ref is None or ref.dtype == dtype:
+        return model
+    return copy.deepcopy(model).to(dtype)
 
 
 def _check_batchnorm(model: nn.Module) -> None:

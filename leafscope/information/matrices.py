@@ -15,14 +15,13 @@ than an eigendecomposition of ``AAᵀ`` (the condition number is not squared).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from leafscope.errors import InputError
-from leafscope.information.jacobian import input_jacobian, parameter_jacobian
+from leafscope.information.jacobian import cast_model, input_jacobian, parameter_jacobian
 
 __all__ = ["DataInformation", "FisherInformation", "InformationMatrix", "RankInfo"]
 
@@ -203,12 +202,7 @@ class InformationMatrix:
 def _cast_model(model: nn.Module, dtype: torch.dtype | None, x: Tensor) -> tuple[nn.Module, Tensor]:
     if dtype is None:
         return model, x
-    if not dtype.is_floating_point:
-        raise InputError(f"dtype must be floating point (got {dtype}); use torch.float64")
-    ref = next(iter(model.parameters()), None)
-    if ref is not None and ref.dtype == dtype:
-        return model, x.to(dtype)
-    return copy.deepcopy(model).to(dtype), x.to(dtype)
+    return cast_model(model, dtype), x.to(dtype)
 
 
 def _factor(logits: Tensor, jac: Tensor) -> tuple[Tensor, Tensor]:
