@@ -7,6 +7,7 @@ from pathlib import Path
 
 from leafscope.cli.common import add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
+from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.figure:
         from leafscope.applications.figures import denoising_strips
 
-        args.figure.parent.mkdir(parents=True, exist_ok=True)
         last = f"{sigmas[-1]:g}"
-        denoising_strips(result.examples[last]).savefig(args.figure, dpi=120)
+        save_figure(denoising_strips(result.examples[last]), args.figure)
         print(f"wrote {args.figure} (sigma {last})")
     return 0

@@ -9,6 +9,7 @@ import numpy as np
 
 from leafscope.cli.common import add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
+from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         ncols=min(args.n, 8) if args.n > 8 else args.n,
         title=f"class {args.label}: starts (first rows) and leaf walks, {args.steps} steps",
     )
-    fig.savefig(args.out / "grid.png", dpi=120)
+    save_figure(fig, args.out / "grid.png")
     np.savez_compressed(
         args.out / "generated.npz",
         images=walk.images.numpy(),

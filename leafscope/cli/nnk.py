@@ -9,6 +9,7 @@ import torch
 
 from leafscope.cli.common import add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
+from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -92,8 +93,6 @@ def run(args: argparse.Namespace) -> int:
     out = geometry.to_json()
     out["dataset"] = args.dataset
     if args.figures is not None:
-        import matplotlib.pyplot as plt
-
         args.figures.mkdir(parents=True, exist_ok=True)
         figures = {
             "mgm_distributions.png": plot_mgm_distributions(geometry),
@@ -101,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
             "loo_vs_test.png": plot_loo_vs_test(geometry),
         }
         for name, fig in figures.items():
-            fig.savefig(args.figures / name, dpi=110)
-            plt.close(fig)
+            save_figure(fig, args.figures / name, dpi=110)
         out["figures"] = [str(args.figures / name) for name in figures]
     write_json(args.json, out)
     r = geometry.pearson

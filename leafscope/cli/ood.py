@@ -7,6 +7,7 @@ from pathlib import Path
 
 from leafscope.cli.common import add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
+from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -168,8 +169,7 @@ def run(args: argparse.Namespace) -> int:
     if args.roc_dir:
         from leafscope.applications.figures import roc_curves
 
-        args.roc_dir.mkdir(parents=True, exist_ok=True)
         for name in outs:
-            roc_curves(all_results, name).savefig(args.roc_dir / f"roc_{name}.png", dpi=120)
+            save_figure(roc_curves(all_results, name), args.roc_dir / f"roc_{name}.png")
         print(f"wrote ROC curves to {args.roc_dir}")
     return 0

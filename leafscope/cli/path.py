@@ -7,6 +7,7 @@ from pathlib import Path
 
 from leafscope.cli.common import add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
+from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +50,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compute the path, save state every 100 steps, write figures and JSON; 0 on success."""
-    import matplotlib.pyplot as plt
 
     from leafscope.data import load_point
     from leafscope.foliation import PathConfig, PathState, continue_paths, flip_horizontal
@@ -87,9 +87,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"interrupted: state saved to {state_file}; continue with --resume")
         raise
     result = state.result()
-    fig = path_strip(result, 0, frames=args.frames)
-    fig.savefig(args.out / "path_strip.png", dpi=120)
-    plt.close(fig)
+    save_figure(path_strip(result, 0, frames=args.frames), args.out / "path_strip.png")
     gif = save_path_animation(result, args.out / "path.gif")
     payload = {
         "checkpoint": str(args.checkpoint),

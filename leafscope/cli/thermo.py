@@ -13,6 +13,7 @@ import torch
 
 from leafscope.cli.common import add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
+from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -164,8 +165,7 @@ def _write(args: argparse.Namespace, result) -> None:
     if args.figure:
         from leafscope.thermo import figures
 
-        fig = figures.figure_for(result)
-        fig.savefig(args.figure, dpi=120, bbox_inches="tight")
+        save_figure(figures.figure_for(result), args.figure)
         print(f"wrote {args.figure}", file=sys.stderr)
 
 

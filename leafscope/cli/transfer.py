@@ -9,6 +9,7 @@ import torch
 
 from leafscope.cli.common import add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
+from leafscope.io import save_figure
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -95,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
     if args.figure:
         from leafscope.applications.figures import spectra_histograms
 
-        args.figure.parent.mkdir(parents=True, exist_ok=True)
-        spectra_histograms(result.log10_eigenvalues).savefig(args.figure, dpi=120)
+        save_figure(spectra_histograms(result.log10_eigenvalues), args.figure)
         print(f"wrote {args.figure}")
     return 0

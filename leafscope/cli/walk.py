@@ -7,6 +7,7 @@ from pathlib import Path
 
 from leafscope.cli.common import add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
+from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _figures(res, folder: Path) -> None:
-    import matplotlib.pyplot as plt
 
     from leafscope.foliation.figures import (
         accuracy_vs_distance,
@@ -111,5 +111,4 @@ def _figures(res, folder: Path) -> None:
         figs["walk_strip.png"] = walk_strip(res.walk, 0)
         figs["accuracy_vs_distance.png"] = accuracy_vs_distance(res.vertical, res.random)
     for name, fig in figs.items():
-        fig.savefig(folder / name, dpi=120)
-        plt.close(fig)
+        save_figure(fig, folder / name)
