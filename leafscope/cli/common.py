@@ -1,15 +1,26 @@
-"""Helpers shared by the command modules: device choice, atomic JSON output."""
+"""Helpers shared by the command modules: device choice, shared arguments, JSON output."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from leafscope.errors import InputError
 from leafscope.io import write_json
 
-__all__ = ["add_device_argument", "resolve_device", "write_json"]
+__all__ = [
+    "add_data_arguments",
+    "add_device_argument",
+    "check_minimum",
+    "finish_json",
+    "load_model_spec",
+    "parse_layers",
+    "resolve_device",
+    "write_json",
+]
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +29,16 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
         "--device",
         default="auto",
         help="torch device: auto (CUDA when available, else cpu), cpu, cuda or cuda:N",
+    )
+
+
+def add_data_arguments(
+    parser: argparse.ArgumentParser, dataset_help: str = "data set name or .npz/folder path"
+) -> None:
+    """Add ``--dataset`` (default mnist) and ``--data-dir``."""
+    parser.add_argument("--dataset", default="mnist", help=f"{dataset_help} (default: mnist)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="folder searched first for data files"
     )
 
 
@@ -32,3 +53,44 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {name} asked for CUDA but none is available: use --device cpu")
     return device
+
+
+def check_minimum(args: argparse.Namespace, minimum: int, *names: str) -> None:
+    """Raise InputError naming the first integer option ``--name`` below ``minimum``."""
+    for name in names:
+        value = getattr(args, name)
+        if value < minimum:
+            raise InputError(f"--{name.replace('_', '-')} must be >= {minimum} (got {value})")
+
+
+def load_model_spec(spec: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Load a model from a ``.pt`` checkpoint or a run folder (its newest checkpoint)."""
+    from leafscope.training import load_checkpoint, select_checkpoint
+
+    path = Path(spec)
+    if path.is_dir():
+        path = select_checkpoint(path)
+    elif not path.exists():
+        raise InputError(f"{path} is neither a checkpoint file nor a run folder: check the path")
+    return load_checkpoint(path, device=device)
+
+
+def parse_layers(text: str, model: torch.nn.Module) -> list[str]:
+    """Comma-separated layer names, checked against ``model`` (the message lists valid names)."""
+    from leafscope.nnk.features import layer_names
+
+    layers = [t.strip() for t in text.split(",") if t.strip()]
+    valid = layer_names(model)
+    bad = [name for name in layers if name not in valid]
+    if bad or not layers:
+        raise InputError(
+            f"unknown layer(s) {bad or text!r} for this model: valid names are {', '.join(valid)}"
+        )
+    return layers
+
+
+def finish_json(path: Path | None, payload: dict[str, Any]) -> None:
+    """Write ``payload`` atomically to ``path`` (if given) and say so."""
+    if path is not None:
+        write_json(path, payload)
+        print(f"wrote {path}")

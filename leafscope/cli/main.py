@@ -26,6 +26,8 @@ COMMANDS = [
     "denoise",
     "generate",
     "nnk",
+    "stability",
+    "invariance",
     "thermo",
 ]
 

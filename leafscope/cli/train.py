@@ -66,6 +66,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--limit", type=int, default=None, help="use only the first N training points (quick runs)"
     )
+    p.add_argument(
+        "--augment-rotation",
+        type=float,
+        default=0.0,
+        metavar="DEG",
+        help="rotate each training image by a random angle in [-DEG, DEG] (default: 0 = off)",
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="folder searched first for data")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument(
@@ -154,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         meta=meta,
         overwrite=args.overwrite,
+        augment_rotation=args.augment_rotation,
     )
     for rec in result.history:
         val_text = (

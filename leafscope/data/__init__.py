@@ -9,6 +9,7 @@ from leafscope.data.planetoid import SafeUnpickler, load_planetoid, safe_load_pi
 from leafscope.data.registry import MIRRORS, canonical_name
 from leafscope.data.search import cache_dir, data_search_path, locate
 from leafscope.data.splits import load_point, parse_point_spec, train_val_split
+from leafscope.data.transforms import random_rotation, rotate
 
 __all__ = [
     "MIRRORS",
@@ -25,7 +26,9 @@ __all__ = [
     "locate",
     "noise_like",
     "parse_point_spec",
+    "random_rotation",
     "read_idx",
+    "rotate",
     "safe_load_pickle",
     "to_unit_images",
     "train_val_split",

@@ -8,9 +8,15 @@ from leafscope.nnk.geometry import (
 )
 from leafscope.nnk.graph import NNKGraph
 from leafscope.nnk.interpolation import NNKClassifier, nnk_vote
+from leafscope.nnk.invariance import (
+    AugmentationGeometry,
+    augmentation_geometry,
+    rotation_invariance,
+)
 from leafscope.nnk.metrics import ManifoldGraphMetrics, manifold_graph_metrics, summarize
 from leafscope.nnk.propagation import compare_propagation, harmonic_propagation, knn_weights
 from leafscope.nnk.solver import solve_nnqp, solve_nnqp_single
+from leafscope.nnk.stability import EdgeOverlap, edge_overlap, geometric_stability, mgm_distances
 from leafscope.nnk.stopping import (
     ChannelEarlyStopping,
     ChannelStoppingRule,
@@ -21,6 +27,13 @@ from leafscope.nnk.stopping import (
 )
 
 __all__ = [
+    "AugmentationGeometry",
+    "EdgeOverlap",
+    "augmentation_geometry",
+    "edge_overlap",
+    "geometric_stability",
+    "mgm_distances",
+    "rotation_invariance",
     "ChannelEarlyStopping",
     "ChannelStoppingRule",
     "ManifoldGraphMetrics",

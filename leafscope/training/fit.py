@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from leafscope.data.transforms import random_rotation
 from leafscope.errors import InputError
 from leafscope.io import write_json
 from leafscope.training.callbacks import Callback
@@ -87,6 +88,10 @@ def _check_settings(s: dict) -> None:
         (s["weight_decay"] >= 0, f"weight_decay must be >= 0 (got {s['weight_decay']!r})"),
         (0 < s["lr_gamma"] <= 1, f"lr_gamma must be in (0, 1] (got {s['lr_gamma']!r})"),
         (
+            0 <= s["augment_rotation"] <= 180,
+            f"augment_rotation must be in [0, 180] degrees (got {s['augment_rotation']!r})",
+        ),
+        (
             target is None or 0 < target <= 1,
             f"target_val_accuracy must be in (0, 1] (got {target!r})",
         ),
@@ -142,6 +147,7 @@ def fit(
     max_steps_per_epoch: int | None = None,
     meta: dict | None = None,
     overwrite: bool = False,
+    augment_rotation: float = 0.0,
 ) -> FitResult:
     """Train a classifier with cross-entropy; checkpoint and resume exactly.
 
@@ -166,6 +172,9 @@ def fit(
         max_steps_per_epoch: cap on steps per epoch (quick runs).
         meta: JSON-able description of the data etc., written to ``metrics.json``.
         overwrite: delete existing checkpoints in ``out_dir`` instead of refusing to start.
+        augment_rotation: rotate every training image by a uniform random angle in
+            [−augment_rotation, augment_rotation] degrees (seeded per batch, so resuming is
+            exact); 0 = no augmentation. Needs (N, C, H, W) inputs.
 
     Returns:
         A :class:`FitResult`.
@@ -187,6 +196,7 @@ def fit(
         "epochs": epochs,
         "target_val_accuracy": target_val_accuracy,
         "checkpoint_every_steps": checkpoint_every_steps,
+        "augment_rotation": augment_rotation,
     }
     _check_settings(settings)
     device = torch.device(device)
@@ -288,6 +298,9 @@ def fit(
         for b in range(state["batch_in_epoch"], n_batches):
             x, y = train_src.batch(perm[b * batch_size : (b + 1) * batch_size])
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if augment_rotation:
+                g = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 10_007 + b)
+                x = random_rotation(x, augment_rotation, g)
             opt.zero_grad(set_to_none=True)
             logits = model(x)
             loss = F.cross_entropy(logits, y)

@@ -15,6 +15,7 @@ from leafscope.training.checkpoint import read_checkpoint, save_checkpoint
 # Settings that must not change between an interrupted run and its resume.
 RESUME_KEYS = (
     "optimizer",
+    "augment_rotation",
     "lr",
     "momentum",
     "weight_decay",

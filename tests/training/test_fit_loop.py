@@ -141,6 +141,7 @@ def test_interrupted_run_resumes_to_identical_weights(
         seed=3,
         checkpoint_every_steps=3,
         progress=False,
+        augment_rotation=15.0 if optimizer == "adam" else 0.0,  # augmentation resumes exactly too
     )
     data = ((x[:160], y[:160]), (x[160:], y[160:]))
     # 8 steps per epoch; interrupt mid-epoch (11) or right at an epoch's end (8).
@@ -242,3 +243,16 @@ def test_bad_arguments_and_data_are_input_errors() -> None:
         fit(mlp(), (x, y[:-1]), None, epochs=1, progress=False)
     with pytest.raises(InputError, match="diverged"):
         fit(mlp(), (x * float("nan"), y), None, epochs=1, progress=False)
+
+
+def test_rotation_augmentation_changes_training_and_is_part_of_the_run(tmp_path: Path) -> None:
+    x, y = blobs()
+    kwargs = dict(epochs=1, batch_size=20, seed=0, progress=False)
+    plain, rotated = mlp(), mlp()
+    fit(plain, (x, y), **kwargs)
+    fit(rotated, (x, y), augment_rotation=30.0, out_dir=tmp_path, **kwargs)
+    assert not torch.equal(next(iter(plain.parameters())), next(iter(rotated.parameters())))
+    with pytest.raises(CheckpointError, match="augment_rotation"):
+        fit(mlp(), (x, y), out_dir=tmp_path, resume=True, **{**kwargs, "epochs": 2})
+    with pytest.raises(InputError, match="augment_rotation"):
+        fit(mlp(), (x, y), augment_rotation=-1.0, **kwargs)
