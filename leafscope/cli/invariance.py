@@ -7,15 +7,7 @@ from pathlib import Path
 
 import torch
 
-from leafscope.cli.common import (
-    add_data_arguments,
-    add_device_argument,
-    check_minimum,
-    finish_json,
-    load_model_spec,
-    parse_layers,
-    resolve_device,
-)
+from leafscope.cli import common
 from leafscope.errors import InputError
 from leafscope.io import save_figure
 
@@ -41,10 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="rotation angles in degrees (default -45,-30,-15,15,30,45)",
     )
     p.add_argument("--points", type=int, default=500, help="first N test points (default 500)")
-    add_data_arguments(p)
+    common.add_data_arguments(p)
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--figure", type=Path, default=None, help="write a PNG figure here")
-    add_device_argument(p)
+    common.add_device_argument(p)
     p.set_defaults(func=run)
 
 
@@ -71,12 +63,12 @@ def run(args: argparse.Namespace) -> int:
     from leafscope.data import load_images
     from leafscope.nnk.invariance import plot_invariance, rotation_invariance
 
-    check_minimum(args, 1, "points")
-    device = resolve_device(args.device)
+    common.check_minimum(args, 1, "points")
+    device = common.resolve_device(args.device)
     angles = _angles(args.angles)
     specs = _models(args.models)
-    models = {label: load_model_spec(path, device) for label, path in specs}
-    layers = parse_layers(args.layers, next(iter(models.values())))
+    models = {label: common.load_model_spec(path, device) for label, path in specs}
+    layers = common.parse_layers(args.layers, next(iter(models.values())))
     data = load_images(args.dataset, "test", data_dir=args.data_dir, limit=args.points)
     results = {}
     for label, model in models.items():
@@ -96,5 +88,5 @@ def run(args: argparse.Namespace) -> int:
     if args.figure is not None:
         save_figure(plot_invariance(results), args.figure, dpi=110)
         payload["figure"] = str(args.figure)
-    finish_json(args.json, payload)
+    common.finish_json(args.json, payload)
     return 0

@@ -7,15 +7,7 @@ from pathlib import Path
 
 import torch
 
-from leafscope.cli.common import (
-    add_data_arguments,
-    add_device_argument,
-    check_minimum,
-    finish_json,
-    load_model_spec,
-    parse_layers,
-    resolve_device,
-)
+from leafscope.cli import common
 from leafscope.errors import InputError
 from leafscope.io import save_figure
 
@@ -38,10 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=15, help="kNN candidates per node (default 15)")
     p.add_argument("--kernel", default="cosine", choices=["cosine", "gaussian"])
     p.add_argument("--orientation", action="store_true", help="also compare orientation (slow)")
-    add_data_arguments(p)
+    common.add_data_arguments(p)
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--figure", type=Path, default=None, help="write a PNG figure here")
-    add_device_argument(p)
+    common.add_device_argument(p)
     p.set_defaults(func=run)
 
 
@@ -49,14 +41,14 @@ def run(args: argparse.Namespace) -> int:
     from leafscope.data import load_images
     from leafscope.nnk.stability import geometric_stability, plot_stability
 
-    check_minimum(args, 3, "points")
-    check_minimum(args, 1, "k")
-    device = resolve_device(args.device)
+    common.check_minimum(args, 3, "points")
+    common.check_minimum(args, 1, "k")
+    device = common.resolve_device(args.device)
     specs = [s.strip() for s in args.runs.split(",") if s.strip()]
     if len(specs) < 2:
         raise InputError(f"--runs needs at least 2 runs to compare, got {specs}")
-    models = [load_model_spec(s, device) for s in specs]
-    layers = parse_layers(args.layers, models[0])
+    models = [common.load_model_spec(s, device) for s in specs]
+    layers = common.parse_layers(args.layers, models[0])
     data = load_images(args.dataset, args.split, data_dir=args.data_dir, limit=args.points)
     with torch.no_grad():
         result = geometric_stability(
@@ -87,5 +79,5 @@ def run(args: argparse.Namespace) -> int:
     if args.figure is not None:
         save_figure(plot_stability(result), args.figure, dpi=110)
         payload["figure"] = str(args.figure)
-    finish_json(args.json, payload)
+    common.finish_json(args.json, payload)
     return 0
