@@ -226,6 +226,16 @@ def run_demo(cfg: DemoConfig) -> Path:
         **({"points": 8, "tune_points": 10, "leaf_steps": 5} if cfg.quick else {"points": 32}),
     )
     cfg.timings["denoise_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    results["nnk"] = demo_sections.nnk_section(
+        report,
+        out / "run",
+        train,
+        test,
+        **({"points": 150, "test_points": 500} if cfg.quick else {}),
+        device=device,
+    )
+    cfg.timings["nnk_s"] = time.perf_counter() - t0
     cfg.timings["total_s"] = time.perf_counter() - t_start
     results["timings"] = cfg.timings
     report.section("Reproduce").code(

@@ -185,6 +185,7 @@ def run_geometry(
     loo_k: int | None = None,
     include_initial: bool = False,
     orientation: bool = True,
+    step_checkpoints: bool = False,
     device: str | torch.device = "cpu",
 ) -> RunGeometry:
     """MGMs per layer, DeepNNK LOO error and test error for every epoch checkpoint of a run.
@@ -198,6 +199,8 @@ def run_geometry(
         loo_layer: layer whose features the LOO classifier uses (default: last hidden layer).
         include_initial: also measure epoch 0 (the initial weights).
         orientation: also compute the orientation MGM (see :func:`layer_geometry`).
+        step_checkpoints: also measure the ``step_NNNNNNNN.pt`` checkpoints (finer than epochs;
+            the figures then use the optimizer step as their x axis).
         device: where the forward passes run.
 
     Returns:
@@ -212,8 +215,12 @@ def run_geometry(
         raise InputError("pass both test_images and test_labels, or neither")
     if len(images) != len(labels):
         raise InputError(f"{len(images)} images but {len(labels)} labels: one label per image")
-    infos = [i for i in list_checkpoints(run_dir) if i.kind == "epoch"]
-    infos = [i for i in infos if include_initial or i.epoch > 0]
+    kinds = ("epoch", "step") if step_checkpoints else ("epoch",)
+    infos = [i for i in list_checkpoints(run_dir) if i.kind in kinds]
+    infos = [i for i in infos if include_initial or i.step > 0]
+    # a step checkpoint written at an epoch's end holds the same weights as the epoch one
+    epoch_steps = {i.step for i in infos if i.kind == "epoch"}
+    infos = [i for i in infos if i.kind == "epoch" or i.step not in epoch_steps]
     if not infos:
         raise CheckpointError(
             f"no epoch checkpoints (epoch_NNNN.pt, epoch >= 1) in {run_dir}: train the run first"
@@ -241,6 +248,14 @@ def run_geometry(
     return result
 
 
+def _x_axis(geometry: RunGeometry) -> tuple[list[int], str]:
+    """Epochs when they identify the checkpoints, else optimizer steps."""
+    epochs = [e.epoch for e in geometry.epochs]
+    if len(set(epochs)) == len(epochs):
+        return epochs, "epoch"
+    return [e.step for e in geometry.epochs], "step"
+
+
 def plot_mgm_distributions(geometry: RunGeometry, epoch: int | None = None):
     """Histograms of the four MGMs, one line per layer, at one epoch (default: the last).
 
@@ -265,7 +280,9 @@ def plot_mgm_distributions(geometry: RunGeometry, epoch: int | None = None):
         ax.set_title(metric)
         ax.set_ylabel("fraction of nodes")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"NNK MGMs per layer, epoch {rec.epoch} ({geometry.n_points} points)")
+    fig.suptitle(
+        f"NNK MGMs per layer, epoch {rec.epoch} (step {rec.step}, {geometry.n_points} points)"
+    )
     fig.tight_layout()
     return fig
 
@@ -278,7 +295,7 @@ def plot_mgm_epochs(geometry: RunGeometry):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.2))
-    ep = [e.epoch for e in geometry.epochs]
+    ep, xlabel = _x_axis(geometry)
     for ax, metric in zip(axes, METRICS, strict=True):
         for name in geometry.layers:
             ss = [e.layers[name].get(metric) for e in geometry.epochs]
@@ -286,7 +303,7 @@ def plot_mgm_epochs(geometry: RunGeometry):
             std = np.array([s["std"] if s else math.nan for s in ss])
             ax.errorbar(ep, mean, yerr=std, label=name, capsize=2, marker="o", ms=3)
         ax.set_title(metric)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(xlabel)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -300,14 +317,14 @@ def plot_loo_vs_test(geometry: RunGeometry):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ep = [e.epoch for e in geometry.epochs]
+    ep, xlabel = _x_axis(geometry)
     ax.plot(ep, geometry.loo_errors, "o-", label=f"NNK LOO ({geometry.loo_layer})")
     if any(t is not None for t in geometry.test_errors):
         test = [math.nan if t is None else t for t in geometry.test_errors]
         ax.plot(ep, test, "s-", label="test")
     r = geometry.pearson
     ax.set_title("LOO vs test error" + (f" (Pearson r = {r:.3f})" if r is not None else ""))
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("error")
     ax.legend()
     fig.tight_layout()

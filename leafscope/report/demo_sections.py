@@ -3,6 +3,8 @@ small version of the feature's measurement, and adds a section with its numbers 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -198,3 +200,70 @@ def denoise_section(
     )
     sec.figure(denoising_strips(result.examples[f"{sigma:g}"]), "denoising.png")
     return result.to_json()
+
+
+def nnk_section(
+    report: Report,
+    run_dir: str | Path,
+    train: ImageDataset,
+    test: ImageDataset,
+    *,
+    layers: tuple[str, ...] = ("conv1", "conv2", "fc1"),
+    points: int = 500,
+    k: int = 15,
+    test_points: int = 2000,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """NNK graphs of the features across the run's checkpoints: MGMs and DeepNNK LOO error."""
+    from leafscope.nnk.geometry import (
+        plot_loo_vs_test,
+        plot_mgm_distributions,
+        plot_mgm_epochs,
+        run_geometry,
+    )
+
+    geometry = run_geometry(
+        run_dir,
+        train.images[:points],
+        train.labels[:points],
+        list(layers),
+        k=k,
+        kernel="cosine",
+        test_images=test.images[:test_points],
+        test_labels=test.labels[:test_points],
+        step_checkpoints=True,
+        orientation=False,
+        device=device,
+    )
+    r = geometry.pearson
+    sec = report.section("Neighbourhood geometry of the features (NNK graphs)")
+    sec.text(
+        f"For every checkpoint of the run: the NNK graph (cosine kernel, k = {k}) of the "
+        f"features of {', '.join(layers)} on {points} training images, its manifold graph "
+        "metrics (NNK neighbours per node, polytope diameter, local dimension at 10% variance), "
+        f"and the DeepNNK leave-one-out error of the NNK classifier on the {geometry.loo_layer} "
+        f"features, next to the error on {test_points} test images. Pearson r(LOO, test) = "
+        + (f"{r:.3f}." if r is not None else "n/a.")
+        + " The full analysis across epochs is `leafscope nnk --run RUN`."
+    )
+    sec.table(
+        ["step", "NNK LOO error", "test error"]
+        + [f"{name} neighbours" for name in layers]
+        + [f"{name} local dim" for name in layers],
+        [
+            [e.step, e.loo_error, e.test_error]
+            + [e.layers[name]["n_neighbors"]["mean"] for name in layers]
+            + [e.layers[name]["local_dim"]["mean"] for name in layers]
+            for e in geometry.epochs
+        ],
+    )
+    sec.figure(plot_loo_vs_test(geometry), "nnk_loo_vs_test.png")
+    sec.figure(
+        plot_mgm_epochs(geometry), "nnk_mgm_across_training.png", "MGM mean ± std per layer."
+    )
+    sec.figure(
+        plot_mgm_distributions(geometry),
+        "nnk_mgm_distributions.png",
+        "MGM distributions per layer at the final checkpoint.",
+    )
+    return geometry.to_json()

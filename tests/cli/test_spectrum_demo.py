@@ -35,7 +35,13 @@ def demo_out(tmp_path_factory):
 def test_demo_writes_report_with_figures(demo_out):
     html = (demo_out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 9
-    for title in ("Foliation", "Out-of-distribution", "Knowledge transfer", "Denoising"):
+    for title in (
+        "Foliation",
+        "Out-of-distribution",
+        "Knowledge transfer",
+        "Denoising",
+        "Neighbourhood geometry",
+    ):
         assert title in html
     results = json.loads((demo_out / "results.json").read_text())
     for name in ("MNIST test", "uniform noise"):
@@ -43,6 +49,9 @@ def test_demo_writes_report_with_figures(demo_out):
         assert summary["median_log10_highest"] >= summary["median_log10_lowest"]
     assert results["across_checkpoints"][0]["step"] == 0
     assert all(sum(c["rank_counts"]) == 64 for c in results["across_checkpoints"])
+    nnk = results["nnk"]
+    assert nnk["epochs"] and all(0 <= e["loo_error"] <= 1 for e in nnk["epochs"])
+    assert nnk["epochs"][-1]["layers"]["conv1"]["n_neighbors"]["mean"] <= 15
 
 
 def test_spectrum_command_json(demo_out, tmp_path):

@@ -85,3 +85,21 @@ def test_run_geometry_loo_never_uses_point_and_correlation(tmp_path):
         plot_mgm_distributions(g, epoch=7)
     with pytest.raises(CheckpointError):
         run_geometry(tmp_path / "none", xs, ys, ["fc1"])
+
+
+def test_run_geometry_with_step_checkpoints_uses_steps(tmp_path):
+    from leafscope.nnk.geometry import _x_axis
+
+    torch.manual_seed(0)
+    x, y = _blobs(64)
+    model = build_model("mlp", hidden=(16,), num_classes=10)
+    fit(model, (x, y), epochs=2, lr=0.05, batch_size=16, checkpoint_every_steps=2,
+        out_dir=tmp_path, progress=False)  # fmt: skip
+    g = run_geometry(tmp_path, x, y, ["fc1"], k=8, step_checkpoints=True)
+    # 4 steps per epoch, a step checkpoint every 2; at steps 4 and 8 the epoch checkpoint
+    # holds the same weights and is measured once
+    assert [(e.epoch, e.step) for e in g.epochs] == [(0, 2), (1, 4), (1, 6), (2, 8)]
+    assert _x_axis(g) == ([2, 4, 6, 8], "step")
+    only_epochs = run_geometry(tmp_path, x, y, ["fc1"], k=8)
+    assert _x_axis(only_epochs) == ([1, 2], "epoch")
+    assert only_epochs.epochs[-1].loo_error == g.epochs[-1].loo_error
