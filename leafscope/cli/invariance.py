@@ -60,8 +60,9 @@ def _angles(text: str) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leafscope.data import load_images
+    from leafscope.data import load_images, rotate
     from leafscope.nnk.invariance import plot_invariance, rotation_invariance
+    from leafscope.training import evaluate
 
     common.check_minimum(args, 1, "points")
     device = common.resolve_device(args.device)
@@ -70,17 +71,26 @@ def run(args: argparse.Namespace) -> int:
     models = {label: common.load_model_spec(path, device) for label, path in specs}
     layers = common.parse_layers(args.layers, next(iter(models.values())))
     data = load_images(args.dataset, "test", data_dir=args.data_dir, limit=args.points)
-    results = {}
+    results, accuracy = {}, {}
     for label, model in models.items():
         with torch.no_grad():
             results[label] = rotation_invariance(model, data.images, layers, angles, device=device)
+        accuracy[label] = {
+            str(a): evaluate(model, (rotate(data.images, a), data.labels), device=device)[1]
+            for a in [0.0, *angles]
+        }
         row = ", ".join(f"{n} {g.diameter.mean():.3f}" for n, g in results[label].items())
-        print(f"{label}: mean NNK polytope diameter of rotations: {row}")
+        acc = sum(list(accuracy[label].values())[1:]) / len(angles)
+        print(
+            f"{label}: accuracy {accuracy[label]['0.0']:.4f} upright, {acc:.4f} rotated; "
+            f"mean NNK polytope diameter of rotations: {row}"
+        )
     payload = {
         "models": dict(specs),
         "angles": angles,
         "dataset": args.dataset,
         "points": len(data.images),
+        "accuracy": accuracy,
         "results": {
             label: {name: g.to_json() for name, g in res.items()} for label, res in results.items()
         },

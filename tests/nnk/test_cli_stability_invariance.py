@@ -64,6 +64,9 @@ def test_invariance_compares_models(runs, tmp_path, capsys):
         assert list(res) == ["input", "conv1", "fc2"]
         for layer in res.values():
             assert 0 <= layer["diameter_mean"] <= layer["spread_mean"] + 1e-6 <= 2
+    for label in ("plain", "rotated"):
+        assert list(data["accuracy"][label]) == ["0.0", "-30.0", "30.0", "60.0"]
+        assert all(0 <= a <= 1 for a in data["accuracy"][label].values())
     # the inputs do not depend on the model
     assert data["results"]["plain"]["input"] == data["results"]["rotated"]["input"]
 
