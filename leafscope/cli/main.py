@@ -26,6 +26,7 @@ COMMANDS = [
     "denoise",
     "generate",
     "nnk",
+    "early-stopping",
     "stability",
     "invariance",
     "thermo",
@@ -40,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"leafscope.cli.{name}")
+            module = importlib.import_module(f"leafscope.cli.{name.replace('-', '_')}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"leafscope.cli.{name}":
+            if exc.name == f"leafscope.cli.{name.replace('-', '_')}":
                 continue
             raise
         module.register(subparsers)

@@ -344,6 +344,7 @@ def compare_early_stopping(
 
     out = Path(out_dir)
     fit_kwargs.setdefault("progress", False)
+    device = fit_kwargs.get("device", "cpu")
     torch.manual_seed(seed)
     net = build_model(model)
     init = {n: t.clone() for n, t in net.state_dict().items()}
@@ -351,13 +352,15 @@ def compare_early_stopping(
               **fit_kwargs)  # fmt: skip
     val_acc = [r["val_accuracy"] for r in res.history]
     test_acc = {
-        i.epoch: evaluate(load_checkpoint(i.path), test)[1]
+        i.epoch: evaluate(load_checkpoint(i.path, device=device), test, device=device)[1]
         for i in list_checkpoints(out / "val")
         if i.kind == "epoch" and i.epoch > 0
     }
     stop, best = validation_stopping_epoch(val_acc, patience)
     net.load_state_dict(init)
-    cb = ChannelEarlyStopping(layer, train[0][:points], train[1][:points], patience=patience, k=k)
+    cb = ChannelEarlyStopping(
+        layer, train[0][:points], train[1][:points], patience=patience, k=k, device=device
+    )
     cw = train_with_channel_stopping(net, train, cb, epochs=epochs, out_dir=out / "cw", seed=seed,
                                      **fit_kwargs)  # fmt: skip
     return {
@@ -373,6 +376,6 @@ def compare_early_stopping(
             "all_frozen": cw.stopped,
             "frozen_at": cw.frozen_at,
             "channel_loo_error": [e.tolist() for e in cb.errors],
-            "test_accuracy": evaluate(net, test)[1],
+            "test_accuracy": evaluate(net, test, device=device)[1],
         },
     }
