@@ -13,6 +13,7 @@ from leafscope.io import write_json
 
 __all__ = [
     "add_data_arguments",
+    "add_data_dir_argument",
     "add_device_argument",
     "check_minimum",
     "finish_json",
@@ -37,6 +38,11 @@ def add_data_arguments(
 ) -> None:
     """Add ``--dataset`` (default mnist) and ``--data-dir``."""
     parser.add_argument("--dataset", default="mnist", help=f"{dataset_help} (default: mnist)")
+    add_data_dir_argument(parser)
+
+
+def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--data-dir`` (searched before $LEAFSCOPE_DATA, the cache and ../shared/data)."""
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="folder searched first for data files"
     )

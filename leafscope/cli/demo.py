@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leafscope.cli.common import add_device_argument, resolve_device
+from leafscope.cli.common import add_data_dir_argument, add_device_argument, resolve_device
 from leafscope.errors import InputError
 
 
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-limit", type=int, default=None, help="use the first N train images")
     p.add_argument("--points", type=int, default=256, help="points for the spectra (default 256)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="folder searched first for data files")
+    add_data_dir_argument(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument(
         "--quick", action="store_true", help="smoke run: tiny foliation and OOD sections"

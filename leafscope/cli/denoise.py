@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
 from leafscope.io import save_figure
 
@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="a .pt file from leafscope train")
     p.add_argument("--sigma", default="0.25", help="noise std, or a comma list (default 0.25)")
-    p.add_argument("--dataset", default="mnist", help="data set (default mnist)")
+    add_data_arguments(p, "data set")
     p.add_argument("--points", type=int, default=200, help="test images (default 200)")
     p.add_argument("--pool", type=int, default=10000, help="clean training images (default 10000)")
     p.add_argument("--tune-points", type=int, default=100, help="images tuning the baselines")
@@ -31,7 +31,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--leaf-step", type=float, default=0.1, help="largest step (default 0.1)")
     p.add_argument("--anchors", type=int, default=1, help="paths per image (default 1)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--data-dir", default=None)
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--figure", type=Path, default=None, help="save denoising strips (PNG)")
     add_device_argument(p)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
 from leafscope.io import save_figure
 
@@ -26,13 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, type=Path, help="a .pt file from leafscope train")
     p.add_argument("--class", dest="label", type=int, required=True, help="class to generate")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--dataset", default="mnist", help="training images to start from")
+    add_data_arguments(p, "training images to start from")
     p.add_argument("--n", type=int, default=16, help="images to generate (default 16)")
     p.add_argument("--steps", type=int, default=200, help="step attempts per walk (default 200)")
     p.add_argument("--step", type=float, default=0.1, help="step length (default 0.1)")
     p.add_argument("--pool", type=int, default=5000, help="training images to pick starts from")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None)
     add_device_argument(p)
     p.set_defaults(func=run)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
 
 INPUTS = ("noise", "data")
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--points", type=int, default=20, help="number of points (default: 20)")
     p.add_argument("--inputs", default="noise", help="noise (uniform [0,1), as published) or data")
     p.add_argument("--json", required=True, type=Path, help="output JSON file")
-    p.add_argument("--dataset", default="mnist", help="data set for --inputs data")
+    add_data_arguments(p, "data set for --inputs data")
     p.add_argument("--rtol", type=float, default=1e-10, help="relative rank tolerance")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise points")
     p.add_argument("--chunk-size", type=int, default=4, help="points per vectorised chunk")
@@ -43,7 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated parameter names for the Fisher test (default: all; large "
         "models need a subset, e.g. fc2.weight,fc2.bias)",
     )
-    p.add_argument("--data-dir", type=Path, default=None, help="folder searched first for data")
     add_device_argument(p)
     p.set_defaults(func=run)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
 from leafscope.io import save_figure
 
@@ -27,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test-points", type=int, default=10000, help="test points for the error")
     p.add_argument("--k", type=int, default=15, help="kNN candidates per node (15)")
     p.add_argument("--kernel", default="cosine", choices=["cosine", "gaussian"])
-    p.add_argument("--dataset", default="mnist", help="data set name or .npz/folder path")
-    p.add_argument("--data-dir", default=None)
+    add_data_arguments(p, "data set name or .npz/folder path")
     p.add_argument("--include-initial", action="store_true", help="also measure epoch 0")
     p.add_argument(
         "--no-orientation",

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.cli.common import (
+    add_data_dir_argument,
+    add_device_argument,
+    resolve_device,
+    write_json,
+)
 from leafscope.errors import InputError
 from leafscope.io import save_figure
 
@@ -42,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--knn-k", type=int, default=10, help="k of the kNN detector (default 10)")
     p.add_argument("--seed", type=int, default=0, help="random_state of the detectors")
-    p.add_argument("--data-dir", default=None)
+    add_data_dir_argument(p)
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--roc-dir", type=Path, default=None, help="save ROC curves (PNG) here")
     add_device_argument(p)

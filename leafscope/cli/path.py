@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.cli.common import (
+    add_data_dir_argument,
+    add_device_argument,
+    resolve_device,
+    write_json,
+)
 from leafscope.errors import InputError
 from leafscope.io import save_figure
 
@@ -43,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue from DIR/state.pt of an interrupted run"
     )
-    p.add_argument("--data-dir", type=Path, default=None, help="folder searched first for data")
+    add_data_dir_argument(p)
     add_device_argument(p)
     p.set_defaults(func=run)
 

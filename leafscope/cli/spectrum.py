@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -22,14 +22,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "log10 trace, rank, predicted class and max probability; summary medians.",
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="a .pt file from leafscope train")
-    p.add_argument("--dataset", default="mnist", help="data set name or .npz/folder path")
+    add_data_arguments(p, "data set name or .npz/folder path")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--points", type=int, default=256, help="first N points (default 256)")
     p.add_argument("--indices", default=None, help="comma-separated indices instead of --points")
     p.add_argument("--dtype", default="float64", choices=sorted(DTYPES))
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--rtol", type=float, default=None, help="rank tolerance (default: NumPy's)")
-    p.add_argument("--data-dir", default=None)
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     add_device_argument(p)
     p.set_defaults(func=run)

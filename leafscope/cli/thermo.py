@@ -11,7 +11,12 @@ import sys
 
 import torch
 
-from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.cli.common import (
+    add_data_dir_argument,
+    add_device_argument,
+    resolve_device,
+    write_json,
+)
 from leafscope.errors import InputError
 from leafscope.io import save_figure
 
@@ -73,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for p in (lenet, gnn):
         p.add_argument("--json", dest="json_out", default=None, help="write the result here")
         p.add_argument("--figure", default=None, help="write a PNG figure here")
-        p.add_argument("--data-dir", default=None, help="folder searched first for data files")
+        add_data_dir_argument(p)
         p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
         p.add_argument("--quiet", action="store_true", help="no per-seed progress lines")
         add_device_argument(p)

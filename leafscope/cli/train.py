@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from leafscope.cli.common import add_device_argument, resolve_device
+from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device
 from leafscope.errors import InputError
 from leafscope.models import ACTIVATIONS, IMAGE_MODEL_NAMES, build_model
 
@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "RUN_DIR/epoch_NNNN.pt (epoch_0000 = initial weights), optional step_NNNNNNNN.pt and "
         "RUN_DIR/metrics.json. Inputs are pixels/255 in [0, 1], not mean/std normalised.",
     )
-    p.add_argument("--dataset", default="mnist", help="image data set (default: mnist)")
+    add_data_arguments(p, "image data set")
     p.add_argument("--model", default="lenet", help="lenet, cnn or mlp (default: lenet)")
     p.add_argument("--activation", default="relu", help="relu, gelu or sigmoid (default: relu)")
     p.add_argument("--epochs", type=int, default=1, help="epochs to train (default: 1)")
@@ -73,7 +73,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DEG",
         help="rotate each training image by a random angle in [-DEG, DEG] (default: 0 = off)",
     )
-    p.add_argument("--data-dir", type=Path, default=None, help="folder searched first for data")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument(
         "--overwrite",

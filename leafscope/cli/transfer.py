@@ -7,7 +7,12 @@ from pathlib import Path
 
 import torch
 
-from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.cli.common import (
+    add_data_dir_argument,
+    add_device_argument,
+    resolve_device,
+    write_json,
+)
 from leafscope.errors import InputError
 from leafscope.io import save_figure
 
@@ -39,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--transfer-val", type=int, default=1000, help="test images scoring it")
     p.add_argument("--dtype", default="float64", choices=sorted(DTYPES))
-    p.add_argument("--data-dir", default=None, help="folder searched first for data files")
+    add_data_dir_argument(p)
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--figure", type=Path, default=None, help="save spectra histograms (PNG)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

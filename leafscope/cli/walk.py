@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leafscope.cli.common import add_device_argument, resolve_device, write_json
+from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
 from leafscope.io import save_figure
 
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated path methods: greedy, adaptive, rk4 (default: greedy)",
     )
     p.add_argument("--json", required=True, type=Path, help="output JSON file")
-    p.add_argument("--dataset", default="mnist", help="image data set (default: mnist)")
+    add_data_arguments(p, "image data set")
     p.add_argument("--split", default="test", help="train or test (default: test)")
     p.add_argument("--pool", type=int, default=1000, help="first N images to draw from")
     p.add_argument("--step", type=float, default=0.1, help="path step length (default: 0.1)")
@@ -42,7 +42,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of pairs and directions")
     p.add_argument("--figures", type=Path, default=None, help="folder for PNG figures")
-    p.add_argument("--data-dir", type=Path, default=None, help="folder searched first for data")
     add_device_argument(p)
     p.set_defaults(func=run)
 
