@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
+from leafscope.cli.common import (
+    add_data_arguments,
+    add_device_argument,
+    finish_json,
+    resolve_device,
+)
 from leafscope.errors import InputError
 from leafscope.io import save_figure
 
@@ -79,9 +84,7 @@ def run(args: argparse.Namespace) -> int:
     )
     result.settings.update({"checkpoint": str(args.checkpoint), "dataset": args.dataset})
     print(result.markdown())
-    if args.json:
-        write_json(args.json, result.to_json())
-        print(f"wrote {args.json}")
+    finish_json(args.json, result.to_json())
     if args.figure:
         from leafscope.applications.figures import denoising_strips
 

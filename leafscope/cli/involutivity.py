@@ -7,7 +7,12 @@ from pathlib import Path
 
 import torch
 
-from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
+from leafscope.cli.common import (
+    add_data_arguments,
+    add_device_argument,
+    finish_json,
+    resolve_device,
+)
 from leafscope.errors import InputError
 
 INPUTS = ("noise", "data")
@@ -107,6 +112,5 @@ def run(args: argparse.Namespace) -> int:
             f"parameter space, {args.fisher_points} points: mean dim "
             f"{fres.mean_dim_distribution:.2f}, with brackets {fres.mean_dim_with_brackets:.2f}"
         )
-    write_json(args.json, payload)
-    print(f"wrote {args.json}")
+    finish_json(args.json, payload)
     return 0

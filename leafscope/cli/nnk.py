@@ -7,7 +7,13 @@ from pathlib import Path
 
 import torch
 
-from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
+from leafscope.cli.common import (
+    add_data_arguments,
+    add_device_argument,
+    finish_json,
+    parse_layers,
+    resolve_device,
+)
 from leafscope.errors import InputError
 from leafscope.io import save_figure
 
@@ -41,20 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _layers(text: str, run_dir: Path) -> list[str]:
-    from leafscope.nnk.features import layer_names
     from leafscope.training import list_checkpoints, load_checkpoint
 
-    layers = [t.strip() for t in text.split(",") if t.strip()]
     infos = [i for i in list_checkpoints(run_dir) if i.kind == "epoch"]
     if not infos:
         raise InputError(f"{run_dir} holds no epoch checkpoints: train the run first")
-    valid = layer_names(load_checkpoint(infos[-1].path))
-    bad = [name for name in layers if name not in valid]
-    if bad or not layers:
-        raise InputError(
-            f"unknown layer(s) {bad or text!r} for this model: valid names are {', '.join(valid)}"
-        )
-    return layers
+    return parse_layers(text, load_checkpoint(infos[-1].path))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,12 +99,11 @@ def run(args: argparse.Namespace) -> int:
         for name, fig in figures.items():
             save_figure(fig, args.figures / name, dpi=110)
         out["figures"] = [str(args.figures / name) for name in figures]
-    write_json(args.json, out)
     r = geometry.pearson
     print(
         f"nnk: {len(geometry.epochs)} epochs, layers {','.join(layers)}, LOO layer "
         f"{geometry.loo_layer}; last LOO error {geometry.loo_errors[-1]:.4f}; Pearson r(LOO, test) "
         + (f"{r:.3f}" if r is not None else "n/a (fewer than 3 epochs)")
     )
-    print(f"wrote {args.json}")
+    finish_json(args.json, out)
     return 0

@@ -8,8 +8,8 @@ from pathlib import Path
 from leafscope.cli.common import (
     add_data_dir_argument,
     add_device_argument,
+    finish_json,
     resolve_device,
-    write_json,
 )
 from leafscope.errors import InputError
 from leafscope.io import save_figure
@@ -169,8 +169,7 @@ def run(args: argparse.Namespace) -> int:
                 "std": "population std over models (ddof=0)",
             },
         }
-        write_json(args.json, payload)
-        print(f"wrote {args.json}")
+        finish_json(args.json, payload)
     if args.roc_dir:
         from leafscope.applications.figures import roc_curves
 

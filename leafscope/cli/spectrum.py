@@ -7,7 +7,12 @@ from pathlib import Path
 
 import torch
 
-from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
+from leafscope.cli.common import (
+    add_data_arguments,
+    add_device_argument,
+    finish_json,
+    resolve_device,
+)
 from leafscope.errors import InputError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -85,7 +90,5 @@ def run(args: argparse.Namespace) -> int:
         "summary": summary,
     }
     print(" ".join(f"{k}={v:.3f}" for k, v in summary.items()))
-    if args.json:
-        write_json(args.json, result)
-        print(f"wrote {args.json}")
+    finish_json(args.json, result)
     return 0

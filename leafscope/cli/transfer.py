@@ -10,8 +10,8 @@ import torch
 from leafscope.cli.common import (
     add_data_dir_argument,
     add_device_argument,
+    finish_json,
     resolve_device,
-    write_json,
 )
 from leafscope.errors import InputError
 from leafscope.io import save_figure
@@ -95,9 +95,7 @@ def run(args: argparse.Namespace) -> int:
         {"checkpoint": str(args.checkpoint), "train_dataset": args.train_dataset}
     )
     print(result.markdown())
-    if args.json:
-        write_json(args.json, result.to_json())
-        print(f"wrote {args.json}")
+    finish_json(args.json, result.to_json())
     if args.figure:
         from leafscope.applications.figures import spectra_histograms
 
