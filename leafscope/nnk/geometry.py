@@ -68,7 +68,7 @@ def layer_geometry(
         layers: names from :func:`leafscope.nnk.layer_names`.
         k: kNN candidates per node (capped at N − 1). kernel: ``"cosine"`` or ``"gaussian"``.
         per_channel: one graph per channel of a (N, C, ...) output.
-        orientation: also compute the orientation MGM (the costly one: about 13 s for 1000
+        orientation: also compute the orientation MGM (the costly one: about 3 s for 1000
             points of dimension 4704 on one core; None in the summary when off).
         device: where the forward passes run.
 

@@ -72,7 +72,7 @@ def manifold_graph_metrics(
         raise NotFittedError("the NNKGraph is not fitted: call graph.fit(X) first")
     if not 0 < dim_threshold <= 1:
         raise InputError(f"dim_threshold must be in (0, 1], got {dim_threshold}")
-    Z = torch.from_numpy(graph._Z)
+    Z = _row_space_coordinates(torch.from_numpy(graph._Z))
     theta = torch.from_numpy(graph.theta_)
     idx = torch.from_numpy(graph.knn_indices_)
     n, k = idx.shape
@@ -122,6 +122,20 @@ def manifold_graph_metrics(
         orientation=orient,
         dim_threshold=dim_threshold,
     )
+
+
+def _row_space_coordinates(Z: torch.Tensor) -> torch.Tensor:
+    """Coordinates of the N rows of Z (N, D) in an orthonormal basis of their span when D > N.
+
+    Every MGM depends on the features only through inner products of differences of rows, which
+    an orthonormal change of basis keeps; with D > N this shrinks the per-node work by D / N.
+    Z = Rᵀ Qᵀ from the thin QR of Zᵀ (float64), so the new rows are those of Rᵀ (N, N).
+    """
+    n, d = Z.shape
+    if d <= n:
+        return Z
+    r = torch.linalg.qr(Z.double().T, mode="r")[1]
+    return r.T.float().contiguous()
 
 
 def _orientation(

@@ -55,3 +55,17 @@ def test_summary(rng):
     assert m.to_json()["dim_threshold"] == 0.1
     with pytest.raises(InputError, match="dim_threshold"):
         manifold_graph_metrics(NNKGraph(k=3).fit(rng.standard_normal((10, 2))), dim_threshold=0)
+
+
+def test_wide_features_give_the_same_metrics_in_row_space_coordinates(rng, monkeypatch):
+    from leafscope.nnk import metrics as mgm
+
+    X = _flat(rng, 120, 3, ambient=400)  # D = 400 > N = 120: the QR shortcut is taken
+    g = NNKGraph(k=12, kernel="cosine").fit(X)
+    fast = manifold_graph_metrics(g)
+    monkeypatch.setattr(mgm, "_row_space_coordinates", lambda Z: Z)
+    slow = manifold_graph_metrics(g)
+    np.testing.assert_array_equal(fast.n_neighbors, slow.n_neighbors)
+    np.testing.assert_array_equal(fast.local_dim, slow.local_dim)
+    np.testing.assert_allclose(fast.diameter, slow.diameter, atol=1e-6)
+    np.testing.assert_allclose(fast.orientation, slow.orientation, atol=1e-3)
