@@ -248,6 +248,15 @@ def run_geometry(
     return result
 
 
+def _measured(geometry: RunGeometry) -> list[str]:
+    """The MGMs with values in at least one layer and epoch (orientation may be switched off)."""
+    return [
+        m
+        for m in METRICS
+        if any(layer.get(m) for e in geometry.epochs for layer in e.layers.values())
+    ]
+
+
 def _x_axis(geometry: RunGeometry) -> tuple[list[int], str]:
     """Epochs when they identify the checkpoints, else optimizer steps."""
     epochs = [e.epoch for e in geometry.epochs]
@@ -268,8 +277,9 @@ def plot_mgm_distributions(geometry: RunGeometry, epoch: int | None = None):
     import matplotlib.pyplot as plt
 
     rec = geometry.epochs[-1] if epoch is None else _epoch(geometry, epoch)
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.2))
-    for ax, metric in zip(axes, METRICS, strict=True):
+    metrics = _measured(geometry)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
         for name in geometry.layers:
             s = rec.layers[name].get(metric)
             if not s:
@@ -279,7 +289,7 @@ def plot_mgm_distributions(geometry: RunGeometry, epoch: int | None = None):
             ax.stairs(counts / max(counts.sum(), 1), edges, label=name)
         ax.set_title(metric)
         ax.set_ylabel("fraction of nodes")
-    axes[0].legend(fontsize=8)
+    axes[0, 0].legend(fontsize=8)
     fig.suptitle(
         f"NNK MGMs per layer, epoch {rec.epoch} (step {rec.step}, {geometry.n_points} points)"
     )
@@ -294,9 +304,10 @@ def plot_mgm_epochs(geometry: RunGeometry):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.2))
+    metrics = _measured(geometry)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
     ep, xlabel = _x_axis(geometry)
-    for ax, metric in zip(axes, METRICS, strict=True):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         for name in geometry.layers:
             ss = [e.layers[name].get(metric) for e in geometry.epochs]
             mean = np.array([s["mean"] if s else math.nan for s in ss])
@@ -304,7 +315,7 @@ def plot_mgm_epochs(geometry: RunGeometry):
             ax.errorbar(ep, mean, yerr=std, label=name, capsize=2, marker="o", ms=3)
         ax.set_title(metric)
         ax.set_xlabel(xlabel)
-    axes[0].legend(fontsize=8)
+    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 

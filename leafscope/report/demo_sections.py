@@ -232,7 +232,7 @@ def nnk_section(
         test_images=test.images[:test_points],
         test_labels=test.labels[:test_points],
         step_checkpoints=True,
-        orientation=False,
+        orientation=True,
         device=device,
     )
     r = geometry.pearson
@@ -240,7 +240,8 @@ def nnk_section(
     sec.text(
         f"For every checkpoint of the run: the NNK graph (cosine kernel, k = {k}) of the "
         f"features of {', '.join(layers)} on {points} training images, its manifold graph "
-        "metrics (NNK neighbours per node, polytope diameter, local dimension at 10% variance), "
+        "metrics (NNK neighbours per node, polytope diameter, local dimension at 10% variance, "
+        "orientation = mean principal angle to the neighbours' local subspaces), "
         f"and the DeepNNK leave-one-out error of the NNK classifier on the {geometry.loo_layer} "
         f"features, next to the error on {test_points} test images. Pearson r(LOO, test) = "
         + (f"{r:.3f}." if r is not None else "n/a.")

@@ -103,3 +103,6 @@ def test_run_geometry_with_step_checkpoints_uses_steps(tmp_path):
     only_epochs = run_geometry(tmp_path, x, y, ["fc1"], k=8)
     assert _x_axis(only_epochs) == ([1, 2], "epoch")
     assert only_epochs.epochs[-1].loo_error == g.epochs[-1].loo_error
+    no_orientation = run_geometry(tmp_path, x, y, ["fc1"], k=8, orientation=False)
+    assert len(plot_mgm_epochs(no_orientation).axes) == 3  # no empty orientation panel
+    assert len(plot_mgm_distributions(only_epochs).axes) == 4
