@@ -61,6 +61,24 @@ def test_ood_cli(checkpoint, tmp_path):
         bad.func(bad)
 
 
+def test_ood_cli_trains_seeds_first(tmp_path, capsys):
+    out = tmp_path / "o.json"
+    argv = ["ood", "--seeds", "2", "--train-epochs", "1", "--runs-dir", str(tmp_path / "runs")]
+    argv += ["--in", "digits", "--out", "noise", "--detectors", "msp,energy", "--points", "30"]
+    argv += ["--fit-points", "60", "--json", str(out), "--device", "cpu"]
+    args = parse(ood, argv)
+    assert args.func(args) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "digits-lenet-s0",
+        "digits-lenet-s1",
+    ]
+    assert capsys.readouterr().out.count("val accuracy") == 2
+    res = json.loads(out.read_text())["results"]
+    assert [(r["detector"], r["n_seeds"]) for r in res] == [("msp", 2), ("energy", 2)]
+    assert all(0 <= r["auroc"] <= 1 for r in res)
+    assert any(r["auroc_std"] > 0 for r in res)  # two seeds, two different models
+
+
 def test_denoise_cli(checkpoint, tmp_path):
     out = tmp_path / "d.json"
     argv = ["denoise", "--checkpoint", str(checkpoint), "--dataset", "digits", "--sigma", "0.25"]
