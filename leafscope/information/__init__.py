@@ -14,12 +14,14 @@ from leafscope.information.matrices import (
     InformationMatrix,
     RankInfo,
 )
+from leafscope.information.mean import MeanInformation
 from leafscope.information.spectrum import SpectrumSummary, point_spectra, summarize_spectra
 
 __all__ = [
     "DataInformation",
     "FisherInformation",
     "InformationMatrix",
+    "MeanInformation",
     "RankInfo",
     "SpectrumSummary",
     "cast_model",

@@ -188,6 +188,13 @@ class InformationMatrix:
         inside = torch.einsum("nkd,nk->nd", vh, coeff / (s**2 + damping))
         return inside + (v - torch.einsum("nkd,nk->nd", vh, coeff)) / damping
 
+    def mean(self):
+        """The average ``(1/N) Σ_k M_k`` as a :class:`~leafscope.information.mean.MeanInformation`
+        (for the Fisher matrix: the data-set Fisher of the model on these points)."""
+        from leafscope.information.mean import MeanInformation
+
+        return MeanInformation(self)
+
     def dense(self) -> Tensor:
         """The full matrices ``(N, d, d)``. Only for small d: refuses above 2 GiB."""
         need = self.n_samples * self.dim**2 * self.factor.element_size()
