@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_arguments(p, "data set name or .npz/folder path")
     p.add_argument("--include-initial", action="store_true", help="also measure epoch 0")
     p.add_argument(
+        "--step-checkpoints",
+        action="store_true",
+        help="also measure the step_NNNNNNNN.pt checkpoints (train --checkpoint-every-steps)",
+    )
+    p.add_argument(
         "--no-orientation",
         action="store_true",
         help="skip the orientation MGM (the slowest one on wide layers)",
@@ -84,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             test_images=test.images,
             test_labels=test.labels,
             include_initial=args.include_initial,
+            step_checkpoints=args.step_checkpoints,
             orientation=not args.no_orientation,
             device=device,
         )
@@ -101,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         out["figures"] = [str(args.figures / name) for name in figures]
     r = geometry.pearson
     print(
-        f"nnk: {len(geometry.epochs)} epochs, layers {','.join(layers)}, LOO layer "
+        f"nnk: {len(geometry.epochs)} checkpoints, layers {','.join(layers)}, LOO layer "
         f"{geometry.loo_layer}; last LOO error {geometry.loo_errors[-1]:.4f}; Pearson r(LOO, test) "
         + (f"{r:.3f}" if r is not None else "n/a (fewer than 3 epochs)")
     )

@@ -31,7 +31,8 @@ def tiny_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     data = load_images("mnist", "train", data_dir=DATA, limit=512, download=False)
     torch.manual_seed(0)
-    fit(build_model("lenet"), data, epochs=2, lr=0.05, momentum=0.9, out_dir=run, progress=False)
+    fit(build_model("lenet"), data, epochs=2, lr=0.05, momentum=0.9, out_dir=run, progress=False,
+        checkpoint_every_steps=4)  # fmt: skip
     return run
 
 
@@ -54,6 +55,19 @@ def test_cli_writes_per_layer_summaries(tiny_run, tmp_path, capsys):
     for name in ("mgm_distributions.png", "mgm_epochs.png", "loo_vs_test.png"):
         assert (tmp_path / "fig" / name).stat().st_size > 0
     assert "Pearson" in capsys.readouterr().out
+
+
+def test_cli_step_checkpoints(tiny_run, tmp_path, capsys):
+    out = tmp_path / "nnk.json"
+    args = _parse("--run", str(tiny_run), "--layers", "fc1", "--points", "60",
+                  "--test-points", "100", "--k", "8", "--no-orientation",
+                  "--step-checkpoints", "--json", str(out))  # fmt: skip
+    assert args.func(args) == 0
+    data = json.loads(out.read_text())
+    # 8 steps per epoch, a step checkpoint every 4: steps 4 and 12 join the two epoch ends
+    assert [e["step"] for e in data["epochs"]] == [4, 8, 12, 16]
+    assert data["pearson_loo_vs_test"] is not None
+    assert "4 checkpoints" in capsys.readouterr().out
 
 
 def test_cli_bad_layer_lists_valid_names(tiny_run, tmp_path):
