@@ -12,6 +12,7 @@ from leafscope.errors import InputError
 from leafscope.io import write_json
 
 __all__ = [
+    "DTYPES",
     "add_data_arguments",
     "add_data_dir_argument",
     "add_device_argument",
@@ -22,6 +23,10 @@ __all__ = [
     "resolve_device",
     "write_json",
 ]
+
+
+# ``--dtype`` choices of the commands that compute information matrices.
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:

@@ -5,17 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from leafscope.cli.common import (
+    DTYPES,
     add_data_arguments,
     add_device_argument,
     finish_json,
     resolve_device,
 )
 from leafscope.errors import InputError
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from leafscope.cli.common import (
+    DTYPES,
     add_data_dir_argument,
     add_device_argument,
     finish_json,
@@ -15,8 +14,6 @@ from leafscope.cli.common import (
 )
 from leafscope.errors import InputError
 from leafscope.io import save_figure
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
