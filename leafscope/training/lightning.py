@@ -1,8 +1,9 @@
 """PyTorch Lightning adapters (optional extra ``leafscope[lightning]``).
 
-leafscope's training hooks (:class:`~leafscope.training.callbacks.Callback`: the temperature monitor,
-channel-wise early stopping, ...) run inside :func:`leafscope.training.fit`, inside any plain loop
-through their ``on_*`` methods, and inside a Lightning ``Trainer`` through :class:`LeafscopeCallback`.
+leafscope's training hooks (:class:`~leafscope.training.callbacks.Callback`: the temperature
+monitor, channel-wise early stopping, ...) run inside :func:`leafscope.training.fit`, inside any
+plain loop through their ``on_*`` methods, and inside a Lightning ``Trainer`` through
+:class:`LeafscopeCallback`.
 :class:`StepCheckpoint` writes leafscope checkpoints every K optimizer steps, the partially trained
 models the analyses need.
 
@@ -126,7 +127,7 @@ class StepCheckpoint(pl.Callback):
     def __init__(
         self, dirpath: str | os.PathLike, every_n_steps: int, model_attribute: str | None = None
     ) -> None:
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
+        if type(every_n_steps) is not int or every_n_steps < 1:
             raise InputError(f"every_n_steps must be an integer >= 1 (got {every_n_steps!r})")
         self.dirpath = Path(dirpath)
         self.every_n_steps = every_n_steps
