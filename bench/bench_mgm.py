@@ -20,8 +20,8 @@ import torch
 
 from leafscope.data import load_images
 from leafscope.models import build_model
+from leafscope.models.features import layer_features
 from leafscope.nnk import metrics as mgm
-from leafscope.nnk.features import extract_features
 from leafscope.nnk.graph import NNKGraph
 from leafscope.training import fit, load_checkpoint
 
@@ -43,7 +43,7 @@ def main() -> None:
         train = load_images("mnist", "train", limit=6000)
         fit(model, train, epochs=1, lr=0.01, momentum=0.9, progress=False)
     x = load_images("mnist", "train", limit=args.points).images
-    feats = extract_features(model, x, [args.layer])[args.layer]
+    feats = layer_features(model, x, [args.layer])[args.layer]
     graph = NNKGraph(k=args.k, kernel="cosine").fit(feats)
 
     t0 = time.perf_counter()

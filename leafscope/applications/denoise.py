@@ -29,10 +29,10 @@ from skimage.restoration import denoise_tv_chambolle
 from sklearn.decomposition import PCA
 from torch import Tensor, nn
 
-from leafscope.applications.features import extract
 from leafscope.applications.leaf import NearestImages, project_onto_leaf
 from leafscope.applications.metrics import psnr
 from leafscope.errors import InputError
+from leafscope.models.features import penultimate_features
 
 __all__ = [
     "DenoiseResult",
@@ -137,7 +137,7 @@ def _anchors(nearest: NearestImages, pool: Tensor, x: Tensor, k: int) -> tuple[T
 
 
 def _accuracy(model: nn.Module, x: Tensor, labels: Tensor) -> float:
-    return float((extract(model, x).logits.argmax(dim=1) == labels).float().mean())
+    return float((penultimate_features(model, x).logits.argmax(dim=1) == labels).float().mean())
 
 
 def _tuned(name: str, clean_train: Tensor, tune_clean: Tensor, tune_noisy: Tensor, seed: int):

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from leafscope.applications.features import extract, model_device
 from leafscope.errors import InputError
 from leafscope.information import DataInformation
+from leafscope.models.features import penultimate_features
+from leafscope.models.inspect import model_device
 
 __all__ = ["LeafWalk", "generate_class", "leaf_random_walk"]
 
@@ -114,7 +115,7 @@ def leaf_random_walk(
         x = torch.where(good[:, None], moved, x)
         accepted[good.cpu()] += 1
     images = x.reshape(-1, *shape).float().cpu()
-    probs = torch.softmax(extract(work, images).logits.double(), dim=1)
+    probs = torch.softmax(penultimate_features(work, images).logits.double(), dim=1)
     prob, pred = probs.max(dim=1)
     return LeafWalk(
         start=start.detach().float().cpu(),
@@ -140,7 +141,7 @@ def generate_class(
 ) -> LeafWalk:
     """``n`` new images of class ``label`` from random training images of that class that the
     model classifies correctly (chosen with ``seed``), by :func:`leaf_random_walk`."""
-    probs = extract(model, images).logits.argmax(dim=1)
+    probs = penultimate_features(model, images).logits.argmax(dim=1)
     pool = torch.nonzero((labels == label) & (probs == label)).flatten().numpy()
     if len(pool) == 0:
         raise InputError(

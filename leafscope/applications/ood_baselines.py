@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from leafscope.applications.features import extract
 from leafscope.applications.ood import OODDetector
 from leafscope.errors import InputError
+from leafscope.models.features import penultimate_features
 
 __all__ = ["EnergyDetector", "KNNDetector", "MSPDetector", "MahalanobisDetector"]
 
@@ -32,7 +32,7 @@ class MSPDetector(OODDetector):
         pass
 
     def _score(self, x: Tensor) -> np.ndarray:
-        probs = torch.softmax(extract(self.model, x).logits.double(), dim=1)
+        probs = torch.softmax(penultimate_features(self.model, x).logits.double(), dim=1)
         return probs.max(dim=1).values.numpy()
 
 
@@ -56,7 +56,7 @@ class EnergyDetector(OODDetector):
 
     def _score(self, x: Tensor) -> np.ndarray:
         t = self.temperature
-        logits = extract(self.model, x).logits.double()
+        logits = penultimate_features(self.model, x).logits.double()
         return (t * torch.logsumexp(logits / t, dim=1)).numpy()
 
 
@@ -74,7 +74,7 @@ class MahalanobisDetector(OODDetector):
         self.ridge = ridge
 
     def _fit(self, x: Tensor, y: Tensor | None) -> None:
-        out = extract(self.model, x)
+        out = penultimate_features(self.model, x)
         f = out.features.double().numpy()
         labels = (y if y is not None else out.logits.argmax(dim=1)).numpy()
         classes = np.unique(labels)
@@ -86,7 +86,7 @@ class MahalanobisDetector(OODDetector):
         self.precision_ = np.linalg.pinv(cov, hermitian=True)
 
     def _score(self, x: Tensor) -> np.ndarray:
-        f = extract(self.model, x).features.double().numpy()
+        f = penultimate_features(self.model, x).features.double().numpy()
         d = f[:, None, :] - self.means_[None, :, :]
         m = np.einsum("ncf,fg,ncg->nc", d, self.precision_, d)
         return -m.min(axis=1)
@@ -114,11 +114,13 @@ class KNNDetector(OODDetector):
         return np.ascontiguousarray(f.numpy(), dtype=np.float32)
 
     def _fit(self, x: Tensor, y: Tensor | None) -> None:
-        f = self._normalised(extract(self.model, x).features)
+        f = self._normalised(penultimate_features(self.model, x).features)
         self.index_ = faiss.IndexFlatL2(f.shape[1])
         self.index_.add(f)
         self.k_ = min(self.k, len(f))
 
     def _score(self, x: Tensor) -> np.ndarray:
-        d2, _ = self.index_.search(self._normalised(extract(self.model, x).features), self.k_)
+        d2, _ = self.index_.search(
+            self._normalised(penultimate_features(self.model, x).features), self.k_
+        )
         return -np.sqrt(np.maximum(d2[:, -1].astype(np.float64), 0.0))

@@ -22,9 +22,9 @@ import torch
 from scipy.stats import wasserstein_distance
 from torch import Tensor, nn
 
-from leafscope.applications.features import extract
 from leafscope.errors import InputError
 from leafscope.information.spectrum import PointSpectra, point_spectra
+from leafscope.models.features import penultimate_features
 
 __all__ = [
     "TransferResult",
@@ -157,7 +157,10 @@ def _transfer_accuracy(model, train, val, train_points: int, val_points: int) ->
     va = (val.images[:val_points], val.labels[:val_points])
     if (tr[1] < 0).any() or (va[1] < 0).any() or train.num_classes < 2:
         return None, 0, 0
-    f_tr, f_va = extract(model, tr[0]).features, extract(model, va[0]).features
+    f_tr, f_va = (
+        penultimate_features(model, tr[0]).features,
+        penultimate_features(model, va[0]).features,
+    )
     head = fit_linear_head(f_tr, tr[1], train.num_classes)
     with torch.no_grad():
         acc = float((head(f_va).argmax(dim=1) == va[1]).float().mean())

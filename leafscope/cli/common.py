@@ -88,10 +88,10 @@ def load_model_spec(spec: str | Path, device: torch.device | str = "cpu") -> tor
 
 def parse_layers(text: str, model: torch.nn.Module) -> list[str]:
     """Comma-separated layer names, checked against ``model`` (the message lists valid names)."""
-    from leafscope.nnk.features import layer_names
+    from leafscope.models.inspect import module_names
 
     layers = [t.strip() for t in text.split(",") if t.strip()]
-    valid = layer_names(model)
+    valid = module_names(model)
     bad = [name for name in layers if name not in valid]
     if bad or not layers:
         raise InputError(

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from leafscope.applications.figures import image_grid
     from leafscope.applications.generate import generate_class
     from leafscope.data import load_images
+    from leafscope.models.inspect import model_device
     from leafscope.training import load_checkpoint
 
     if args.n < 1 or args.steps < 0:
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     with torch.no_grad():
-        start_probs = torch.softmax(model(walk.start.to(next(model.parameters()).device)), 1)
+        start_probs = torch.softmax(model(walk.start.to(model_device(model))), 1)
     sp, sl = start_probs.max(1)
     args.out.mkdir(parents=True, exist_ok=True)
     images = torch.cat([walk.start, walk.images])

@@ -30,11 +30,6 @@ def model_in(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return cast if cast is model else cast.eval()
 
 
-def model_device(model: nn.Module) -> torch.device:
-    ref = next(iter(model.parameters()), None)
-    return ref.device if ref is not None else torch.device("cpu")
-
-
 def check_positive(value: float, name: str) -> float:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise InputError(f"{name} must be a finite number > 0 (got {value!r})")

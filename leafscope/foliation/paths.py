@@ -33,12 +33,12 @@ from leafscope.foliation._common import (
     check_rtol,
     clamp_box,
     config_json,
-    model_device,
     model_in,
     resolve_dtype,
     unit,
 )
 from leafscope.information import DataInformation
+from leafscope.models.inspect import model_device
 
 __all__ = [
     "METHODS",

@@ -21,13 +21,13 @@ from leafscope.foliation._common import (
     check_rtol,
     clamp_box,
     config_json,
-    model_device,
     model_in,
     resolve_dtype,
     unit,
 )
 from leafscope.foliation.paths import PathConfig, PathResult, horizontal_paths
 from leafscope.information import DataInformation, check_inputs
+from leafscope.models.inspect import model_device
 
 __all__ = [
     "NoiseLeafResult",

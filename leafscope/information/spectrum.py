@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from leafscope.errors import InputError
 from leafscope.information.matrices import DataInformation
+from leafscope.models.inspect import model_device
 
 __all__ = ["LOG10_FLOOR", "PointSpectra", "SpectrumSummary", "point_spectra", "summarize_spectra"]
 
@@ -121,8 +122,7 @@ def point_spectra(
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1 (got {batch_size})")
     if device is None:
-        ref = next(iter(model.parameters()), None)
-        device = ref.device if ref is not None else torch.device("cpu")
+        device = model_device(model)
     work = copy.deepcopy(model).to(device=device, dtype=dtype)
     parts: dict[str, list[Tensor]] = {k: [] for k in ("ev", "tr", "rk", "pr", "mp")}
     starts = range(0, x.shape[0], batch_size)

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from leafscope.errors import CheckpointError, InputError
-from leafscope.nnk.features import extract_features, layer_names
+from leafscope.models.features import layer_features
+from leafscope.models.inspect import module_names
 from leafscope.nnk.graph import NNKGraph
 from leafscope.nnk.interpolation import NNKClassifier
 from leafscope.nnk.metrics import manifold_graph_metrics
@@ -65,7 +66,7 @@ def layer_geometry(
 
     Args:
         model: any ``nn.Module``; images: (N, ...) inputs.
-        layers: names from :func:`leafscope.nnk.layer_names`.
+        layers: names from :func:`leafscope.models.inspect.module_names`.
         k: kNN candidates per node (capped at N − 1). kernel: ``"cosine"`` or ``"gaussian"``.
         per_channel: one graph per channel of a (N, C, ...) output.
         orientation: also compute the orientation MGM (the costly one: about 3 s for 1000
@@ -76,7 +77,9 @@ def layer_geometry(
         ``{layer: summary}`` (see :func:`leafscope.nnk.summarize`); with ``per_channel``,
         ``{layer: {"channels": [summary per channel]}}``.
     """
-    feats = extract_features(model, images, layers, per_channel=per_channel, device=device)
+    feats = layer_features(
+        model, images, layers, shape="channels" if per_channel else "flat", device=device
+    )
     out: dict[str, Any] = {}
     for name in layers:
         f = feats[name]
@@ -103,7 +106,7 @@ def last_hidden_layer(model: nn.Module) -> str:
     if not linear or linear[-1] == 0:
         raise InputError(
             "cannot find the last hidden layer (no nn.Linear after another module): pass "
-            f"loo_layer explicitly, one of {layer_names(model)[:12]}"
+            f"loo_layer explicitly, one of {module_names(model)[:12]}"
         )
     return leaves[linear[-1] - 1]
 
@@ -230,7 +233,7 @@ def run_geometry(
         model = load_checkpoint(info.path, device=device)
         hidden = loo_layer or last_hidden_layer(model)
         wanted = list(dict.fromkeys([*layers, hidden]))
-        feats = extract_features(model, images, wanted, device=device)
+        feats = layer_features(model, images, wanted, device=device)
         summaries = {name: _mgm_summary(feats[name], k, kernel, orientation) for name in layers}
         clf = NNKClassifier(k=min(loo_k or k, len(images) - 1), kernel=kernel)
         loo = clf.fit(feats[hidden], labels).loo_error_

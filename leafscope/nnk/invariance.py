@@ -20,7 +20,7 @@ from torch import nn
 
 from leafscope.data.transforms import rotate
 from leafscope.errors import InputError
-from leafscope.nnk.features import extract_features
+from leafscope.models.features import layer_features
 from leafscope.nnk.graph import local_kernels, prepare_features
 from leafscope.nnk.solver import solve_nnqp
 
@@ -88,7 +88,7 @@ def augmentation_geometry(
 
     Args:
         model: any ``nn.Module``; images: (N, ...) inputs.
-        layers: layer names (see :func:`leafscope.nnk.layer_names`).
+        layers: layer names (see :func:`leafscope.models.inspect.module_names`).
         augment: maps a batch (B, ...) to a list of A ≥ 2 batches of the same shape (the versions).
         include_input: also measure the inputs themselves (key ``"input"``), the reference a
             layer's features are compared with.
@@ -113,7 +113,7 @@ def augmentation_geometry(
                 f"{tuple(x.shape)}, got {[tuple(v.shape) for v in versions]}"
             )
         stacked = torch.cat([x, *versions])
-        feats = extract_features(model, stacked, list(layers), device=device) if layers else {}
+        feats = layer_features(model, stacked, list(layers), device=device) if layers else {}
         if include_input:
             feats[INPUT] = stacked.reshape(stacked.shape[0], -1).float()
         B, A = x.shape[0], len(versions)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from leafscope.errors import InputError
-from leafscope.nnk.features import extract_features
+from leafscope.models.features import layer_features
 from leafscope.nnk.graph import NNKGraph
 from leafscope.nnk.metrics import ManifoldGraphMetrics, manifold_graph_metrics
 
@@ -195,7 +195,7 @@ def geometric_stability(
     Args:
         models: two or more models with the named layers (e.g. one per seed or data subset).
         images: (N, ...) inputs, the same for every model.
-        layers: layer names (see :func:`leafscope.nnk.layer_names`).
+        layers: layer names (see :func:`leafscope.models.inspect.module_names`).
         k, kernel: NNK graph settings (k capped at N − 1).
         orientation: also compare the orientation MGM (slow on wide layers).
         device: where the forward passes run.
@@ -218,7 +218,7 @@ def geometric_stability(
     graphs: dict[str, list[NNKGraph]] = {name: [] for name in layers}
     metrics: dict[str, list[ManifoldGraphMetrics]] = {name: [] for name in layers}
     for model in models:
-        feats = extract_features(model, images, list(layers), device=device)
+        feats = layer_features(model, images, list(layers), device=device)
         for name in layers:
             g = NNKGraph(k=min(k, n - 1), kernel=kernel).fit(feats[name])
             graphs[name].append(g)

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from leafscope.errors import InputError
-from leafscope.nnk.features import extract_features, layer_names
+from leafscope.models.features import layer_features
+from leafscope.models.inspect import weighted_layers
 from leafscope.nnk.interpolation import NNKClassifier
 from leafscope.training import Callback, FitResult, fit
 
@@ -57,7 +58,7 @@ def channel_loo_errors(
     Returns:
         (C,) LOO error rates in [0, 1].
     """
-    feats = extract_features(model, images, [layer], per_channel=True, device=device)[layer]
+    feats = layer_features(model, images, [layer], shape="channels", device=device)[layer]
     if feats.ndim != 3 or feats.shape[2] < 2:
         raise InputError(
             f"layer {layer!r} has no channel axis with several values per channel (features "
@@ -180,7 +181,7 @@ class ChannelEarlyStopping(Callback):
         modules = dict(model.named_modules())
         if self.param_layer not in modules:
             raise InputError(
-                f"unknown param_layer {self.param_layer!r}: use one of {layer_names(model)}"
+                f"unknown param_layer {self.param_layer!r}: use one of {weighted_layers(model)}"
             )
         mod = modules[self.param_layer]
         return {n: p for n, p in (("weight", mod.weight), ("bias", mod.bias)) if p is not None}

@@ -23,6 +23,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from leafscope.errors import InputError
+from leafscope.models.inspect import weight_module, weighted_layers
 
 GroupKind = Literal["filters", "neurons", "features"]
 KINDS: tuple[str, ...] = ("filters", "neurons", "features")
@@ -85,15 +86,6 @@ def current_tensor(module: nn.Module, name: str) -> Tensor:
     return getattr(module, name)
 
 
-def layer_names(model: nn.Module) -> list[str]:
-    """Names of the modules that own a weight matrix/kernel (candidates for ``groups``)."""
-    names = []
-    for name, module in model.named_modules():
-        if name and _weight_module(module) is not None:
-            names.append(name)
-    return names
-
-
 def resolve_layer(model: nn.Module, layer: str, kind: str) -> LayerGroups:
     """Find the groups of ``layer`` of kind ``kind``.
 
@@ -114,9 +106,9 @@ def resolve_layer(model: nn.Module, layer: str, kind: str) -> LayerGroups:
         raise InputError(f"unknown group kind {kind!r} for layer {layer!r}: use one of {KINDS}")
     modules = dict(model.named_modules())
     module = modules.get(layer)
-    holder = _weight_module(module) if module is not None else None
+    holder = weight_module(module) if module is not None else None
     if holder is None:
-        valid = layer_names(model)
+        valid = weighted_layers(model)
         raise InputError(
             f"unknown layer {layer!r}: {type(model).__name__} has layers with weights {valid}; "
             "pass one of these names"
@@ -145,14 +137,3 @@ def resolve_layer(model: nn.Module, layer: str, kind: str) -> LayerGroups:
             break
     size = weight[0].numel() + (1 if bias_module is not None else 0)
     return LayerGroups(layer, kind, holder, bias_module, n_out, size)
-
-
-def _weight_module(module: nn.Module) -> nn.Module | None:
-    if isinstance(getattr(module, "weight", None), Tensor) or hasattr(module, "weight_orig"):
-        return module
-    lin = getattr(module, "lin", None)
-    if isinstance(lin, nn.Module) and (
-        isinstance(getattr(lin, "weight", None), Tensor) or hasattr(lin, "weight_orig")
-    ):
-        return lin
-    return None

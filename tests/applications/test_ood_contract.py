@@ -57,11 +57,14 @@ def test_bad_inputs_are_named(toy):
 
 
 def test_mahalanobis_matches_direct_formula(toy):
-    from leafscope.applications.features import extract
+    from leafscope.models.features import penultimate_features
 
     model, x, y, xt, _ = toy
     det = make_detector("mahalanobis", model, ridge=0.0).fit(x, y)
-    f, ft = extract(model, x).features.double().numpy(), extract(model, xt).features.double()
+    f, ft = (
+        penultimate_features(model, x).features.double().numpy(),
+        penultimate_features(model, xt).features.double(),
+    )
     mu = np.stack([f[y.numpy() == c].mean(0) for c in (0, 1)])
     cen = f - mu[y.numpy()]
     prec = np.linalg.pinv(cen.T @ cen / len(f))
