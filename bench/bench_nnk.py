@@ -26,6 +26,7 @@ import scipy.optimize as so
 import torch
 from threadpoolctl import threadpool_limits
 
+from leafscope.io import write_json
 from leafscope.nnk.graph import NNKGraph
 from leafscope.nnk.propagation import compare_propagation
 
@@ -132,7 +133,7 @@ def main() -> None:
         }
     print(json.dumps(res, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        write_json(args.json, res)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def project_onto_leaf(
     step: float = 0.1,
     min_step: float = 1e-3,
     box: tuple[float, float] | None = (0.0, 1.0),
-    dtype: str = "float32",
+    dtype: torch.dtype = torch.float32,
     batch_size: int = 256,
     record_every: int | None = None,
 ) -> LeafProjection:
@@ -81,7 +81,7 @@ def project_onto_leaf(
         step: largest step length (input units).
         min_step: a path stops when the step needed to decrease the distance is below this.
         box: pixel box every point is clamped to.
-        dtype: ``float32`` or ``float64``.
+        dtype: ``torch.float32`` (default) or ``torch.float64``.
         batch_size: paths run together.
         record_every: also keep every k-th point of each path (``frames``).
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from skimage.metrics import peak_signal_noise_ratio
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from leafscope.errors import InputError
@@ -11,7 +12,8 @@ __all__ = ["auroc", "fpr_at_tpr", "psnr"]
 
 
 def psnr(reference: np.ndarray, estimate: np.ndarray, data_range: float = 1.0) -> np.ndarray:
-    """Peak signal-to-noise ratio per image, ``10 log10(range² / MSE)`` in dB.
+    """Peak signal-to-noise ratio per image, ``10 log10(range² / MSE)`` in dB
+    (:func:`skimage.metrics.peak_signal_noise_ratio` with ``data_range`` given explicitly).
 
     Args:
         reference: clean images ``(N, ...)``.
@@ -28,9 +30,12 @@ def psnr(reference: np.ndarray, estimate: np.ndarray, data_range: float = 1.0) -
         )
     if not data_range > 0:
         raise InputError(f"data_range must be > 0 (got {data_range})")
-    mse = ((ref - est) ** 2).reshape(len(ref), -1).mean(axis=1)
     with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(data_range**2 / mse)
+        values = [
+            peak_signal_noise_ratio(r, e, data_range=data_range)
+            for r, e in zip(ref, est, strict=True)
+        ]
+    return np.array(values, dtype=np.float64)
 
 
 def _labels_scores(in_scores: np.ndarray, out_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

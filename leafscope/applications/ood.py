@@ -9,6 +9,7 @@ choice (subsampling). Detectors: :mod:`ood_baselines` (MSP, energy, Mahalanobis,
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -22,8 +23,9 @@ from leafscope.information import check_inputs
 __all__ = ["OODDetector", "OODResult", "aggregate_seeds", "evaluate_detectors"]
 
 
-class OODDetector:
-    """Base class: subclasses implement ``_fit(x, y)`` and ``_score(x) -> np.ndarray``.
+class OODDetector(ABC):
+    """Abstract base class: subclasses implement ``_fit(x, y)`` and ``_score(x) -> np.ndarray``
+    (instantiating a class that lacks either raises ``TypeError``).
 
     Args:
         model: the trained classifier (read only; evaluated in eval mode).
@@ -77,11 +79,13 @@ class OODDetector:
             raise RuntimeError(f"{self.name} returned {scores.shape} scores for {x.shape[0]}")
         return scores
 
-    def _fit(self, x: Tensor, y: Tensor | None) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def _fit(self, x: Tensor, y: Tensor | None) -> None:
+        """Estimate the detector's state from training inputs ``x`` (N, ...) and labels ``y``."""
 
-    def _score(self, x: Tensor) -> np.ndarray:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def _score(self, x: Tensor) -> np.ndarray:
+        """``(N,)`` scores of inputs ``x`` (N, ...), higher = more in-distribution."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(random_state={self.random_state})"

@@ -4,7 +4,7 @@
 - :class:`EnergyDetector` — ``T·logsumexp(s/T)`` (Liu et al. 2020).
 - :class:`MahalanobisDetector` — class-conditional Gaussians with a shared covariance on the
   penultimate features, score ``max_c −(f − μ_c)ᵀ Σ⁻¹ (f − μ_c)`` (Lee et al. 2018, no input
-  preprocessing, last layer only).
+  preprocessing, last layer only); optional covariance shrinkage (Ledoit-Wolf, OAS, fixed).
 - :class:`KNNDetector` — minus the distance to the k-th nearest L2-normalised training feature
   (Sun et al. 2022), exact search with faiss.
 """
@@ -14,6 +14,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import torch
+from scipy.linalg import pinvh
+from sklearn.covariance import OAS, LedoitWolf, ShrunkCovariance, empirical_covariance
 from torch import Tensor, nn
 
 from leafscope.applications.ood import OODDetector
@@ -21,6 +23,8 @@ from leafscope.errors import InputError
 from leafscope.models.features import penultimate_features
 
 __all__ = ["EnergyDetector", "KNNDetector", "MSPDetector", "MahalanobisDetector"]
+
+_SHRINKERS = {"ledoit-wolf": LedoitWolf, "oas": OAS}
 
 
 class MSPDetector(OODDetector):
@@ -61,17 +65,43 @@ class EnergyDetector(OODDetector):
 
 
 class MahalanobisDetector(OODDetector):
-    """Class-conditional Gaussians, shared covariance, on the penultimate features.
+    """Class-conditional Gaussians with one shared (tied) covariance on the penultimate features.
 
-    ``fit(x, y)`` uses the labels ``y``; without them the model's predictions. The covariance
-    gets a ridge ``ridge · tr(Σ)/F · I``; the precision is its pseudo-inverse (dead features).
+    ``fit(x, y)`` uses the labels ``y``; without them the model's predictions. The shared
+    covariance of the class-centred features is estimated with :mod:`sklearn.covariance`:
+
+    - ``shrinkage=None`` (default, Lee et al. 2018): the empirical covariance plus a ridge
+      ``ridge · tr(Σ)/F · I``; the precision is its pseudo-inverse (dead features stay finite);
+    - ``shrinkage="ledoit-wolf"`` or ``"oas"``: the Ledoit-Wolf or OAS estimate, whose shrinkage
+      toward ``tr(Σ)/F · I`` is chosen from the data (better when features outnumber points);
+    - ``shrinkage=s`` with ``0 ≤ s ≤ 1``: the fixed blend ``(1 − s) Σ + s · tr(Σ)/F · I``.
+
+    Args:
+        ridge: relative ridge of the empirical covariance (used only with ``shrinkage=None``).
+        shrinkage: None, ``"ledoit-wolf"``, ``"oas"`` or a number in [0, 1].
     """
 
     name = "mahalanobis"
 
-    def __init__(self, model: nn.Module, *, ridge: float = 1e-6, **kwargs):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        ridge: float = 1e-6,
+        shrinkage: str | float | None = None,
+        **kwargs,
+    ):
         super().__init__(model, **kwargs)
-        self.ridge = ridge
+        if not (isinstance(ridge, (int, float)) and ridge >= 0):
+            raise InputError(f"ridge must be a number >= 0 (got {ridge!r})")
+        named = isinstance(shrinkage, str) and shrinkage in _SHRINKERS
+        number = isinstance(shrinkage, (int, float)) and not isinstance(shrinkage, bool)
+        if not (shrinkage is None or named or (number and 0 <= shrinkage <= 1)):
+            raise InputError(
+                f"shrinkage must be None, 'ledoit-wolf', 'oas' or a number in [0, 1] "
+                f"(got {shrinkage!r})"
+            )
+        self.ridge, self.shrinkage = ridge, shrinkage
 
     def _fit(self, x: Tensor, y: Tensor | None) -> None:
         out = penultimate_features(self.model, x)
@@ -80,10 +110,18 @@ class MahalanobisDetector(OODDetector):
         classes = np.unique(labels)
         means = np.stack([f[labels == c].mean(axis=0) for c in classes])
         centred = f - means[np.searchsorted(classes, labels)]
-        cov = centred.T @ centred / len(f)
-        cov += self.ridge * max(np.trace(cov) / len(cov), 1e-12) * np.eye(len(cov))
         self.classes_, self.means_ = classes, means
-        self.precision_ = np.linalg.pinv(cov, hermitian=True)
+        if self.shrinkage is None:
+            cov = empirical_covariance(centred, assume_centered=True)
+            cov += self.ridge * max(np.trace(cov) / len(cov), 1e-12) * np.eye(len(cov))
+            self.covariance_, self.precision_ = cov, pinvh(cov)
+            return
+        if isinstance(self.shrinkage, str):
+            estimator = _SHRINKERS[self.shrinkage](assume_centered=True)
+        else:
+            estimator = ShrunkCovariance(shrinkage=float(self.shrinkage), assume_centered=True)
+        estimator.fit(centred)
+        self.covariance_, self.precision_ = estimator.covariance_, estimator.precision_
 
     def _score(self, x: Tensor) -> np.ndarray:
         f = penultimate_features(self.model, x).features.double().numpy()

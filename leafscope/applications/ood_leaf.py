@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from leafscope.applications.leaf import NearestImages, project_onto_leaf
 from leafscope.applications.ood import OODDetector
+from leafscope.dtypes import check_dtype
 from leafscope.errors import InputError
 from leafscope.information.spectrum import point_spectra
 
@@ -40,7 +41,7 @@ class DIMTraceDetector(OODDetector):
 
     def __init__(self, model: nn.Module, *, dtype: torch.dtype = torch.float64, **kwargs):
         super().__init__(model, **kwargs)
-        self.dtype = dtype
+        self.dtype = check_dtype(dtype)
 
     def _fit(self, x: Tensor, y: Tensor | None) -> None:
         pass
@@ -73,7 +74,7 @@ class DIMSpectrumDetector(OODDetector):
         super().__init__(model, **kwargs)
         if method not in ("mahalanobis", "knn"):
             raise InputError(f"unknown method {method!r}: use 'mahalanobis' or 'knn'")
-        self.method, self.k, self.dtype = method, k, dtype
+        self.method, self.k, self.dtype = method, k, check_dtype(dtype)
 
     def _fit(self, x: Tensor, y: Tensor | None) -> None:
         v = _spectrum_features(self.model, x, self.dtype)
@@ -118,7 +119,7 @@ class LeafDistanceDetector(OODDetector):
         n_anchors: paths per input.
         max_steps: steps per path.
         step: largest step length.
-        dtype: ``"float32"`` (default) or ``"float64"`` for the paths.
+        dtype: ``torch.float32`` (default) or ``torch.float64`` for the paths.
     """
 
     name = "leaf-distance"
@@ -130,14 +131,15 @@ class LeafDistanceDetector(OODDetector):
         n_anchors: int = 1,
         max_steps: int = 20,
         step: float = 0.1,
-        dtype: str = "float32",
+        dtype: torch.dtype = torch.float32,
         **kwargs,
     ):
         super().__init__(model, **kwargs)
         for value, what in ((n_anchors, "n_anchors"), (max_steps, "max_steps")):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{what} must be an integer >= 1 (got {value!r})")
-        self.n_anchors, self.max_steps, self.step, self.dtype = n_anchors, max_steps, step, dtype
+        self.n_anchors, self.max_steps, self.step = n_anchors, max_steps, step
+        self.dtype = check_dtype(dtype)
 
     def _fit(self, x: Tensor, y: Tensor | None) -> None:
         self.nearest_ = NearestImages(x)

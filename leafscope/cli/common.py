@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from leafscope.dtypes import DTYPES  # the ``--dtype`` choices; re-exported
 from leafscope.errors import InputError
 from leafscope.io import write_json
 
@@ -23,10 +24,6 @@ __all__ = [
     "resolve_device",
     "write_json",
 ]
-
-
-# ``--dtype`` choices of the commands that compute information matrices.
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:

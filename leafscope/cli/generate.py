@@ -9,7 +9,7 @@ import numpy as np
 
 from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
-from leafscope.io import save_figure
+from leafscope.io import atomic_write, save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -79,13 +79,13 @@ def run(args: argparse.Namespace) -> int:
         title=f"class {args.label}: starts (first rows) and leaf walks, {args.steps} steps",
     )
     save_figure(fig, args.out / "grid.png")
-    np.savez_compressed(
-        args.out / "generated.npz",
-        images=walk.images.numpy(),
-        starts=walk.start.numpy(),
-        predicted=walk.predicted.numpy(),
-        probability=walk.probability.numpy(),
-    )
+    arrays = {
+        "images": walk.images.numpy(),
+        "starts": walk.start.numpy(),
+        "predicted": walk.predicted.numpy(),
+        "probability": walk.probability.numpy(),
+    }
+    atomic_write(args.out / "generated.npz", lambda f: np.savez_compressed(f, **arrays))
     summary = {
         "class": args.label,
         "steps": args.steps,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from leafscope.cli.common import (
+    DTYPES,
     add_data_dir_argument,
     add_device_argument,
     resolve_device,
@@ -35,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--step", type=float, default=0.1, help="step length (default: 0.1)")
     p.add_argument("--threshold", type=float, default=1.0, help="stop distance (default: 1.0)")
     p.add_argument("--max-steps", type=int, default=5000, help="step limit (default: 5000)")
-    p.add_argument("--dtype", default="float32", help="float32 (default) or float64")
+    p.add_argument(
+        "--dtype", default="float32", choices=sorted(DTYPES), help="path dtype (default: float32)"
+    )
     p.add_argument(
         "--flip-target",
         action="store_true",
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             step=args.step,
             threshold=args.threshold,
             max_steps=args.max_steps,
-            dtype=args.dtype,
+            dtype=DTYPES[args.dtype],
         ).check()
         state = PathState(x0.unsqueeze(0), x1.unsqueeze(0), config)
         state.start_label, state.end_label = [y0], [y1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from tqdm.auto import tqdm
 
 from leafscope.data.registry import FileSpec
 from leafscope.errors import DataFileError
+from leafscope.io import atomic_write
 
 _CHUNK = 1 << 20
 _DIGEST_CACHE: dict[tuple[str, str, int, int], str] = {}
@@ -77,8 +77,9 @@ def verify_file(path: str | os.PathLike, spec: FileSpec) -> Path:
 def download_file(spec: FileSpec, dest: Path, base_urls: list[str]) -> Path:
     """Download ``spec.name`` into ``dest`` from the first base URL that serves a verified copy.
 
-    The bytes go to a temporary file in ``dest``'s folder, are hashed while streaming, and are moved
-    into place with :func:`os.replace` only when the checksum matches: nothing partial is left.
+    The bytes go to a temporary file in ``dest``'s folder (:func:`leafscope.io.atomic_write`), are
+    hashed while streaming, and are moved into place only when the checksum matches: nothing
+    partial is left.
 
     Args:
         spec: the file (its checksum decides acceptance; files without one are refused).
@@ -114,12 +115,9 @@ def download_file(spec: FileSpec, dest: Path, base_urls: list[str]) -> Path:
 
 
 def _fetch(url: str, dest: Path, algorithm: str, expected: str, size: int | None) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix="." + dest.name + ".", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
+    def stream(out) -> None:
         digest = hashlib.new(algorithm)
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        with urllib.request.urlopen(url, timeout=60) as response:
             headers = getattr(response, "headers", None)
             total = headers.get("Content-Length") if headers is not None else None
             total = int(total) if total else size
@@ -131,6 +129,5 @@ def _fetch(url: str, dest: Path, algorithm: str, expected: str, size: int | None
         actual = digest.hexdigest()
         if actual != expected:
             raise DataFileError(f"served bytes have {algorithm} {actual}, expected {expected}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(dest, stream)

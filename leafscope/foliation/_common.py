@@ -1,4 +1,4 @@
-"""Helpers shared by the foliation modules: dtype names, model casting, argument checks."""
+"""Helpers shared by the foliation modules: model casting, argument checks, settings as JSON."""
 
 from __future__ import annotations
 
@@ -7,21 +7,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from leafscope.dtypes import dtype_name
 from leafscope.errors import InputError
 from leafscope.information import cast_model, check_inputs
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
-    """``"float32"`` / ``"float64"`` (or the torch dtype) → torch dtype."""
-    if isinstance(name, torch.dtype):
-        if name not in DTYPES.values():
-            raise InputError(f"dtype must be float32 or float64 (got {name})")
-        return name
-    if name not in DTYPES:
-        raise InputError(f"dtype must be 'float32' or 'float64' (got {name!r})")
-    return DTYPES[name]
 
 
 def model_in(model: nn.Module, dtype: torch.dtype) -> nn.Module:
@@ -90,9 +78,11 @@ def check_rtol(rtol: float | None) -> float | None:
 
 
 def config_json(config) -> dict:
-    """A settings dataclass as JSON-able dict (the box tuple becomes a list)."""
+    """A settings dataclass as JSON-able dict (the box tuple becomes a list, the torch dtype its
+    name such as ``"float32"``)."""
     from dataclasses import asdict
 
     out = asdict(config)
     out["box"] = list(config.box) if config.box is not None else None
+    out["dtype"] = dtype_name(config.dtype)
     return out

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -64,7 +65,7 @@ class TraceRankResult:
                     "epoch": self.epochs[k],
                     "step": self.steps[k],
                     "val_accuracy": self.val_accuracy[k],
-                    "median_trace": float(self.traces[k].median()),
+                    "median_trace": float(np.median(self.traces[k].cpu().numpy())),
                     "mean_trace": float(self.traces[k].mean()),
                     "log10_trace_quartiles": torch.quantile(
                         log_tr[k], torch.tensor([0.25, 0.5, 0.75], dtype=log_tr.dtype)

@@ -6,10 +6,10 @@ methods) and vertical walks next to random straight lines of the same length.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -25,6 +25,8 @@ __all__ = ["HorizontalSummary", "WalkExperimentResult", "random_pairs", "walk_ex
 @dataclass(frozen=True)
 class HorizontalSummary:
     """Summary of horizontal paths over pairs (distances in input units, pixels in [0, 1]).
+
+    Medians follow numpy: the mean of the two middle values for an even number of pairs.
 
     Attributes:
         method: path method.
@@ -58,12 +60,12 @@ class HorizontalSummary:
             method=res.config.method,
             pairs=n,
             reached_fraction=sum(res.reached) / n,
-            median_start_distance=statistics.median(res.start_distance),
-            median_final_distance=statistics.median(res.final_distance),
-            median_relative_distance=statistics.median(res.relative_distance),
-            median_length=statistics.median(res.length),
+            median_start_distance=_median(res.start_distance),
+            median_final_distance=_median(res.final_distance),
+            median_relative_distance=_median(res.relative_distance),
+            median_length=_median(res.length),
             end_class_match=sum(match) / n,
-            median_final_tangent_fraction=statistics.median(t[-1] for t in res.tangent_fraction),
+            median_final_tangent_fraction=_median(t[-1] for t in res.tangent_fraction),
             seconds=seconds,
         )
 
@@ -96,6 +98,10 @@ class WalkExperimentResult:
             "random": self.random,
             "meta": self.meta,
         }
+
+
+def _median(values) -> float:
+    return float(np.median(np.fromiter(values, dtype=np.float64)))
 
 
 def _per_path(res: PathResult) -> list[dict]:

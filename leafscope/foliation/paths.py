@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from leafscope.dtypes import check_dtype, dtype_from_name
 from leafscope.errors import InputError
 from leafscope.foliation._common import (
     check_box,
@@ -34,10 +35,10 @@ from leafscope.foliation._common import (
     clamp_box,
     config_json,
     model_in,
-    resolve_dtype,
     unit,
 )
 from leafscope.information import DataInformation
+from leafscope.io import torch_save_atomic
 from leafscope.models.inspect import model_device
 
 __all__ = [
@@ -64,7 +65,8 @@ class PathConfig:
         threshold: stop when ``‖x − end‖ ≤ threshold``.
         max_steps: stop after this many steps.
         box: clamp every point to ``[low, high]`` (None: no clamp).
-        dtype: ``float32`` (default, fast) or ``float64``.
+        dtype: ``torch.float32`` (default, fast) or ``torch.float64`` (the JSON form stores
+            the name, e.g. ``"float32"``).
         rtol: relative tolerance of the numerical rank of G used to define D_x (None: default).
         record_every: keep every k-th point of each path (the last point is always kept).
         min_step: ``adaptive`` stops when its step falls below this.
@@ -76,7 +78,7 @@ class PathConfig:
     threshold: float = 1.0
     max_steps: int = 5000
     box: tuple[float, float] | None = (0.0, 1.0)
-    dtype: str = "float32"
+    dtype: torch.dtype = torch.float32
     rtol: float | None = None
     record_every: int = 1
     min_step: float = 1e-3
@@ -95,7 +97,7 @@ class PathConfig:
         check_count(self.record_every, "record_every")
         check_positive(self.min_step, "min_step")
         self.box = check_box(self.box)
-        resolve_dtype(self.dtype)
+        check_dtype(self.dtype, "PathConfig.dtype")
         check_rtol(self.rtol)
         return self
 
@@ -194,7 +196,7 @@ class PathState:
     def __init__(self, start: Tensor, end: Tensor, config: PathConfig):
         config.check()
         start, end = check_pair(start, end)
-        dtype = resolve_dtype(config.dtype)
+        dtype = config.dtype
         self.config = config
         self.input_shape = tuple(start.shape[1:])
         self.start = start.detach().flatten(1).to("cpu", dtype)
@@ -241,13 +243,8 @@ class PathState:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the state with ``torch.save`` (atomic rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
-        return path
+        """Write the state atomically (:func:`leafscope.io.torch_save_atomic`)."""
+        return torch_save_atomic(path, self.state_dict())
 
     @classmethod
     def from_state_dict(cls, data: dict) -> PathState:
@@ -255,6 +252,7 @@ class PathState:
         try:
             cfg = dict(data["config"])
             cfg["box"] = tuple(cfg["box"]) if cfg["box"] is not None else None
+            cfg["dtype"] = dtype_from_name(cfg["dtype"])
             config = PathConfig(**cfg)
             shape = tuple(data["input_shape"])
             obj = cls(data["start"].reshape(-1, *shape), data["end"].reshape(-1, *shape), config)
@@ -337,7 +335,7 @@ def continue_paths(
         The same state.
     """
     cfg = state.config
-    dtype = resolve_dtype(cfg.dtype)
+    dtype = cfg.dtype
     model = model_in(model, dtype)
     device = model_device(model)
     shape = state.input_shape

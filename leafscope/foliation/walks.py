@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from leafscope.dtypes import check_dtype
 from leafscope.errors import InputError
 from leafscope.foliation._common import (
     check_box,
@@ -22,7 +23,6 @@ from leafscope.foliation._common import (
     clamp_box,
     config_json,
     model_in,
-    resolve_dtype,
     unit,
 )
 from leafscope.foliation.paths import PathConfig, PathResult, horizontal_paths
@@ -51,7 +51,7 @@ class WalkConfig:
         step: step length h (input units).
         box: clamp to ``[low, high]`` after each step (None, the default: no clamp, so every
             step lies exactly in ker G; with a box the clamp moves off the kernel).
-        dtype: ``float32`` or ``float64``.
+        dtype: ``torch.float32`` (default) or ``torch.float64``.
         rtol: relative rank tolerance defining D_x (None: default).
         record_every: record every k-th step (the last one is always recorded).
         seed: seed of the random directions.
@@ -61,7 +61,7 @@ class WalkConfig:
     steps: int = 1000
     step: float = 0.1
     box: tuple[float, float] | None = None
-    dtype: str = "float32"
+    dtype: torch.dtype = torch.float32
     rtol: float | None = None
     record_every: int = 50
     seed: int = 0
@@ -72,7 +72,7 @@ class WalkConfig:
         check_positive(self.step, "step")
         check_count(self.record_every, "record_every")
         self.box = check_box(self.box)
-        resolve_dtype(self.dtype)
+        check_dtype(self.dtype, "WalkConfig.dtype")
         check_rtol(self.rtol)
         return self
 
@@ -152,7 +152,7 @@ def vertical_walk(
     """
     cfg = (config or WalkConfig()).check()
     check_inputs(x, "start points")
-    dtype = resolve_dtype(cfg.dtype)
+    dtype = cfg.dtype
     model = model_in(model, dtype)
     device = model_device(model)
     shape = tuple(x.shape[1:])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -25,7 +26,8 @@ LOG10_FLOOR = 1e-23
 
 @dataclass(frozen=True)
 class SpectrumSummary:
-    """Medians over points (base-10 logarithms of eigenvalues in 1/input-unit²)."""
+    """Medians over points (numpy convention: the mean of the two middle values for an even
+    count) of base-10 logarithms of eigenvalues in 1/input-unit²."""
 
     median_log10_highest: float
     median_log10_lowest: float
@@ -79,19 +81,24 @@ class PointSpectra:
 
 
 def summarize_spectra(eigenvalues: Tensor, trace: Tensor) -> SpectrumSummary:
-    """Median columns of the transfer table from eigenvalues ``(N, C-1)`` and traces ``(N,)``."""
+    """Median columns of the transfer table from eigenvalues ``(N, C-1)`` and traces ``(N,)``.
+
+    Medians follow numpy (:func:`numpy.median`): for an even N, the mean of the two middle
+    values, as in the published tables (``torch.median`` would give the lower one).
+    """
     if eigenvalues.dim() != 2 or eigenvalues.shape[0] != trace.shape[0] or trace.numel() == 0:
         raise InputError(
             f"need eigenvalues (N, C-1) and traces (N,) with N >= 1 (got "
             f"{tuple(eigenvalues.shape)} and {tuple(trace.shape)})"
         )
-    logs = eigenvalues.double().clamp_min(LOG10_FLOOR).log10()
+    logs = eigenvalues.detach().double().cpu().clamp_min(LOG10_FLOOR).log10().numpy()
     highest, lowest = logs[:, 0], logs[:, -1]
+    log_trace = trace.detach().double().cpu().clamp_min(LOG10_FLOOR).log10().numpy()
     return SpectrumSummary(
-        median_log10_highest=float(highest.median()),
-        median_log10_lowest=float(lowest.median()),
-        median_delta=float((highest - lowest).median()),
-        median_log10_trace=float(trace.double().clamp_min(LOG10_FLOOR).log10().median()),
+        median_log10_highest=float(np.median(highest)),
+        median_log10_lowest=float(np.median(lowest)),
+        median_delta=float(np.median(highest - lowest)),
+        median_log10_trace=float(np.median(log_trace)),
     )
 
 

@@ -177,7 +177,8 @@ def summarize(metrics: ManifoldGraphMetrics, bins: int = 20) -> dict[str, Any]:
         bins: histogram bins (integer metrics use one bin per value instead).
 
     Returns:
-        ``{metric: {"mean", "median", "std", "min", "max", "hist": {"counts", "edges"}}}``.
+        ``{metric: {"mean", "median", "std", "min", "max", "hist": {"counts", "edges"}}}``;
+        the median is numpy's (mean of the two middle values for an even count).
     """
     out: dict[str, Any] = {}
     for name in ("n_neighbors", "diameter", "local_dim", "orientation"):

@@ -19,7 +19,12 @@ Pires 1994; Kim & Park 2011), run for all problems of a chunk together:
   answer when most neighbours survive and costs a few iterations otherwise;
 * every result is *certified* afterwards (θ ≥ 0, ``|w_j| ≤ tol`` on the support, ``w_j ≤ tol``
   off it); the rare problems that fail (iteration cap, Cholesky breakdown) are re-solved one by
-  one by a plain NumPy Lawson–Hanson loop (:func:`solve_nnqp_single`).
+  one by :func:`scipy.optimize.nnls` (Lawson–Hanson) on the equivalent least-squares problem
+  (:func:`solve_nnqp_single`).
+
+The batched solver is hand-written because it is faster: one batched Cholesky per iteration for
+a whole chunk of problems, on the GPU when the tensors are there, where scipy solves one problem
+at a time on the CPU.
 
 A ridge ``ridge · mean(diag K_p)`` is added to every diagonal so that matrices with duplicate
 rows (duplicate data points) stay positive definite; with the default ``ridge = 1e-10`` this
@@ -31,6 +36,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
+import scipy.optimize
 import torch
 
 from leafscope.errors import InputError
@@ -115,20 +122,25 @@ def solve_nnqp_inplace(
     bad = torch.nonzero(~ok).flatten().tolist()
     for r in bad:
         th[r] = torch.from_numpy(
-            solve_nnqp_single(K[r].cpu().numpy(), b[r].cpu().numpy(), tol=tol, ridge=0.0)
+            solve_nnqp_single(K[r].cpu().numpy(), b[r].cpu().numpy(), ridge=0.0)
         ).to(th.device)
     return th, iters, len(bad)
 
 
-def solve_nnqp_single(
-    K: np.ndarray, b: np.ndarray, *, tol: float = 1e-10, ridge: float = 1e-10
-) -> np.ndarray:
-    """Reference Lawson–Hanson solver for one problem (NumPy; used as the fallback).
+def solve_nnqp_single(K: np.ndarray, b: np.ndarray, *, ridge: float = 1e-10) -> np.ndarray:
+    """Reference solver for one problem, used as the fallback: :func:`scipy.optimize.nnls`
+    (Lawson–Hanson) on the equivalent least-squares problem.
+
+    With ``K = L Lᵀ`` (Cholesky), ``½θᵀKθ − bᵀθ = ½‖Lᵀθ − L⁻¹b‖² + const``, so the minimiser
+    over ``θ ≥ 0`` is the NNLS solution for ``A = Lᵀ``, ``c = L⁻¹b``. When ``K`` is only
+    semidefinite (no Cholesky), ``A = Λ^{1/2}Vᵀ`` and ``c = Λ^{-1/2}Vᵀb`` from the eigenvalues
+    above ``k · eps · λ_max``: exact when ``b`` lies in the range of ``K`` (always true for kernel
+    problems ``b = K_Si`` of a positive semidefinite kernel), otherwise the least-squares
+    projection of the problem onto that range.
 
     Args:
         K: (k, k) symmetric positive (semi)definite matrix.
         b: (k,) linear term.
-        tol: KKT tolerance relative to ``max(1, max|b|)``.
         ridge: relative ridge added to the diagonal (see :func:`solve_nnqp`).
 
     Returns:
@@ -138,32 +150,17 @@ def solve_nnqp_single(
     b = np.asarray(b, dtype=np.float64)
     k = b.shape[0]
     K[np.diag_indices(k)] += ridge * max(float(np.mean(np.diag(K))), 1e-300)
-    tol_abs = tol * max(1.0, float(np.abs(b).max(initial=0.0)))
-    theta = np.zeros(k)
-    free = np.zeros(k, dtype=bool)
-    for _ in range(10 * k + 10):
-        w = b - K @ theta
-        w[free] = -np.inf
-        j = int(np.argmax(w))
-        if w[j] <= tol_abs:
-            break
-        free[j] = True
-        for _ in range(k + 1):
-            idx = np.flatnonzero(free)
-            s = np.zeros(k)
-            s[idx] = np.linalg.lstsq(K[np.ix_(idx, idx)], b[idx], rcond=None)[0]
-            if np.all(s[idx] > 0):
-                theta = s
-                break
-            neg = idx[s[idx] <= 0]
-            alpha = float(np.min(theta[neg] / (theta[neg] - s[neg])))
-            theta = theta + alpha * (s - theta)
-            drop = idx[(theta[idx] <= 0) | np.isin(idx, neg[theta[neg] <= 1e-300])]
-            if drop.size == 0:
-                drop = neg[[int(np.argmin(theta[neg] / (theta[neg] - s[neg] + 1e-300)))]]
-            free[drop] = False
-            theta[drop] = 0.0
-            theta[~free] = 0.0
+    try:
+        L = scipy.linalg.cholesky(K, lower=True)
+        A, c = L.T, scipy.linalg.solve_triangular(L, b, lower=True)
+    except scipy.linalg.LinAlgError:
+        lam, V = np.linalg.eigh((K + K.T) / 2)
+        keep = lam > k * np.finfo(np.float64).eps * max(float(lam.max(initial=0.0)), 1e-300)
+        if not keep.any():
+            return np.zeros(k)
+        root = np.sqrt(lam[keep])
+        A, c = root[:, None] * V[:, keep].T, (V[:, keep].T @ b) / root
+    theta, _ = scipy.optimize.nnls(A, c, maxiter=max(100, 30 * k))
     return theta
 
 

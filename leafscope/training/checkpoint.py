@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from leafscope.errors import CheckpointError, InputError
+from leafscope.io import torch_save_atomic
 
 FORMAT = "leafscope-checkpoint"
 VERSION = 1
@@ -73,7 +73,8 @@ def save_checkpoint(
     history: list[dict],
     extra: dict | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary file in the same folder, then ``os.replace``).
+    """Write a checkpoint atomically (:func:`leafscope.io.torch_save_atomic`: temporary file in
+    the same folder, fsync, then ``os.replace``).
 
     Args:
         path: destination ``.pt`` file; its folder is created.
@@ -103,18 +104,7 @@ def save_checkpoint(
         "extra": dict(extra or {}),
     }
     _check_plain(payload, "checkpoint")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return torch_save_atomic(path, payload)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

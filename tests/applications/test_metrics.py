@@ -19,6 +19,18 @@ def test_psnr_hand_value():
     assert np.isinf(psnr(ref, ref)[0])
 
 
+def test_psnr_batch_agrees_with_the_formula_per_image():
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(0, 255, (5, 3, 4, 4))
+    est = ref + rng.normal(0, [[[[1.0]]], [[[2.0]]], [[[4.0]]], [[[8.0]]], [[[16.0]]]], ref.shape)
+    mse = ((ref - est) ** 2).reshape(5, -1).mean(1)
+    want = 10 * np.log10(255.0**2 / mse)
+    got = psnr(ref, est, data_range=255.0)
+    assert got.shape == (5,) and got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert np.all(np.diff(got) < 0)  # more noise, lower PSNR
+
+
 def test_psnr_rejects_mismatched_shapes():
     with pytest.raises(InputError, match="equal shape"):
         psnr(np.zeros((2, 3)), np.zeros((2, 4)))

@@ -81,3 +81,70 @@ def test_evaluation_and_aggregation(toy, out_points):
     table = aggregate_seeds(runs)
     assert [(r["detector"], r["n_seeds"]) for r in table] == [("msp", 2), ("energy", 2)]
     assert table[0]["auroc_std"] == 0.0 and 0.5 < table[0]["auroc"] <= 1.0
+
+
+def _tied_centred_features(model, x, y):
+    from leafscope.applications.features import extract
+
+    f = extract(model, x).features.double().numpy()
+    mu = np.stack([f[y.numpy() == c].mean(0) for c in (0, 1)])
+    return f - mu[y.numpy()], mu
+
+
+def _scores(model, xt, mu, prec):
+    from leafscope.applications.features import extract
+
+    d = extract(model, xt).features.double().numpy()[:, None] - mu[None]
+    return -np.einsum("ncf,fg,ncg->nc", d, prec, d).min(1)
+
+
+def test_mahalanobis_fixed_shrinkage_matches_formula(toy):
+    model, x, y, xt, _ = toy
+    cen, mu = _tied_centred_features(model, x, y)
+    S = cen.T @ cen / len(cen)
+    s = 0.3
+    cov = (1 - s) * S + s * np.trace(S) / len(S) * np.eye(len(S))
+    det = make_detector("mahalanobis", model, shrinkage=s).fit(x, y)
+    np.testing.assert_allclose(det.covariance_, cov, rtol=1e-10, atol=1e-12)
+    want = _scores(model, xt, mu, np.linalg.inv(cov))
+    np.testing.assert_allclose(det.score_samples(xt), want, rtol=1e-6)
+
+
+def test_mahalanobis_ledoit_wolf_matches_the_paper_formula(toy):
+    # Ledoit & Wolf (2004): δ = min(b̄², d²)/d² with d² = ‖S − μI‖²_F / p and
+    # b̄² = Σ_k ‖x_k x_kᵀ − S‖²_F / (n² p), target μI with μ = tr S / p.
+    model, x, y, xt, _ = toy
+    cen, mu = _tied_centred_features(model, x, y)
+    n, p = cen.shape
+    S = cen.T @ cen / n
+    m = np.trace(S) / p
+    d2 = ((S - m * np.eye(p)) ** 2).sum() / p
+    b2 = sum(((np.outer(v, v) - S) ** 2).sum() for v in cen) / (n**2 * p)
+    delta = min(b2, d2) / d2
+    cov = (1 - delta) * S + delta * m * np.eye(p)
+    det = make_detector("mahalanobis", model, shrinkage="ledoit-wolf").fit(x, y)
+    np.testing.assert_allclose(det.covariance_, cov, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(
+        det.score_samples(xt), _scores(model, xt, mu, np.linalg.pinv(cov)), rtol=1e-6
+    )
+    oas = make_detector("mahalanobis", model, shrinkage="oas").fit(x, y).score_samples(xt)
+    assert np.isfinite(oas).all()
+
+
+@pytest.mark.parametrize("bad", ["ledoit", 1.5, -0.1, True])
+def test_mahalanobis_bad_shrinkage_is_named(toy, bad):
+    with pytest.raises(InputError, match="shrinkage must be None, 'ledoit-wolf', 'oas'"):
+        make_detector("mahalanobis", toy[0], shrinkage=bad)
+
+
+def test_detector_hooks_are_abstract(toy):
+    from leafscope.applications.ood import OODDetector
+
+    class FitOnly(OODDetector):
+        def _fit(self, x, y):
+            pass
+
+    with pytest.raises(TypeError, match="_score"):
+        FitOnly(toy[0])
+    with pytest.raises(TypeError, match="abstract"):
+        OODDetector(toy[0])

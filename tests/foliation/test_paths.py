@@ -36,7 +36,7 @@ def test_every_greedy_step_lies_in_the_leaf_and_has_the_step_length():
     torch.manual_seed(0)
     model = tiny_mlp(n_in=12, n_classes=4, activation="tanh").double()
     a, b = torch.randn(2, 12, dtype=torch.float64), torch.randn(2, 12, dtype=torch.float64)
-    cfg = PathConfig(step=0.05, max_steps=6, box=None, dtype="float64", threshold=0.0)
+    cfg = PathConfig(step=0.05, max_steps=6, box=None, dtype=torch.float64, threshold=0.0)
     res = horizontal_paths(model, a, b, cfg)
     for pts in res.points:
         assert len(pts) == 7
@@ -52,7 +52,7 @@ def test_rk4_steps_leave_the_leaf_only_at_second_order():
     a, b = torch.randn(1, 12, dtype=torch.float64), torch.randn(1, 12, dtype=torch.float64)
     residual = []
     for h in (1e-2, 1e-3):
-        cfg = PathConfig(method="rk4", step=h, max_steps=1, box=None, dtype="float64")
+        cfg = PathConfig(method="rk4", step=h, max_steps=1, box=None, dtype=torch.float64)
         pts = horizontal_paths(model, a, b, cfg).points[0]
         residual.append(leaf_residual(model, pts[0], pts[1] - pts[0]))
     assert residual[1] < residual[0] / 5  # the off-leaf part of a step shrinks with h
@@ -74,7 +74,7 @@ def linear_model_and_pair():
 def test_path_on_a_flat_leaf_stops_at_the_threshold(method):
     model, a, b = linear_model_and_pair()
     d0 = float((b - a).norm())
-    cfg = PathConfig(method=method, step=0.1, threshold=0.2, box=None, dtype="float64")
+    cfg = PathConfig(method=method, step=0.1, threshold=0.2, box=None, dtype=torch.float64)
     res = horizontal_paths(model, a, b, cfg)
     assert res.reached == [True] and res.stop_reason == ["reached"]
     assert 0.1 < res.final_distance[0] <= 0.2
@@ -106,7 +106,7 @@ def test_resume_from_saved_state_equals_one_run(tmp_path):
     torch.manual_seed(5)
     model = tiny_mlp(n_in=12, n_classes=4)
     a, b = torch.rand(2, 12), torch.rand(2, 12) + 1.0
-    cfg = PathConfig(max_steps=25, threshold=0.0, box=(0.0, 2.0), dtype="float64")
+    cfg = PathConfig(max_steps=25, threshold=0.0, box=(0.0, 2.0), dtype=torch.float64)
     full = horizontal_paths(model, a, b, cfg)
     state = start_paths(a, b, cfg)
     continue_paths(model, state, max_iterations=10)
@@ -115,6 +115,8 @@ def test_resume_from_saved_state_equals_one_run(tmp_path):
     resumed = continue_paths(model, PathState.load(tmp_path / "state.pt")).result()
     assert resumed.distance == full.distance
     assert torch.equal(resumed.points[1], full.points[1])
+    assert PathState.load(tmp_path / "state.pt").config.dtype is torch.float64
+    assert full.to_json()["config"]["dtype"] == "float64"
 
 
 def test_float32_path_matches_float64():
@@ -123,7 +125,7 @@ def test_float32_path_matches_float64():
     a, b = torch.rand(2, 12), torch.rand(2, 12)
     runs = [
         horizontal_paths(model, a, b, PathConfig(max_steps=30, dtype=d, threshold=0.0))
-        for d in ("float32", "float64")
+        for d in (torch.float32, torch.float64)
     ]
     gap = max(
         float((p - q).abs().max()) for p, q in zip(runs[0].points, runs[1].points, strict=True)
@@ -146,3 +148,7 @@ def test_bad_arguments_are_input_errors():
         horizontal_paths(model, torch.rand(12), torch.rand(12))
     with pytest.raises(InputError, match="box"):
         PathConfig(box=(1.0, 0.0)).check()
+    with pytest.raises(InputError, match=r"not the string 'float64': pass torch\.float64"):
+        PathConfig(dtype="float64").check()
+    with pytest.raises(InputError, match="torch.float32 or torch.float64"):
+        PathConfig(dtype=torch.float16).check()

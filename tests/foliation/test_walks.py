@@ -22,7 +22,7 @@ def test_every_vertical_step_lies_in_the_kernel_of_G():
     torch.manual_seed(0)
     model = tiny_mlp(n_in=12, n_classes=4, activation="tanh").double()
     x = torch.randn(2, 12, dtype=torch.float64)
-    walk = vertical_walk(model, x, WalkConfig(steps=5, record_every=1, dtype="float64"))
+    walk = vertical_walk(model, x, WalkConfig(steps=5, record_every=1, dtype=torch.float64))
     for i in range(2):
         for k in range(5):
             xk = walk.points[i, k].double()
@@ -37,7 +37,7 @@ def test_linear_model_keeps_probabilities_along_kernel_walk_but_not_random_lines
     model = LinearSoftmax(torch.randn(3, 20), torch.randn(3)).double()
     x = torch.randn(16, 20, dtype=torch.float64)
     labels = model(x).argmax(1)
-    cfg = WalkConfig(steps=20, step=5.0, record_every=5, dtype="float64")
+    cfg = WalkConfig(steps=20, step=5.0, record_every=5, dtype=torch.float64)
     walk = vertical_walk(model, x, cfg, labels=labels)
     assert torch.equal(walk.accuracy(), torch.ones(5, dtype=torch.float64))
     assert torch.allclose(walk.max_prob[:, -1], walk.max_prob[:, 0], atol=1e-9)
@@ -51,7 +51,7 @@ def test_noise_leaf_keeps_the_noise_on_a_linear_model():
     weight = torch.randn(4, 16)
     model = LinearSoftmax(weight).double()
     a, b = torch.rand(3, 16), torch.rand(3, 16)
-    cfg = PathConfig(box=None, threshold=0.0, max_steps=400, method="adaptive", dtype="float64")
+    cfg = PathConfig(box=None, threshold=0.0, max_steps=400, method="adaptive", dtype=torch.float64)
     res = noise_leaf(
         model, a, b, kernel_steps=20, walk_config=WalkConfig(box=None), path_config=cfg
     )

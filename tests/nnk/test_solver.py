@@ -1,5 +1,7 @@
 """The batched NNK solver equals scipy.optimize.nnls and satisfies the KKT conditions."""
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.linalg as sl
@@ -90,3 +92,44 @@ def test_input_errors():
         solve_nnqp(np.zeros((2, 3, 3)), np.zeros((2, 4)))
     with pytest.raises(InputError, match="NaN"):
         solve_nnqp(np.full((1, 2, 2), np.nan), np.zeros((1, 2)))
+
+
+def _brute_force(K, b):
+    """Minimiser of ½θᵀKθ − bᵀθ over θ ≥ 0 by trying every support (independent of NNLS)."""
+    k = len(b)
+    best, best_val = np.zeros(k), 0.0
+    for mask in itertools.product([False, True], repeat=k):
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            continue
+        theta = np.zeros(k)
+        theta[idx] = np.linalg.lstsq(K[np.ix_(idx, idx)], b[idx], rcond=None)[0]
+        if theta.min() < -1e-12:
+            continue
+        val = 0.5 * theta @ K @ theta - b @ theta
+        if val < best_val - 1e-14:
+            best, best_val = theta.clip(0), val
+    return best, best_val
+
+
+def test_scipy_fallback_matches_brute_force_and_is_used_by_solve_nnqp():
+    rng = np.random.default_rng(4)
+    _, _, K, b = _random_problems(rng, 8, 6, extra=2)
+    theta, info = solve_nnqp(K, b, ridge=0.0, max_iter=0, return_info=True)
+    assert info.n_fallback == len(b)  # no batched iteration: every problem goes to scipy
+    for i in range(len(b)):
+        ref, _ = _brute_force(K[i], b[i])
+        np.testing.assert_allclose(solve_nnqp_single(K[i], b[i], ridge=0.0), ref, atol=1e-9)
+        np.testing.assert_allclose(theta[i], ref, atol=1e-9)
+
+
+def test_scipy_fallback_on_a_singular_kernel():
+    # rank-2 K (five points in a 2-D feature space, no Cholesky); b lies in the range of K
+    rng = np.random.default_rng(5)
+    F = rng.standard_normal((5, 2))
+    K = F @ F.T
+    b = K[:, 0] + 0.5 * K[:, 3]
+    theta = solve_nnqp_single(K, b, ridge=0.0)
+    _, best_val = _brute_force(K, b)
+    assert (theta >= 0).all()
+    assert 0.5 * theta @ K @ theta - b @ theta == pytest.approx(best_val, abs=1e-9)
