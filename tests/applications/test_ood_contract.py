@@ -84,17 +84,17 @@ def test_evaluation_and_aggregation(toy, out_points):
 
 
 def _tied_centred_features(model, x, y):
-    from leafscope.applications.features import extract
+    from leafscope.models.features import penultimate_features
 
-    f = extract(model, x).features.double().numpy()
+    f = penultimate_features(model, x).features.double().numpy()
     mu = np.stack([f[y.numpy() == c].mean(0) for c in (0, 1)])
     return f - mu[y.numpy()], mu
 
 
 def _scores(model, xt, mu, prec):
-    from leafscope.applications.features import extract
+    from leafscope.models.features import penultimate_features
 
-    d = extract(model, xt).features.double().numpy()[:, None] - mu[None]
+    d = penultimate_features(model, xt).features.double().numpy()[:, None] - mu[None]
     return -np.einsum("ncf,fg,ncg->nc", d, prec, d).min(1)
 
 
