@@ -17,8 +17,11 @@ __all__ = [
     "add_data_arguments",
     "add_data_dir_argument",
     "add_device_argument",
+    "add_transform_arguments",
     "check_minimum",
     "finish_json",
+    "load_data",
+    "load_data_for",
     "load_model_spec",
     "parse_layers",
     "resolve_device",
@@ -38,9 +41,77 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 def add_data_arguments(
     parser: argparse.ArgumentParser, dataset_help: str = "data set name or .npz/folder path"
 ) -> None:
-    """Add ``--dataset`` (default mnist) and ``--data-dir``."""
+    """Add ``--dataset`` (default mnist), ``--data-dir`` and the conversions ``--grey``,
+    ``--resize H,W`` and ``--label-column`` (used by :func:`load_data`)."""
     parser.add_argument("--dataset", default="mnist", help=f"{dataset_help} (default: mnist)")
     add_data_dir_argument(parser)
+    add_transform_arguments(parser)
+    parser.add_argument(
+        "--label-column",
+        default="label",
+        help="label column of a .csv data set ('none': unlabelled; default: label)",
+    )
+
+
+def add_transform_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--grey`` and ``--resize H,W`` (applied by :func:`load_data`, recorded in the JSON)."""
+    parser.add_argument(
+        "--grey",
+        action="store_true",
+        help="convert images to one channel (ITU-R 601 luma); default: keep their channels",
+    )
+    parser.add_argument(
+        "--resize",
+        default=None,
+        metavar="H,W",
+        help="resize images bilinearly to H x W (antialiased when shrinking); default: keep",
+    )
+
+
+def load_data(
+    args: argparse.Namespace, split: str, *, limit: int | None = None, name: str | None = None
+) -> Any:
+    """Load ``name`` (default ``args.dataset``) with the data flags of ``args``.
+
+    The one place the commands load data: ``--data-dir``, ``--grey``, ``--resize`` and
+    ``--label-column`` are applied here (commands without these flags get the defaults), and the
+    conversions land in the dataset's ``transforms`` (hence in ``describe()`` in the JSON).
+
+    Returns:
+        A :class:`leafscope.data.ImageDataset`.
+    """
+    from leafscope.data import load_images
+
+    return load_images(
+        name if name is not None else args.dataset,
+        split,
+        data_dir=getattr(args, "data_dir", None),
+        limit=limit,
+        grey=getattr(args, "grey", False),
+        resize=getattr(args, "resize", None),
+        label_column=getattr(args, "label_column", "label"),
+    )
+
+
+def load_data_for(
+    model: torch.nn.Module,
+    args: argparse.Namespace,
+    split: str,
+    *,
+    limit: int | None = None,
+    name: str | None = None,
+) -> Any:
+    """:func:`load_data`, then check that ``model`` takes the data.
+
+    Raises:
+        InputError: the model does not take the data; the message names both shapes and the
+            flags (``--grey``, ``--resize H,W``) that fix it.
+    """
+    from leafscope.data import check_model_input
+
+    data = load_data(args, split, limit=limit, name=name)
+    check_model_input(model, data, source=f"the data ({data.name}:{split})")
+    return data
 
 
 def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,8 @@ from leafscope.cli.common import (
     add_data_arguments,
     add_device_argument,
     finish_json,
+    load_data,
+    load_data_for,
     resolve_device,
 )
 from leafscope.errors import InputError
@@ -55,7 +57,6 @@ def _sigmas(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table, write JSON/figure; 0 on success."""
     from leafscope.applications.denoise import denoise_benchmark
-    from leafscope.data import load_images
     from leafscope.training import load_checkpoint
 
     sigmas = _sigmas(args.sigma)
@@ -65,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
             f"{args.tune_points})"
         )
     model = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
-    train = load_images(args.dataset, "train", data_dir=args.data_dir, limit=args.pool)
-    test = load_images(args.dataset, "test", data_dir=args.data_dir, limit=args.points)
+    train = load_data_for(model, args, "train", limit=args.pool)
+    test = load_data(args, "test", limit=args.points)
     if (test.labels < 0).any():
         raise InputError(f"{args.dataset} test images are unlabelled: use a labelled data set")
     result = denoise_benchmark(

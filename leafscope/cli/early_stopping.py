@@ -41,20 +41,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leafscope.data import load_images
     from leafscope.nnk.stopping import compare_early_stopping
 
     common.check_minimum(args, 1, "val_points", "epochs", "patience", "k", "batch_size")
     common.check_minimum(args, 3, "points")
     device = common.resolve_device(args.device)
-    data = load_images(args.dataset, "train", data_dir=args.data_dir)
+    data = common.load_data(args, "train")
     n_train = len(data.images) - args.val_points if args.train_points is None else args.train_points
     if n_train < args.points or n_train + args.val_points > len(data.images):
         raise InputError(
             f"--train-points {n_train} + --val-points {args.val_points} must fit in the "
             f"{len(data.images)} training images, with --points {args.points} <= --train-points"
         )
-    test = load_images(args.dataset, "test", data_dir=args.data_dir)
+    test = common.load_data(args, "test")
     x, y = data.images, data.labels
     result = compare_early_stopping(
         (x[:n_train], y[:n_train]),

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
+from leafscope.cli.common import (
+    add_data_arguments,
+    add_device_argument,
+    load_data_for,
+    resolve_device,
+    write_json,
+)
 from leafscope.errors import InputError
 from leafscope.io import atomic_write, save_figure
 
@@ -42,14 +48,13 @@ def run(args: argparse.Namespace) -> int:
 
     from leafscope.applications.figures import image_grid
     from leafscope.applications.generate import generate_class
-    from leafscope.data import load_images
     from leafscope.models.inspect import model_device
     from leafscope.training import load_checkpoint
 
     if args.n < 1 or args.steps < 0:
         raise InputError(f"--n must be >= 1 and --steps >= 0 (got {args.n}, {args.steps})")
     model = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
-    data = load_images(args.dataset, "train", data_dir=args.data_dir, limit=args.pool)
+    data = load_data_for(model, args, "train", limit=args.pool)
     if not 0 <= args.label < max(data.num_classes, 1):
         raise InputError(
             f"--class {args.label} is not a class of {args.dataset}: use 0..{data.num_classes - 1}"

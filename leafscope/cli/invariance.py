@@ -60,7 +60,7 @@ def _angles(text: str) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leafscope.data import load_images, rotate
+    from leafscope.data import rotate
     from leafscope.nnk.invariance import plot_invariance, rotation_invariance
     from leafscope.training import evaluate
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     specs = _models(args.models)
     models = {label: common.load_model_spec(path, device) for label, path in specs}
     layers = common.parse_layers(args.layers, next(iter(models.values())))
-    data = load_images(args.dataset, "test", data_dir=args.data_dir, limit=args.points)
+    data = common.load_data_for(next(iter(models.values())), args, "test", limit=args.points)
     results, accuracy = {}, {}
     for label, model in models.items():
         with torch.no_grad():

@@ -10,7 +10,9 @@ import torch
 from leafscope.cli.common import (
     add_data_arguments,
     add_device_argument,
+    check_minimum,
     finish_json,
+    load_data_for,
     resolve_device,
 )
 from leafscope.errors import InputError
@@ -79,7 +81,11 @@ def run(args: argparse.Namespace) -> int:
         config.get("image_size", 28),
         config.get("image_size", 28),
     )
-    x = load_inputs(args.inputs, args.points, shape, args.dataset, args.seed, args.data_dir)
+    if args.inputs == "data":  # with --grey / --resize, checked against the model
+        check_minimum(args, 1, "points")
+        x = load_data_for(model, args, "test", limit=args.points).images
+    else:
+        x = load_inputs(args.inputs, args.points, shape, args.dataset, args.seed, args.data_dir)
     meta = {"checkpoint": str(args.checkpoint), "model": config}
     res = involutivity(
         model,

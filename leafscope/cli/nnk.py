@@ -11,6 +11,7 @@ from leafscope.cli.common import (
     add_data_arguments,
     add_device_argument,
     finish_json,
+    load_data,
     parse_layers,
     resolve_device,
 )
@@ -61,7 +62,6 @@ def _layers(text: str, run_dir: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leafscope.data import load_images
     from leafscope.nnk.geometry import (
         plot_loo_vs_test,
         plot_mgm_distributions,
@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--points must be >= 3 for an NNK graph (got {args.points})")
     device = resolve_device(args.device)
     layers = _layers(args.layers, args.run)
-    train = load_images(args.dataset, "train", data_dir=args.data_dir, limit=args.points)
-    test = load_images(args.dataset, "test", data_dir=args.data_dir, limit=args.test_points)
+    train = load_data(args, "train", limit=args.points)
+    test = load_data(args, "test", limit=args.test_points)
     with torch.no_grad():
         geometry = run_geometry(
             args.run,

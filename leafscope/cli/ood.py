@@ -8,7 +8,9 @@ from pathlib import Path
 from leafscope.cli.common import (
     add_data_dir_argument,
     add_device_argument,
+    add_transform_arguments,
     finish_json,
+    load_data,
     resolve_device,
 )
 from leafscope.errors import InputError
@@ -48,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--knn-k", type=int, default=10, help="k of the kNN detector (default 10)")
     p.add_argument("--seed", type=int, default=0, help="random_state of the detectors")
     add_data_dir_argument(p)
+    add_transform_arguments(p)
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--roc-dir", type=Path, default=None, help="save ROC curves (PNG) here")
     add_device_argument(p)
@@ -64,11 +67,11 @@ def _list(text: str, option: str) -> list[str]:
 def _train_seeds(args, device) -> list[Path]:
     import torch
 
-    from leafscope.data import load_images, train_val_split
+    from leafscope.data import train_val_split
     from leafscope.models import build_model
     from leafscope.training import fit
 
-    data = load_images(args.in_dataset, "train", data_dir=args.data_dir)
+    data = load_data(args, "train", name=args.in_dataset)
     paths = []
     for seed in range(args.seeds):
         tr, va = train_val_split(len(data), 0.1, seed)
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     """Fit and score every detector for every model; print and write the table; 0 on success."""
     from leafscope.applications.detectors import DETECTORS, make_detector
     from leafscope.applications.ood import aggregate_seeds, evaluate_detectors
-    from leafscope.data import load_images
+    from leafscope.data import check_model_input
     from leafscope.training import load_checkpoint
 
     device = resolve_device(args.device)
@@ -123,16 +126,18 @@ def run(args: argparse.Namespace) -> int:
         checkpoints = [Path(p) for p in _list(args.checkpoints, "--checkpoints")]
     else:
         checkpoints = [args.checkpoint]
-    fit_set = load_images(args.in_dataset, "train", data_dir=args.data_dir, limit=args.fit_points)
-    x_in = load_images(args.in_dataset, "test", data_dir=args.data_dir, limit=args.points).images
+    fit_set = load_data(args, "train", limit=args.fit_points, name=args.in_dataset)
+    x_in = load_data(args, "test", limit=args.points, name=args.in_dataset).images
     outs = {
-        name: load_images(name, "test", data_dir=args.data_dir, limit=args.points).images
+        name: load_data(args, "test", limit=args.points, name=name).images
         for name in _list(args.out, "--out")
     }
     options = _options(args)
     all_results = []
     for k, path in enumerate(checkpoints):
         model = load_checkpoint(path, device=device)
+        for name, x in {args.in_dataset: x_in, **outs}.items():
+            check_model_input(model, x, source=f"the data ({name})")
         detectors = {
             n: make_detector(n, model, random_state=args.seed, **options.get(n, {})).fit(
                 fit_set.images, fit_set.labels if (fit_set.labels >= 0).all() else None

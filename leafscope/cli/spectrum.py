@@ -10,6 +10,7 @@ from leafscope.cli.common import (
     add_data_arguments,
     add_device_argument,
     finish_json,
+    load_data_for,
     resolve_device,
 )
 from leafscope.errors import InputError
@@ -48,7 +49,6 @@ def _indices(text: str, n: int) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leafscope.data import load_images
     from leafscope.information import point_spectra
     from leafscope.training import load_checkpoint
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--points must be >= 1 (got {args.points})")
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, device=device)
-    data = load_images(args.dataset, args.split, data_dir=args.data_dir)
+    data = load_data_for(model, args, args.split)
     if args.indices:
         idx = _indices(args.indices, len(data))
     else:

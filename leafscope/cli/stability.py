@@ -38,7 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leafscope.data import load_images
     from leafscope.nnk.stability import geometric_stability, plot_stability
 
     common.check_minimum(args, 3, "points")
@@ -49,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--runs needs at least 2 runs to compare, got {specs}")
     models = [common.load_model_spec(s, device) for s in specs]
     layers = common.parse_layers(args.layers, models[0])
-    data = load_images(args.dataset, args.split, data_dir=args.data_dir, limit=args.points)
+    data = common.load_data_for(models[0], args, args.split, limit=args.points)
     with torch.no_grad():
         result = geometric_stability(
             models,

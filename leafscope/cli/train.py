@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device
+from leafscope.cli.common import add_data_arguments, add_device_argument, load_data, resolve_device
 from leafscope.errors import InputError
 from leafscope.models import ACTIVATIONS, IMAGE_MODEL_NAMES, build_model
 
@@ -111,13 +111,13 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the data, build the model, train with :func:`leafscope.training.fit`; 0 on success."""
-    from leafscope.data import load_images, train_val_split
+    from leafscope.data import train_val_split
     from leafscope.training import fit
 
     _check(args)
     device = resolve_device(args.device)
     out = args.out or Path("runs") / f"{args.dataset}-{args.model}-{args.activation}-s{args.seed}"
-    data = load_images(args.dataset, "train", data_dir=args.data_dir, limit=args.limit)
+    data = load_data(args, "train", limit=args.limit)
     train_idx, val_idx = train_val_split(len(data.images), args.val_fraction, args.seed)
     train_idx, val_idx = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
     images, labels = data.images, data.labels

@@ -9,7 +9,10 @@ from leafscope.cli.common import (
     DTYPES,
     add_data_dir_argument,
     add_device_argument,
+    add_transform_arguments,
     finish_json,
+    load_data,
+    load_data_for,
     resolve_device,
 )
 from leafscope.errors import InputError
@@ -42,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--transfer-val", type=int, default=1000, help="test images scoring it")
     p.add_argument("--dtype", default="float64", choices=sorted(DTYPES))
     add_data_dir_argument(p)
+    add_transform_arguments(p)
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--figure", type=Path, default=None, help="save spectra histograms (PNG)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -59,7 +63,7 @@ def _names(text: str, option: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Compute the table, print it as Markdown, write JSON/figure; 0 on success."""
     from leafscope.applications.transfer import transfer_table
-    from leafscope.data import load_images
+    from leafscope.data import check_model_input
     from leafscope.training import load_checkpoint
 
     for value, what in ((args.points, "--points"), (args.transfer_train, "--transfer-train")):
@@ -69,15 +73,14 @@ def run(args: argparse.Namespace) -> int:
     model = load_checkpoint(args.checkpoint, device=device)
     sets = {}
     for name in _names(args.datasets, "--datasets"):
-        train = load_images(
-            name, "train", data_dir=args.data_dir, limit=max(args.points, args.transfer_train)
-        )
+        train = load_data(args, "train", limit=max(args.points, args.transfer_train), name=name)
+        check_model_input(model, train, source=f"the data ({name})")
         try:
-            val = load_images(name, "test", data_dir=args.data_dir, limit=args.transfer_val)
+            val = load_data(args, "test", limit=args.transfer_val, name=name)
         except InputError:
             val = None
         sets[name] = (train, val)
-    ref = load_images(args.train_dataset, "test", data_dir=args.data_dir, limit=args.points)
+    ref = load_data_for(model, args, "test", limit=args.points, name=args.train_dataset)
     result = transfer_table(
         model,
         sets,

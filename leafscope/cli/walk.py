@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
+from leafscope.cli.common import (
+    add_data_arguments,
+    add_device_argument,
+    load_data_for,
+    resolve_device,
+    write_json,
+)
 from leafscope.errors import InputError
 from leafscope.io import save_figure
 
@@ -48,7 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run :func:`leafscope.foliation.walk_experiment` and write OUT; 0 on success."""
-    from leafscope.data import load_images
     from leafscope.foliation import PathConfig, WalkConfig, walk_experiment
     from leafscope.training import load_checkpoint
 
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--pool must be >= 2 (got {args.pool})")
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, device=device)
-    data = load_images(args.dataset, args.split, data_dir=args.data_dir, limit=args.pool)
+    data = load_data_for(model, args, args.split, limit=args.pool)
     path_config = PathConfig(step=args.step, threshold=args.threshold, max_steps=args.max_steps)
     walk_config = WalkConfig(steps=args.vertical_steps, seed=args.seed)
     res = walk_experiment(

@@ -1,4 +1,7 @@
-"""Built-in image sets: IDX-based (MNIST, Fashion-MNIST, KMNIST, EMNIST Letters), digits, noise."""
+"""Built-in image sets: IDX-based (MNIST, Fashion-MNIST, KMNIST, EMNIST Letters), digits, noise.
+
+CIFAR-10/100 and SVHN live in :mod:`leafscope.data.cifar` and :mod:`leafscope.data.svhn`.
+"""
 
 from __future__ import annotations
 
@@ -110,8 +113,9 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 def load_digits_set(split: str, *, seed: int, limit: int | None) -> ImageDataset:
     """scikit-learn digits (1797 8x8 images, values 0..16) /16, upsampled to 28x28 bilinearly.
 
-    scikit-learn has no split: a seeded permutation puts 80% in train and 20% in test (each split
-    keeps the original order).
+    This built-in set is defined at 28x28 (an MNIST-sized stand-in); the upsampling is recorded in
+    ``transforms``. scikit-learn has no split: a seeded permutation puts 80% in train and 20% in
+    test (each split keeps the original order).
     """
     images, target = _digits_arrays()
     n_all = len(target)
@@ -132,6 +136,7 @@ def load_digits_set(split: str, *, seed: int, limit: int | None) -> ImageDataset
             "values/16, range [0,1], 8x8 resized to 28x28 (bilinear), no mean/std normalisation"
         ),
         source=f"sklearn.datasets.load_digits, seeded 80/20 split (seed {seed})",
+        transforms=["resize: 8x8 -> 28x28 (bilinear)"],
     )
 
 
@@ -149,16 +154,16 @@ def load_noise_set(split: str, *, seed: int, limit: int | None) -> ImageDataset:
 
 
 def noise_like(dataset: ImageDataset, seed: int = 0) -> ImageDataset:
-    """Uniform [0, 1) noise with the size and split of ``dataset`` (labels -1).
+    """Uniform [0, 1) noise with the size, point shape and split of ``dataset`` (labels -1).
 
     Args:
-        dataset: the set to mimic (only its length and split are used).
+        dataset: the set to mimic (only its length, point shape and split are used).
         seed: generator seed.
 
     Returns:
-        An ImageDataset of len(dataset) noise images.
+        An ImageDataset of len(dataset) noise points, each of shape ``dataset.input_shape``.
     """
-    x = torch.rand(len(dataset), 1, IMAGE_SIZE, IMAGE_SIZE, generator=_generator(seed))
+    x = torch.rand(len(dataset), *dataset.input_shape, generator=_generator(seed))
     return _noise(x, dataset.split, f"torch.rand uniform [0,1) like {dataset.name}, seed {seed}")
 
 

@@ -1,4 +1,10 @@
-"""The :class:`ImageDataset` container and image conversion to (N, 1, 28, 28) in [0, 1]."""
+"""The dataset container and the conversion of raw arrays, each at the data's own shape.
+
+Images are float32 (N, C, H, W) in [0, 1] with the channel count and size they were stored with;
+vectors (tabular data, embeddings) are float32 (N, D). Nothing is converted to grey or resized
+here: :mod:`leafscope.data.transforms` does that when asked, and records it in
+:attr:`ImageDataset.transforms`.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +13,32 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from leafscope.errors import InputError
 
-IMAGE_SIZE = 28
+IMAGE_SIZE = 28  # side of the MNIST-family sets and of the generated noise set
 PIXELS_255 = "pixels/255, range [0,1], no mean/std normalisation"
 FLOAT_KEPT = "float values already in [0,1] kept, no mean/std normalisation"
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+VECTORS_KEPT = "vector values as float32, no normalisation"
+LAYOUTS = ("auto", "nchw", "nhwc")
+_CHANNELS = (1, 2, 3, 4)
 
 
 @dataclass
 class ImageDataset:
-    """Grey 28x28 images in [0, 1] with integer labels.
+    """Images (N, C, H, W) in [0, 1] or vectors (N, D), with integer labels.
 
     Attributes:
-        images: float32 tensor (N, 1, 28, 28), values in [0, 1].
+        images: float tensor, (N, C, H, W) images in [0, 1] or (N, D) vectors.
         labels: int64 tensor (N,); -1 marks an unlabelled point.
         name: dataset name (canonical for built-in sets, the path for user sets).
         split: ``"train"`` or ``"test"``.
         num_classes: number of classes (0 when unlabelled).
-        normalization: how raw values became [0, 1] (and any grey conversion / resizing).
+        normalization: how the stored values became these floats.
         source: where the data came from (files or generator).
         class_names: optional names of the classes, index = label.
+        transforms: what was done to the data after reading, in order (grey conversion,
+            resizing), one readable line each; empty when the data are as stored.
     """
 
     images: torch.Tensor
@@ -40,21 +49,35 @@ class ImageDataset:
     normalization: str
     source: str = ""
     class_names: list[str] | None = field(default=None)
+    transforms: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.images.ndim != 4 or tuple(self.images.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE):
+        x = self.images
+        if not torch.is_tensor(x) or x.ndim not in (2, 4) or not x.is_floating_point():
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise InputError(
-                f"images have shape {tuple(self.images.shape)}, expected (N, 1, 28, 28): "
-                "convert them with leafscope.data.to_unit_images"
+                f"dataset images have shape {shape}: expected a float tensor (N, C, H, W) of "
+                "images or (N, D) of vectors; convert arrays with leafscope.data.to_unit_images "
+                "or to_vectors"
             )
-        if self.labels.shape != (self.images.shape[0],):
+        if self.labels.shape != (x.shape[0],):
             raise InputError(
-                f"labels have shape {tuple(self.labels.shape)}, expected ({self.images.shape[0]},):"
-                " give one label per image (-1 when unknown)"
+                f"labels have shape {tuple(self.labels.shape)}, expected ({x.shape[0]},):"
+                " give one label per point (-1 when unknown)"
             )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    @property
+    def is_image(self) -> bool:
+        """True for (N, C, H, W) images, False for (N, D) vectors."""
+        return self.images.ndim == 4
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one point: (C, H, W) or (D,)."""
+        return tuple(int(s) for s in self.images.shape[1:])
 
     def subset(self, indices: Any) -> ImageDataset:
         """A new dataset holding the points ``indices`` (tensor, list, array or slice)."""
@@ -75,7 +98,7 @@ class ImageDataset:
         return replace(self, images=self.images[index], labels=self.labels[index])
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able metadata for result files: name, split, size, classes, normalisation."""
+        """JSON-able metadata for result files: name, split, shape, classes, provenance."""
         labelled = self.labels[self.labels >= 0]
         counts = (
             torch.bincount(labelled, minlength=self.num_classes).tolist()
@@ -86,74 +109,74 @@ class ImageDataset:
             "name": self.name,
             "split": self.split,
             "num_points": len(self),
-            "image_shape": list(self.images.shape[1:]),
+            "kind": "images" if self.is_image else "vectors",
+            "input_shape": list(self.input_shape),
+            "image_shape": list(self.input_shape) if self.is_image else None,
             "num_classes": self.num_classes,
             "labelled": bool(labelled.numel() == len(self)),
             "class_counts": counts,
             "normalization": self.normalization,
+            "transforms": list(self.transforms),
             "source": self.source,
             "class_names": self.class_names,
         }
 
 
-def to_unit_images(array: Any, source: str = "data") -> tuple[torch.Tensor, str]:
-    """Convert images to float32 (N, 1, 28, 28) in [0, 1], grey, 28x28.
+def _as_numpy(array: Any) -> np.ndarray:
+    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
 
-    Accepted shapes: (N, H*W) with a square H*W, (N, H, W), (N, C, H, W) or (N, H, W, C) with
-    C in {1, 2, 3, 4} (colour -> grey by ITU-R 601 luma, alpha dropped). uint8 / integers in 0..255
-    are divided by 255; floats must already lie in [0, 1].
+
+def to_unit_images(
+    array: Any, source: str = "data", layout: str = "auto"
+) -> tuple[torch.Tensor, str]:
+    """Convert images to float32 (N, C, H, W) in [0, 1] at their own channel count and size.
+
+    Accepted shapes: (N, H, W) grey; (N, C, H, W) or (N, H, W, C). With ``layout="auto"`` the
+    channel axis is the one (second or last) of size 1..4; give ``"nchw"`` / ``"nhwc"`` when
+    both or neither are (e.g. more than 4 channels). uint8 / integers in 0..255 are divided by
+    255, booleans become 0/1, floats must already lie in [0, 1].
 
     Args:
         array: numpy array or tensor.
         source: name used in error messages.
+        layout: ``"auto"``, ``"nchw"`` or ``"nhwc"`` (4-D arrays only).
 
     Returns:
-        ``(images, normalization)`` where ``normalization`` records every step applied.
+        ``(images, normalization)``; ``normalization`` says how values became [0, 1].
 
     Raises:
-        InputError: empty, bad shape, NaN / inf, or values outside 0..255 ints / [0,1] floats.
+        InputError: empty, bad shape, ambiguous layout, NaN / inf, or values outside 0..255
+            integers / [0, 1] floats.
     """
-    arr = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
-    if arr.size == 0 or arr.ndim < 2:
-        raise InputError(f"{source}: images array has shape {arr.shape}: expected (N, H, W) images")
-    arr, notes = _to_nchw(arr, source)
+    if layout not in LAYOUTS:
+        raise InputError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+    arr = _as_numpy(array)
+    if arr.size == 0 or arr.ndim not in (3, 4):
+        hint = (
+            ": (N, D) arrays are vectors (load them with to_vectors) or reshape them to (N, H, W)"
+            if arr.ndim == 2
+            else ""
+        )
+        raise InputError(
+            f"{source}: images array has shape {arr.shape}: expected (N, H, W), (N, C, H, W) or "
+            f"(N, H, W, C) with N >= 1{hint}"
+        )
+    arr = arr[:, None] if arr.ndim == 3 else _channels_first(arr, source, layout)
     values, note = _to_unit_range(arr, source)
-    notes.insert(0, note)
-    x = torch.from_numpy(values)
-    if x.shape[1] > 1:
-        x, colour_note = _to_grey(x)
-        notes.append(colour_note)
-    h, w = x.shape[-2:]
-    if (h, w) != (IMAGE_SIZE, IMAGE_SIZE):
-        down = h > IMAGE_SIZE or w > IMAGE_SIZE
-        x = F.interpolate(
-            x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=down
-        ).clamp_(0.0, 1.0)
-        notes.append(f"resized {h}x{w} -> 28x28 (bilinear{', antialiased' if down else ''})")
-    return x.contiguous(), "; ".join(notes)
+    return torch.from_numpy(np.ascontiguousarray(values)), note
 
 
-def _to_nchw(arr: np.ndarray, source: str) -> tuple[np.ndarray, list[str]]:
-    if arr.ndim == 2:
-        side = int(round(np.sqrt(arr.shape[1])))
-        if side * side != arr.shape[1]:
+def _channels_first(arr: np.ndarray, source: str, layout: str) -> np.ndarray:
+    if layout == "auto":
+        first, last = arr.shape[1] in _CHANNELS, arr.shape[-1] in _CHANNELS
+        if first == last:
+            why = "both" if first else "neither"
             raise InputError(
-                f"{source}: flat images of {arr.shape[1]} values are not square: "
-                "reshape them to (N, H, W)"
+                f"{source}: cannot tell the channel axis of images of shape {arr.shape} ({why} "
+                "axis 1 and the last axis have 1..4 entries): pass layout='nchw' or 'nhwc'"
             )
-        return arr.reshape(arr.shape[0], 1, side, side), [f"flat {arr.shape[1]} -> {side}x{side}"]
-    if arr.ndim == 3:
-        return arr[:, None], []
-    if arr.ndim == 4:
-        first, last = arr.shape[1] in (1, 2, 3, 4), arr.shape[-1] in (1, 2, 3, 4)
-        if last and not first:
-            return np.moveaxis(arr, -1, 1), []
-        if first:
-            return arr, []
-    raise InputError(
-        f"{source}: images array has shape {arr.shape}: expected (N, H, W), (N, C, H, W) or "
-        "(N, H, W, C) with C in 1..4"
-    )
+        layout = "nchw" if first else "nhwc"
+    return arr if layout == "nchw" else np.moveaxis(arr, -1, 1)
 
 
 def _to_unit_range(arr: np.ndarray, source: str) -> tuple[np.ndarray, str]:
@@ -172,10 +195,7 @@ def _to_unit_range(arr: np.ndarray, source: str) -> tuple[np.ndarray, str]:
             255
         ), "integers 0..255 /255, range [0,1], no mean/std normalisation"
     if np.issubdtype(arr.dtype, np.floating):
-        values = arr.astype(np.float32)
-        if not np.isfinite(values).all():
-            bad = int(np.argwhere(~np.isfinite(values.reshape(len(values), -1)))[0, 0])
-            raise InputError(f"{source}: image {bad} contains NaN or inf: clean or drop it")
+        values = _finite_float32(arr, source, "image")
         lo, hi = float(values.min()), float(values.max())
         if lo < 0.0 or hi > 1.0:
             raise InputError(
@@ -186,11 +206,55 @@ def _to_unit_range(arr: np.ndarray, source: str) -> tuple[np.ndarray, str]:
     raise InputError(f"{source}: images have dtype {arr.dtype}: use uint8 or floats in [0, 1]")
 
 
-def _to_grey(x: torch.Tensor) -> tuple[torch.Tensor, str]:
-    c = x.shape[1]
-    if c == 2:  # grey + alpha
-        return x[:, :1], "alpha channel dropped"
-    luma = torch.from_numpy(_LUMA).view(1, 3, 1, 1)
-    grey = (x[:, :3] * luma).sum(dim=1, keepdim=True).clamp_(0.0, 1.0)
-    note = "RGB converted to grey (0.299 R + 0.587 G + 0.114 B)"
-    return grey, note + ("; alpha dropped" if c == 4 else "")
+def _finite_float32(arr: np.ndarray, source: str, what: str) -> np.ndarray:
+    values = arr.astype(np.float32)
+    finite = np.isfinite(values.reshape(len(values), -1))
+    if not finite.all():
+        bad = int(np.argwhere(~finite)[0, 0])
+        raise InputError(f"{source}: {what} {bad} contains NaN or inf: clean or drop it")
+    return values
+
+
+def to_vectors(array: Any, source: str = "data") -> tuple[torch.Tensor, str]:
+    """Convert an (N, D) array of vectors (tabular data, embeddings) to float32 (N, D).
+
+    uint8 values are divided by 255 (byte pixels); other numbers are kept as they are.
+
+    Args:
+        array: numpy array or tensor, (N, D) with N, D >= 1.
+        source: name used in error messages.
+
+    Returns:
+        ``(vectors, normalization)``.
+
+    Raises:
+        InputError: not 2-D, empty, non-numeric, or NaN / inf.
+    """
+    arr = _as_numpy(array)
+    if arr.ndim != 2 or arr.size == 0:
+        raise InputError(
+            f"{source}: vectors array has shape {arr.shape}: expected (N, D) with N, D >= 1"
+        )
+    if arr.dtype == np.uint8:
+        return torch.from_numpy(arr.astype(np.float32) / np.float32(255)), "uint8 values/255"
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{source}: vectors have dtype {arr.dtype}: use numbers")
+    values = _finite_float32(arr, source, "vector")
+    return torch.from_numpy(np.ascontiguousarray(values)), VECTORS_KEPT
+
+
+def to_data(array: Any, source: str = "data", layout: str = "auto") -> tuple[torch.Tensor, str]:
+    """Images or vectors by the array's rank: 2-D -> :func:`to_vectors`, 3/4-D -> images.
+
+    Raises:
+        InputError: any other rank, or what the chosen conversion raises.
+    """
+    arr = _as_numpy(array)
+    if arr.ndim == 2:
+        return to_vectors(arr, source)
+    if arr.ndim in (3, 4):
+        return to_unit_images(arr, source, layout)
+    raise InputError(
+        f"{source}: array has shape {arr.shape}: expected (N, D) vectors or (N, H, W), "
+        "(N, C, H, W), (N, H, W, C) images"
+    )

@@ -143,6 +143,56 @@ EMNIST_LETTERS = DatasetSpec(
     num_classes=26,
 )  # fmt: skip
 
+CIFAR10 = DatasetSpec(
+    key="cifar10",
+    title="CIFAR-10",
+    subfolder="cifar10",
+    layout_dirs=(),
+    files=_specs(
+        ("cifar-10-python.tar.gz",
+         "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+         "c58f30108f718f92721af3b95e74349a", 170498071),
+    ),
+    num_classes=10,
+    class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck"),
+)  # fmt: skip
+
+CIFAR100 = DatasetSpec(
+    key="cifar100",
+    title="CIFAR-100",
+    subfolder="cifar100",
+    layout_dirs=(),
+    files=_specs(
+        ("cifar-100-python.tar.gz",
+         "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7",
+         "eb9058c3a382ffc7106e4002c42a8d85", 169001437),
+    ),
+    num_classes=100,
+)  # fmt: skip
+
+#: Archive of each CIFAR set, its top folder, and its batches per split.
+CIFAR_LAYOUT = {
+    "cifar10": ("cifar-10-python.tar.gz", "cifar-10-batches-py",
+                {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)},
+                "batches.meta"),
+    "cifar100": ("cifar-100-python.tar.gz", "cifar-100-python",
+                 {"train": ("train",), "test": ("test",)}, "meta"),
+}  # fmt: skip
+
+SVHN = DatasetSpec(
+    key="svhn",
+    title="SVHN",
+    subfolder="svhn",
+    layout_dirs=(),
+    files=_specs(
+        ("train_32x32.mat", None, "e26dedcc434d2e4c54c9b2d4a06d8373", 182042733),
+        ("test_32x32.mat", None, "eb5a983be6a315427106f1b164d9cef3", 64275384),
+    ),
+    splits={"train": ("train_32x32.mat", ""), "test": ("test_32x32.mat", "")},
+    num_classes=10,
+)  # fmt: skip
+
 _PLANETOID_SHA256 = {
     "citeseer": {
         "allx": "2ac30345d95c9ec933a817ee0bdd6a5f077f8c184a20e696910192d534414668",
@@ -189,7 +239,13 @@ IMAGE_DATASETS: dict[str, DatasetSpec] = {
     "fashion-mnist": FASHION_MNIST,
     "kmnist": KMNIST,
     "emnist-letters": EMNIST_LETTERS,
+    "cifar10": CIFAR10,
+    "cifar100": CIFAR100,
+    "svhn": SVHN,
 }
+
+#: The IDX (MNIST-format) sets among IMAGE_DATASETS.
+IDX_KEYS = ("mnist", "fashion-mnist", "kmnist", "emnist-letters")
 
 #: Base URLs tried in order when a file is missing (edit to use another mirror).
 MIRRORS: dict[str, list[str]] = {
@@ -200,6 +256,9 @@ MIRRORS: dict[str, list[str]] = {
     "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
     "kmnist": ["http://codh.rois.ac.jp/kmnist/dataset/kmnist/"],
     "emnist-letters": [],
+    "cifar10": ["https://www.cs.toronto.edu/~kriz/"],
+    "cifar100": ["https://www.cs.toronto.edu/~kriz/"],
+    "svhn": ["http://ufldl.stanford.edu/housenumbers/"],
     "cora": ["https://github.com/kimiyoung/planetoid/raw/master/data/"],
     "citeseer": ["https://github.com/kimiyoung/planetoid/raw/master/data/"],
 }
@@ -215,13 +274,26 @@ _ALIASES = {
     "emnist-letters": "emnist-letters",
     "emnist_letters": "emnist-letters",
     "emnist": "emnist-letters",
+    "cifar10": "cifar10",
+    "cifar-10": "cifar10",
+    "cifar_10": "cifar10",
+    "cifar100": "cifar100",
+    "cifar-100": "cifar100",
+    "cifar_100": "cifar100",
+    "cifar100-coarse": "cifar100-coarse",
+    "cifar-100-coarse": "cifar100-coarse",
+    "cifar100_coarse": "cifar100-coarse",
+    "svhn": "svhn",
     "digits": "digits",
     "sklearn-digits": "digits",
     "noise": "noise",
     "uniform-noise": "noise",
 }
 
-BUILTIN_IMAGE_NAMES = ("mnist", "fashion-mnist", "kmnist", "emnist-letters", "digits", "noise")
+BUILTIN_IMAGE_NAMES = (
+    "mnist", "fashion-mnist", "kmnist", "emnist-letters", "cifar10", "cifar100",
+    "cifar100-coarse", "svhn", "digits", "noise",
+)  # fmt: skip
 
 
 def canonical_name(name: str) -> str | None:

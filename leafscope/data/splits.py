@@ -57,7 +57,8 @@ def load_point(spec: str, data_dir: str | os.PathLike | None = None) -> tuple[to
     """Load one image named by ``"NAME:SPLIT:INDEX"``.
 
     Returns:
-        ``(image float32 (1, 28, 28) in [0, 1], label)`` (label -1 when unlabelled).
+        ``(point, label)``: the point at its own shape ((C, H, W) image in [0, 1] or (D,)
+        vector), label -1 when unlabelled.
 
     Raises:
         InputError: malformed spec or index out of range (the message gives the valid range).

@@ -1,15 +1,161 @@
-"""Image transforms in plain torch (no torchvision): rotations for augmentation and invariance."""
+"""Image transforms in plain torch (no torchvision): grey conversion, resizing, rotations.
+
+:func:`to_grey` and :func:`resize` act on (N, C, H, W) tensors; :func:`apply_transforms` applies
+them to an :class:`~leafscope.data.ImageDataset` and records each step in its ``transforms`` list.
+Nothing in leafscope converts or resizes data unless one of these is called (CLI: ``--grey``,
+``--resize H,W``).
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from leafscope.errors import InputError
 
-__all__ = ["random_rotation", "rotate"]
+if TYPE_CHECKING:
+    from leafscope.data.dataset import ImageDataset
+
+__all__ = [
+    "LUMA_601",
+    "apply_transforms",
+    "parse_size",
+    "random_rotation",
+    "resize",
+    "rotate",
+    "to_grey",
+]
+
+#: ITU-R BT.601 luma weights of R, G, B (applied to the stored values, no gamma linearisation).
+LUMA_601 = (0.299, 0.587, 0.114)
+GREY_NOTE = "grey: ITU-R 601 luma 0.299 R + 0.587 G + 0.114 B"
+
+
+def _check_images(images: torch.Tensor, what: str) -> None:
+    if not torch.is_tensor(images) or images.ndim != 4 or not images.is_floating_point():
+        shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
+        raise InputError(
+            f"{what} needs float (N, C, H, W) images, got {shape}: vectors cannot be "
+            f"converted to grey or resized"
+        )
+
+
+def to_grey(images: torch.Tensor) -> torch.Tensor:
+    """Grey images by ITU-R 601 luma: ``0.299 R + 0.587 G + 0.114 B``.
+
+    One channel is returned unchanged; 2 channels are read as grey + alpha (alpha dropped);
+    4 as RGBA (alpha dropped, luma of RGB).
+
+    Args:
+        images: (N, C, H, W) float images, C in 1..4.
+
+    Returns:
+        (N, 1, H, W), same dtype and device.
+    """
+    _check_images(images, "to_grey")
+    c = images.shape[1]
+    if c in (1, 2):
+        return images[:, :1].clone()
+    if c not in (3, 4):
+        raise InputError(f"to_grey needs 1 to 4 channels (grey, grey+alpha, RGB, RGBA), got {c}")
+    w = torch.tensor(LUMA_601, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images[:, :3] * w).sum(dim=1, keepdim=True)
+
+
+def parse_size(text: str | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``"H,W"`` (or ``"HxW"``, or one number for a square) or a pair -> ``(H, W)``.
+
+    Raises:
+        InputError: not one or two positive integers.
+    """
+    parts = text.replace("x", ",").split(",") if isinstance(text, str) else list(text)
+    try:
+        size = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        size = []
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise InputError(f"bad size {text!r}: give H,W with positive integers, e.g. --resize 28,28")
+    return size[0], size[1]
+
+
+def resize(images: torch.Tensor, size: tuple[int, int] | str) -> torch.Tensor:
+    """Resize images bilinearly (``align_corners=False``), antialiased when shrinking.
+
+    Shrinking uses the triangle filter widened by the scale factor (the same filter as Pillow's
+    ``Image.BILINEAR``); enlarging is plain bilinear interpolation. Values are clamped to [0, 1].
+
+    Args:
+        images: (N, C, H, W) float images in [0, 1].
+        size: ``(H', W')`` or ``"H',W'"``.
+
+    Returns:
+        (N, C, H', W'); the input itself (not a copy) when the size already matches.
+    """
+    _check_images(images, "resize")
+    h, w = parse_size(size)
+    if tuple(images.shape[-2:]) == (h, w):
+        return images
+    down = h < images.shape[-2] or w < images.shape[-1]
+    out = F.interpolate(images, size=(h, w), mode="bilinear", align_corners=False, antialias=down)
+    return out.clamp_(0.0, 1.0)
+
+
+def apply_transforms(
+    dataset: ImageDataset, *, grey: bool = False, size: tuple[int, int] | str | None = None
+) -> ImageDataset:
+    """Convert a dataset to grey and / or resize it, recording each step in ``transforms``.
+
+    Grey conversion (:func:`to_grey`) comes first, then resizing (:func:`resize`). A step that
+    changes nothing (grey data, same size) is recorded as such.
+
+    Args:
+        dataset: an image dataset.
+        grey: convert to one channel by ITU-R 601 luma.
+        size: ``(H, W)`` to resize to, or None.
+
+    Returns:
+        A new dataset (the input is not modified); itself when nothing was asked.
+
+    Raises:
+        InputError: the dataset holds vectors, or a bad size.
+    """
+    if not grey and size is None:
+        return dataset
+    if not dataset.is_image:
+        raise InputError(
+            f"{dataset.name} holds vectors of shape {dataset.input_shape}: --grey / --resize "
+            "apply to images only; drop them"
+        )
+    x, notes = dataset.images, list(dataset.transforms)
+    if grey:
+        c = x.shape[1]
+        if c == 1:
+            notes.append("grey: already 1 channel, unchanged")
+        else:
+            x = to_grey(x)
+            notes.append(
+                "grey: grey+alpha, alpha dropped"
+                if c == 2
+                else f"{GREY_NOTE}, {c} -> 1 channels" + (" (alpha dropped)" if c == 4 else "")
+            )
+    if size is not None:
+        h, w = parse_size(size)
+        h0, w0 = x.shape[-2:]
+        if (h0, w0) == (h, w):
+            notes.append(f"resize: already {h}x{w}, unchanged")
+        else:
+            x = resize(x, (h, w))
+            down = h < h0 or w < w0
+            notes.append(
+                f"resize: {h0}x{w0} -> {h}x{w} (bilinear{', antialiased' if down else ''})"
+            )
+    return replace(dataset, images=x, transforms=notes)
 
 
 def rotate(images: torch.Tensor, degrees: torch.Tensor | float) -> torch.Tensor:

@@ -39,3 +39,20 @@ def shared_data() -> Path:
 def no_shared(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hide shared/data from the search path (so files count as missing)."""
     monkeypatch.setattr(search, "_shared_roots", lambda: [])
+
+
+@pytest.fixture
+def unverified(monkeypatch: pytest.MonkeyPatch):
+    """Test-only: drop the checksums of a built-in set, so fabricated files in the upstream layout
+    are read. Call ``unverified("cifar10")``; users always get the check."""
+    from dataclasses import replace
+
+    from leafscope.data import registry
+    from leafscope.data.registry import FileSpec
+
+    def drop(key: str) -> None:
+        spec = registry.IMAGE_DATASETS[key]
+        files = {name: FileSpec(name) for name in spec.files}
+        monkeypatch.setitem(registry.IMAGE_DATASETS, key, replace(spec, files=files))
+
+    return drop

@@ -1,4 +1,4 @@
-"""User image sets (npz, folders, KMNIST npz) and the conversion to grey 28x28 in [0, 1]."""
+"""User data sets (npz, folders, KMNIST npz) at their own shape, and the [0, 1] conversion."""
 
 from __future__ import annotations
 
@@ -23,15 +23,19 @@ def test_npz_uint8_with_labels(tmp_path: Path) -> None:
     assert "pixels/255" in data.normalization
 
 
-def test_npz_rgb_resized_to_grey(tmp_path: Path) -> None:
+def test_npz_rgb_kept_then_grey_resized_on_request(tmp_path: Path) -> None:
     colour = np.array([0.2, 0.6, 1.0], dtype=np.float32)
     x = np.broadcast_to(colour, (2, 32, 32, 3)).copy()
     np.savez(tmp_path / "rgb.npz", images=x)
-    data = load_images("npz:" + str(tmp_path / "rgb.npz"))
+    kept = load_images("npz:" + str(tmp_path / "rgb.npz"))
+    assert kept.images.shape == (2, 3, 32, 32) and kept.transforms == []
+    assert torch.equal(kept.images, torch.from_numpy(np.moveaxis(x, -1, 1)))
+    data = load_images("npz:" + str(tmp_path / "rgb.npz"), grey=True, resize=(28, 28))
     luma = 0.299 * 0.2 + 0.587 * 0.6 + 0.114 * 1.0  # constant image stays constant
     assert data.images.shape == (2, 1, 28, 28)
     assert torch.allclose(data.images, torch.full_like(data.images, luma), atol=1e-6)
-    assert "grey" in data.normalization and "32x32 -> 28x28" in data.normalization
+    assert "grey" in data.transforms[0] and "32x32 -> 28x28" in data.transforms[1]
+    assert data.describe()["transforms"] == data.transforms
     assert data.labels.tolist() == [-1, -1] and data.num_classes == 0
 
 
@@ -42,8 +46,9 @@ def test_npz_split_keys_and_arr0(tmp_path: Path) -> None:
     test = load_images(str(tmp_path / "s.npz"), "test")
     assert float(test.images.min()) == 1.0 and test.labels.tolist() == [1, 0]
     np.savez(tmp_path / "a.npz", np.zeros((2, 784), np.uint8), np.array([3, 1]))
-    flat = load_images(str(tmp_path / "a.npz"))
-    assert flat.images.shape == (2, 1, 28, 28) and flat.labels.tolist() == [3, 1]
+    flat = load_images(str(tmp_path / "a.npz"))  # (N, D) stays vectors
+    assert flat.images.shape == (2, 784) and flat.labels.tolist() == [3, 1]
+    assert not flat.is_image and flat.describe()["kind"] == "vectors"
 
 
 def test_npz_errors(tmp_path: Path) -> None:
@@ -97,8 +102,12 @@ def test_folder_named_classes_split_and_rgb(tmp_path: Path) -> None:
         _png(tmp_path / "test" / name / "a.jpg", 128, size=40, mode="RGB")
     data = load_images("folder:" + str(tmp_path), "test")
     assert data.class_names == ["cat", "dog"] and data.labels.tolist() == [0, 1]
-    assert data.images.shape == (2, 1, 28, 28) and "40x40 -> 28x28" in data.normalization
+    assert data.images.shape == (2, 3, 40, 40) and data.transforms == []  # RGB kept
     assert abs(float(data.images.mean()) - 128 / 255) < 0.02  # JPEG is lossy
+    small = load_images("folder:" + str(tmp_path), "test", resize="28,28")
+    assert small.images.shape == (2, 3, 28, 28) and "40x40 -> 28x28" in small.transforms[0]
+    grey = load_images("folder:" + str(tmp_path), "test", grey=True)
+    assert grey.images.shape == (2, 1, 40, 40) and "luma" in grey.transforms[0]
 
 
 def test_kmnist_npz_found_in_data_dir(tmp_path: Path) -> None:
