@@ -8,7 +8,10 @@ from pathlib import Path
 from leafscope.cli.common import (
     add_data_arguments,
     add_device_argument,
+    add_model_arguments,
     finish_json,
+    model_from_args,
+    model_source,
     resolve_device,
 )
 from leafscope.errors import InputError
@@ -26,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "projection and total variation (baseline parameters tuned per sigma on separate noisy "
         "training images). Reports mean PSNR (data range 1) and classifier accuracy.",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="a .pt file from leafscope train")
+    add_model_arguments(p)
     p.add_argument("--sigma", default="0.25", help="noise std, or a comma list (default 0.25)")
     add_data_arguments(p, "data set")
     p.add_argument("--points", type=int, default=200, help="test images (default 200)")
@@ -56,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table, write JSON/figure; 0 on success."""
     from leafscope.applications.denoise import denoise_benchmark
     from leafscope.data import load_images
-    from leafscope.training import load_checkpoint
 
     sigmas = _sigmas(args.sigma)
     if args.points < 1 or args.pool <= args.tune_points:
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             f"need --points >= 1 and --pool > --tune-points (got {args.points}, {args.pool}, "
             f"{args.tune_points})"
         )
-    model = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    model = model_from_args(args, resolve_device(args.device))
     train = load_images(args.dataset, "train", data_dir=args.data_dir, limit=args.pool)
     test = load_images(args.dataset, "test", data_dir=args.data_dir, limit=args.points)
     if (test.labels < 0).any():
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=True,
     )
-    result.settings.update({"checkpoint": str(args.checkpoint), "dataset": args.dataset})
+    result.settings.update({"checkpoint": model_source(args), "dataset": args.dataset})
     print(result.markdown())
     finish_json(args.json, result.to_json())
     if args.figure:
