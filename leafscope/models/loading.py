@@ -178,8 +178,12 @@ class ModelAdapter(nn.Module):
         self.normalized = mean is not None or std is not None
         if self.normalized:
             mean, std = parse_normalize((mean if mean is not None else (0.0,), std or (1.0,)))
-        self.register_buffer("mean", torch.tensor(mean or (0.0,)), persistent=False)
-        self.register_buffer("std", torch.tensor(std or (1.0,)), persistent=False)
+        # float64, so that float64 analyses see the exact values (cast to the input's dtype).
+        mean_t = torch.tensor(mean or (0.0,), dtype=torch.float64)
+        self.register_buffer("mean", mean_t, persistent=False)
+        self.register_buffer(
+            "std", torch.tensor(std or (1.0,), dtype=torch.float64), persistent=False
+        )
 
     def _normalize(self, x: Tensor) -> Tensor:
         k = max(self.mean.numel(), self.std.numel())
