@@ -199,7 +199,16 @@ class ModelAdapter(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (N, C) of inputs (N, ...) in data units."""
-        out = self.model(self._normalize(x) if self.normalized else x)
+        try:
+            out = self.model(self._normalize(x) if self.normalized else x)
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:240]
+            raise InputError(
+                f"the model fails on inputs of shape {tuple(x.shape)} ({type(exc).__name__}: "
+                f"{first}): check that the data's shape and channels fit the model"
+            ) from exc
         return _select(out, self.output, x.shape[0])
 
 
