@@ -380,8 +380,9 @@ def _load_file(path: Path, device: torch.device | str) -> tuple[nn.Module, bool]
     if path.is_dir():
         path = select_checkpoint(path)
     elif not path.exists():
-        raise InputError(
-            f"{path} is neither a checkpoint, a TorchScript file nor a run folder: check the path"
+        raise CheckpointError(
+            f"no checkpoint at {path}: it is neither a file (leafscope .pt or TorchScript) nor a "
+            "run folder; check the path"
         )
     if is_torchscript(path):
         try:

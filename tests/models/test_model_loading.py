@@ -272,7 +272,7 @@ def test_weights_errors_name_the_keys(user_module, tmp_path) -> None:
         load_model(factory=f"{user_module}:make", weights=path)
     with pytest.raises(CheckpointError, match="no weights file"):
         load_model(factory=f"{user_module}:make", weights=tmp_path / "absent.pt")
-    with pytest.raises(InputError, match="neither a checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
         load_model(tmp_path / "absent.pt")
 
 
