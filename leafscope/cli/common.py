@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,15 @@ __all__ = [
     "add_data_arguments",
     "add_data_dir_argument",
     "add_device_argument",
+    "add_model_arguments",
     "add_transform_arguments",
     "check_minimum",
     "finish_json",
     "load_data",
     "load_data_for",
     "load_model_spec",
+    "model_from_args",
+    "model_source",
     "parse_layers",
     "resolve_device",
     "write_json",
@@ -142,16 +146,126 @@ def check_minimum(args: argparse.Namespace, minimum: int, *names: str) -> None:
             raise InputError(f"--{name.replace('_', '-')} must be >= {minimum} (got {value})")
 
 
-def load_model_spec(spec: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """Load a model from a ``.pt`` checkpoint or a run folder (its newest checkpoint)."""
-    from leafscope.training import load_checkpoint, select_checkpoint
+def load_model_spec(
+    spec: str | Path, device: torch.device | str = "cpu", **options: Any
+) -> torch.nn.Module:
+    """Load a model from a leafscope ``.pt`` checkpoint, a run folder (its newest checkpoint) or
+    a TorchScript file, with :func:`leafscope.models.load_model` (``options``: its keyword
+    arguments ``weights``, ``normalize``, ``output``)."""
+    from leafscope.models import load_model
 
-    path = Path(spec)
-    if path.is_dir():
-        path = select_checkpoint(path)
-    elif not path.exists():
-        raise InputError(f"{path} is neither a checkpoint file nor a run folder: check the path")
-    return load_checkpoint(path, device=device)
+    return load_model(spec, device=device, **options)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, model_help: str | None = None) -> None:
+    """Add the model source options shared by every command that analyses a trained model:
+    ``--checkpoint``, ``--model``, ``--model-args``, ``--weights``, ``--normalize``, ``--output``
+    (read them back with :func:`model_from_args`).
+
+    Args:
+        parser: the sub-command's parser (one of ``--checkpoint``/``--model`` is required at
+            run time, by :func:`model_from_args`).
+        model_help: replaces the help of ``--model``.
+    """
+    group = parser.add_argument_group("model (--checkpoint FILE, or --model MODULE:CALLABLE)")
+    group.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a .pt file from leafscope train, a run folder (its newest checkpoint) or a "
+        "TorchScript file (torch.jit.save)",
+    )
+    group.add_argument(
+        "--model",
+        default=None,
+        metavar="MODULE:CALLABLE",
+        help=model_help
+        or "your model: a factory on the Python path (or path/to/file.py:CALLABLE) returning "
+        "an nn.Module; its weights with --weights",
+    )
+    group.add_argument(
+        "--model-args",
+        default=None,
+        metavar="JSON",
+        help="keyword arguments of the --model factory, a JSON object: '{\"num_classes\": 10}'",
+    )
+    group.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="state_dict file loaded into the model (torch.load weights_only; a dict with a "
+        "'state_dict' or 'model' entry, or a leafscope checkpoint, also works)",
+    )
+    group.add_argument(
+        "--normalize",
+        default=None,
+        metavar="MEAN:STD",
+        help="per-channel normalisation applied inside the model, e.g. "
+        "0.4914,0.4822,0.4465:0.247,0.243,0.261 or a preset (cifar10, cifar100, imagenet, "
+        "mnist); inputs and G stay in [0, 1] pixel units",
+    )
+    group.add_argument(
+        "--output",
+        default=None,
+        metavar="KEY|INDEX",
+        help="the logits in a dict, tuple or object output (e.g. logits or 0)",
+    )
+
+
+def _model_args(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--model-args must be a JSON object (got {text!r}: {exc})") from exc
+    if not isinstance(value, dict):
+        raise InputError(f'--model-args must be a JSON object like {{"depth": 18}} (got {text!r})')
+    return value
+
+
+def model_from_args(
+    args: argparse.Namespace,
+    device: torch.device | str = "cpu",
+    checkpoint: str | Path | None = None,
+) -> torch.nn.Module:
+    """The model that the options of :func:`add_model_arguments` describe, in eval mode.
+
+    Args:
+        args: parsed arguments.
+        device: where to put the model.
+        checkpoint: load this file instead of ``args.checkpoint`` (same other options).
+    """
+    from leafscope.models import load_model
+
+    checkpoint = checkpoint if checkpoint is not None else args.checkpoint
+    factory = args.model
+    if checkpoint is None and factory is None:
+        raise InputError("no model given: pass --checkpoint FILE or --model MODULE:CALLABLE")
+    if checkpoint is not None and factory is not None:
+        raise InputError(
+            f"pass --checkpoint {checkpoint} or --model {factory}, not both (--weights loads "
+            "other weights into either)"
+        )
+    return load_model(
+        checkpoint,
+        factory=factory,
+        factory_kwargs=_model_args(args.model_args),
+        weights=args.weights,
+        normalize=args.normalize,
+        output=args.output,
+        device=device,
+    )
+
+
+def model_source(args: argparse.Namespace) -> str:
+    """A one-line description of the model options, for the JSON results."""
+    parts = [str(args.checkpoint) if args.checkpoint is not None else str(args.model)]
+    for flag in ("model_args", "weights", "normalize", "output"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            parts.append(f"--{flag.replace('_', '-')} {value}")
+    return " ".join(parts)
 
 
 def parse_layers(text: str, model: torch.nn.Module) -> list[str]:

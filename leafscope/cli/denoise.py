@@ -8,9 +8,12 @@ from pathlib import Path
 from leafscope.cli.common import (
     add_data_arguments,
     add_device_argument,
+    add_model_arguments,
     finish_json,
     load_data,
     load_data_for,
+    model_from_args,
+    model_source,
     resolve_device,
 )
 from leafscope.errors import InputError
@@ -28,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "projection and total variation (baseline parameters tuned per sigma on separate noisy "
         "training images). Reports mean PSNR (data range 1) and classifier accuracy.",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="a .pt file from leafscope train")
+    add_model_arguments(p)
     p.add_argument("--sigma", default="0.25", help="noise std, or a comma list (default 0.25)")
     add_data_arguments(p, "data set")
     p.add_argument("--points", type=int, default=200, help="test images (default 200)")
@@ -57,7 +60,6 @@ def _sigmas(text: str) -> tuple[float, ...]:
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, print the table, write JSON/figure; 0 on success."""
     from leafscope.applications.denoise import denoise_benchmark
-    from leafscope.training import load_checkpoint
 
     sigmas = _sigmas(args.sigma)
     if args.points < 1 or args.pool <= args.tune_points:
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             f"need --points >= 1 and --pool > --tune-points (got {args.points}, {args.pool}, "
             f"{args.tune_points})"
         )
-    model = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    model = model_from_args(args, resolve_device(args.device))
     train = load_data_for(model, args, "train", limit=args.pool)
     test = load_data(args, "test", limit=args.points)
     if (test.labels < 0).any():
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=True,
     )
-    result.settings.update({"checkpoint": str(args.checkpoint), "dataset": args.dataset})
+    result.settings.update({"checkpoint": model_source(args), "dataset": args.dataset})
     print(result.markdown())
     finish_json(args.json, result.to_json())
     if args.figure:

@@ -10,7 +10,10 @@ import numpy as np
 from leafscope.cli.common import (
     add_data_arguments,
     add_device_argument,
+    add_model_arguments,
     load_data_for,
+    model_from_args,
+    model_source,
     resolve_device,
     write_json,
 )
@@ -29,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bottom: generated, titled with predicted label and probability), OUT/generated.npz "
         "and OUT/generate.json.",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="a .pt file from leafscope train")
+    add_model_arguments(p)
     p.add_argument("--class", dest="label", type=int, required=True, help="class to generate")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_data_arguments(p, "training images to start from")
@@ -49,11 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from leafscope.applications.figures import image_grid
     from leafscope.applications.generate import generate_class
     from leafscope.models.inspect import model_device
-    from leafscope.training import load_checkpoint
 
     if args.n < 1 or args.steps < 0:
         raise InputError(f"--n must be >= 1 and --steps >= 0 (got {args.n}, {args.steps})")
-    model = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    model = model_from_args(args, resolve_device(args.device))
     data = load_data_for(model, args, "train", limit=args.pool)
     if not 0 <= args.label < max(data.num_classes, 1):
         raise InputError(
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         "steps": args.steps,
         "step": args.step,
         "seed": args.seed,
-        "checkpoint": str(args.checkpoint),
+        "checkpoint": model_source(args),
         "kept_class": float((walk.predicted == args.label).float().mean()),
         "mean_displacement": float(walk.displacement.mean()),
         **walk.to_json(),

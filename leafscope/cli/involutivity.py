@@ -10,9 +10,12 @@ import torch
 from leafscope.cli.common import (
     add_data_arguments,
     add_device_argument,
+    add_model_arguments,
     check_minimum,
     finish_json,
     load_data_for,
+    model_from_args,
+    model_source,
     resolve_device,
 )
 from leafscope.errors import InputError
@@ -30,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Hessian-vector products. Optionally the same test for the Fisher distribution in "
         "parameter space (--fisher-points).",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="model checkpoint (.pt)")
+    add_model_arguments(p)
     p.add_argument("--points", type=int, default=20, help="number of points (default: 20)")
     p.add_argument("--inputs", default="noise", help="noise (uniform [0,1), as published) or data")
     p.add_argument("--json", required=True, type=Path, help="output JSON file")
@@ -71,10 +74,9 @@ def load_inputs(kind: str, n: int, shape, dataset: str, seed: int, data_dir=None
 def run(args: argparse.Namespace) -> int:
     """Compute the involutivity numbers and write OUT; 0 on success."""
     from leafscope.foliation import fisher_involutivity, involutivity
-    from leafscope.training import load_checkpoint
 
     device = resolve_device(args.device)
-    model = load_checkpoint(args.checkpoint, device=device)
+    model = model_from_args(args, device)
     config = getattr(model, "config", {}) or {}
     shape = (
         config.get("in_channels", 1),
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         x = load_data_for(model, args, "test", limit=args.points).images
     else:
         x = load_inputs(args.inputs, args.points, shape, args.dataset, args.seed, args.data_dir)
-    meta = {"checkpoint": str(args.checkpoint), "model": config}
+    meta = {"checkpoint": model_source(args), "model": config}
     res = involutivity(
         model,
         x.to(device),

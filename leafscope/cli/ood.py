@@ -8,9 +8,12 @@ from pathlib import Path
 from leafscope.cli.common import (
     add_data_dir_argument,
     add_device_argument,
+    add_model_arguments,
     add_transform_arguments,
     finish_json,
     load_data,
+    model_from_args,
+    model_source,
     resolve_device,
 )
 from leafscope.errors import InputError
@@ -27,12 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "set. With several models (--checkpoints, or --seeds N --train-epochs E to train them) "
         "the table gives mean and std over models.",
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", type=Path, help="one .pt file from leafscope train")
-    src.add_argument("--checkpoints", help="comma-separated .pt files (e.g. three seeds)")
-    src.add_argument("--seeds", type=int, help="train this many seeds (0..N-1) first")
+    add_model_arguments(
+        p,
+        model_help="your model MODULE:CALLABLE (with --weights), or with --seeds the "
+        "architecture to train (default lenet)",
+    )
+    p.add_argument("--checkpoints", help="comma-separated .pt files (e.g. three seeds)")
+    p.add_argument("--seeds", type=int, help="train this many seeds (0..N-1) first")
     p.add_argument("--train-epochs", type=int, default=2, help="epochs per trained seed")
-    p.add_argument("--model", default="lenet", help="architecture for --seeds (default lenet)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs/ood"), help="where --seeds trains")
     p.add_argument("--in", dest="in_dataset", default="mnist", help="in-distribution data set")
     p.add_argument("--out", default="fashion-mnist,noise", help="comma-separated out sets")
@@ -71,13 +76,14 @@ def _train_seeds(args, device) -> list[Path]:
     from leafscope.models import build_model
     from leafscope.training import fit
 
+    arch = args.model or "lenet"
     data = load_data(args, "train", name=args.in_dataset)
     paths = []
     for seed in range(args.seeds):
         tr, va = train_val_split(len(data), 0.1, seed)
         torch.manual_seed(seed)
-        model = build_model(args.model, num_classes=data.num_classes)
-        out = args.runs_dir / f"{args.in_dataset}-{args.model}-s{seed}"
+        model = build_model(arch, num_classes=data.num_classes)
+        out = args.runs_dir / f"{args.in_dataset}-{arch}-s{seed}"
         result = fit(
             model,
             (data.images[tr], data.labels[tr]),
@@ -107,9 +113,16 @@ def run(args: argparse.Namespace) -> int:
     from leafscope.applications.detectors import DETECTORS, make_detector
     from leafscope.applications.ood import aggregate_seeds, evaluate_detectors
     from leafscope.data import check_model_input
-    from leafscope.training import load_checkpoint
 
     device = resolve_device(args.device)
+    # With --seeds, --model names the architecture to train, not a source of its own.
+    factory = None if args.seeds is not None else args.model
+    sources = [args.checkpoint, args.checkpoints, args.seeds, factory]
+    if sum(v is not None for v in sources) != 1:
+        raise InputError(
+            "pass one model source: --checkpoint FILE, --checkpoints A,B, --model MODULE:CALLABLE "
+            "or --seeds N (with --model NAME for its architecture)"
+        )
     names = list(DETECTORS) if args.detectors == "all" else _list(args.detectors, "--detectors")
     unknown = [n for n in names if n not in DETECTORS]
     if unknown:
@@ -125,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.checkpoints:
         checkpoints = [Path(p) for p in _list(args.checkpoints, "--checkpoints")]
     else:
-        checkpoints = [args.checkpoint]
+        checkpoints = [args.checkpoint]  # None with --model MODULE:CALLABLE
     fit_set = load_data(args, "train", limit=args.fit_points, name=args.in_dataset)
     x_in = load_data(args, "test", limit=args.points, name=args.in_dataset).images
     outs = {
@@ -135,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
     options = _options(args)
     all_results = []
     for k, path in enumerate(checkpoints):
-        model = load_checkpoint(path, device=device)
+        model = model_from_args(
+            argparse.Namespace(**{**vars(args), "model": factory}), device, path
+        )
         for name, x in {args.in_dataset: x_in, **outs}.items():
             check_model_input(model, x, source=f"the data ({name})")
         detectors = {
@@ -164,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
             "results": table,
             "per_model": [r.to_json() for r in all_results],
             "settings": {
-                "checkpoints": [str(p) for p in checkpoints],
+                "checkpoints": [
+                    str(p) if p is not None else model_source(args) for p in checkpoints
+                ],
                 "in": args.in_dataset,
                 "out": list(outs),
                 "points": args.points,

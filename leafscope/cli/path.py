@@ -9,6 +9,9 @@ from leafscope.cli.common import (
     DTYPES,
     add_data_dir_argument,
     add_device_argument,
+    add_model_arguments,
+    model_from_args,
+    model_source,
     resolve_device,
     write_json,
 )
@@ -25,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "D_x = Im G(x), normalises it, steps and clamps to [0, 1]. Writes DIR/path_strip.png, "
         "DIR/path.gif (when Pillow is installed), DIR/path.json and DIR/state.pt (resumable).",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="model checkpoint (.pt)")
+    add_model_arguments(p)
     p.add_argument("--from", dest="start", required=True, help="start point, e.g. mnist:test:0")
     p.add_argument("--to", dest="end", required=True, help="end point, e.g. mnist:test:1")
     p.add_argument("--out", required=True, type=Path, help="output folder")
@@ -62,10 +65,9 @@ def run(args: argparse.Namespace) -> int:
     from leafscope.data import load_point
     from leafscope.foliation import PathConfig, PathState, continue_paths, flip_horizontal
     from leafscope.foliation.figures import path_strip, save_path_animation
-    from leafscope.training import load_checkpoint
 
     device = resolve_device(args.device)
-    model = load_checkpoint(args.checkpoint, device=device)
+    model = model_from_args(args, device)
     state_file = args.out / "state.pt"
     if args.resume:
         state = PathState.load(state_file)
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     save_figure(path_strip(result, 0, frames=args.frames), args.out / "path_strip.png")
     gif = save_path_animation(result, args.out / "path.gif")
     payload = {
-        "checkpoint": str(args.checkpoint),
+        "checkpoint": model_source(args),
         "from": args.start,
         "to": args.end,
         "flip_target": args.flip_target,

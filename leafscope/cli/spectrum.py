@@ -9,8 +9,11 @@ from leafscope.cli.common import (
     DTYPES,
     add_data_arguments,
     add_device_argument,
+    add_model_arguments,
     finish_json,
     load_data_for,
+    model_from_args,
+    model_source,
     resolve_device,
 )
 from leafscope.errors import InputError
@@ -24,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(or at --indices). JSON: per point the C-1 nonzero log10 eigenvalues (descending), "
         "log10 trace, rank, predicted class and max probability; summary medians.",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="a .pt file from leafscope train")
+    add_model_arguments(p)
     add_data_arguments(p, "data set name or .npz/folder path")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--points", type=int, default=256, help="first N points (default 256)")
@@ -50,12 +53,11 @@ def _indices(text: str, n: int) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     from leafscope.information import point_spectra
-    from leafscope.training import load_checkpoint
 
     if args.points < 1:
         raise InputError(f"--points must be >= 1 (got {args.points})")
     device = resolve_device(args.device)
-    model = load_checkpoint(args.checkpoint, device=device)
+    model = model_from_args(args, device)
     data = load_data_for(model, args, args.split)
     if args.indices:
         idx = _indices(args.indices, len(data))
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         record["label"] = int(data.labels[i])
     summary = spectra.summary().to_json()
     result = {
-        "checkpoint": str(args.checkpoint),
+        "checkpoint": model_source(args),
         "dataset": data.describe(),
         "split": args.split,
         "dtype": args.dtype,

@@ -9,10 +9,13 @@ from leafscope.cli.common import (
     DTYPES,
     add_data_dir_argument,
     add_device_argument,
+    add_model_arguments,
     add_transform_arguments,
     finish_json,
     load_data,
     load_data_for,
+    model_from_args,
+    model_source,
     resolve_device,
 )
 from leafscope.errors import InputError
@@ -29,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "data set; accuracy after retraining only the last linear layer on each labelled set; "
         "Wasserstein distances between the sets' log-spectra and to the training set.",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="a .pt file from leafscope train")
+    add_model_arguments(p)
     p.add_argument(
         "--datasets",
         default="mnist,fashion-mnist,digits,noise",
@@ -64,13 +67,12 @@ def run(args: argparse.Namespace) -> int:
     """Compute the table, print it as Markdown, write JSON/figure; 0 on success."""
     from leafscope.applications.transfer import transfer_table
     from leafscope.data import check_model_input
-    from leafscope.training import load_checkpoint
 
     for value, what in ((args.points, "--points"), (args.transfer_train, "--transfer-train")):
         if value < 1:
             raise InputError(f"{what} must be >= 1 (got {value})")
     device = resolve_device(args.device)
-    model = load_checkpoint(args.checkpoint, device=device)
+    model = model_from_args(args, device)
     sets = {}
     for name in _names(args.datasets, "--datasets"):
         train = load_data(args, "train", limit=max(args.points, args.transfer_train), name=name)
@@ -91,9 +93,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=DTYPES[args.dtype],
         progress=not args.no_progress,
     )
-    result.settings.update(
-        {"checkpoint": str(args.checkpoint), "train_dataset": args.train_dataset}
-    )
+    result.settings.update({"checkpoint": model_source(args), "train_dataset": args.train_dataset})
     print(result.markdown())
     finish_json(args.json, result.to_json())
     if args.figure:

@@ -8,7 +8,10 @@ from pathlib import Path
 from leafscope.cli.common import (
     add_data_arguments,
     add_device_argument,
+    add_model_arguments,
     load_data_for,
+    model_from_args,
+    model_source,
     resolve_device,
     write_json,
 )
@@ -26,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Vertical walks (fixed random direction projected on ker G) against random straight "
         "lines of the same length: accuracy vs distance.",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="model checkpoint (.pt)")
+    add_model_arguments(p)
     p.add_argument("--pairs", type=int, default=20, help="random pairs (default: 20)")
     p.add_argument(
         "--method",
@@ -55,13 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run :func:`leafscope.foliation.walk_experiment` and write OUT; 0 on success."""
     from leafscope.foliation import PathConfig, WalkConfig, walk_experiment
-    from leafscope.training import load_checkpoint
 
     methods = tuple(m.strip() for m in args.method.split(",") if m.strip())
     if args.pool < 2:
         raise InputError(f"--pool must be >= 2 (got {args.pool})")
     device = resolve_device(args.device)
-    model = load_checkpoint(args.checkpoint, device=device)
+    model = model_from_args(args, device)
     data = load_data_for(model, args, args.split, limit=args.pool)
     path_config = PathConfig(step=args.step, threshold=args.threshold, max_steps=args.max_steps)
     walk_config = WalkConfig(steps=args.vertical_steps, seed=args.seed)
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     )
     payload = res.to_json()
     payload["meta"].update(
-        {"checkpoint": str(args.checkpoint), "data": data.describe(), "pool": args.pool}
+        {"checkpoint": model_source(args), "data": data.describe(), "pool": args.pool}
     )
     write_json(args.json, payload)
     for name, s in res.horizontal.items():

@@ -55,9 +55,16 @@ def cast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return copy.deepcopy(model).to(dtype)
 
 
+def _is_batchnorm(module: nn.Module) -> bool:
+    # TorchScript modules are RecursiveScriptModule: recognise BatchNorm by its original name.
+    if isinstance(module, torch.jit.ScriptModule):
+        return "BatchNorm" in str(getattr(module, "original_name", ""))
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
 def _check_batchnorm(model: nn.Module) -> None:
     for name, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
+        if _is_batchnorm(module) and module.training:
             raise InputError(
                 f"BatchNorm layer {name!r} is in training mode: its output depends on the whole "
                 "batch, so per-sample Jacobians are meaningless; call model.eval() first"

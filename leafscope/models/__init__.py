@@ -1,7 +1,9 @@
-"""Models: LeNet-5, the data-manifold CNN, an MLP and GCNs, built by name with :func:`build_model`.
+"""Models: LeNet-5, the data-manifold CNN, a CIFAR ResNet-18, a small VGG, an MLP and GCNs,
+built by name with :func:`build_model` (or :func:`build_model_for_input` from a sample's shape).
 
 Every model built here has a ``config`` dict such that ``build_model(**model.config)`` rebuilds it.
-Any user ``nn.Module`` mapping a batch to logits (N, C) works with the analyses too.
+Any user ``nn.Module`` mapping a batch to logits (N, C) works with the analyses too;
+:func:`load_model` loads leafscope checkpoints, TorchScript files and user factories + weights.
 """
 
 from __future__ import annotations
@@ -10,11 +12,20 @@ from typing import Any
 
 from leafscope.models.cnn import ManifoldCNN
 from leafscope.models.lenet import LeNet5
+from leafscope.models.loading import ModelAdapter, load_model, load_weights, parse_normalize
 from leafscope.models.mlp import MLP
-from leafscope.models.registry import ACTIVATIONS, build_model, model_names
+from leafscope.models.registry import (
+    ACTIVATIONS,
+    build_model,
+    build_model_for_input,
+    model_names,
+)
+from leafscope.models.resnet import ResNet18
+from leafscope.models.vgg import SmallVGG
 
 MODEL_NAMES: tuple[str, ...] = tuple(model_names())
-IMAGE_MODEL_NAMES: tuple[str, ...] = ("cnn", "lenet", "mlp")
+# Models that ``leafscope train`` builds from the data's shape (mlp also takes vectors).
+IMAGE_MODEL_NAMES: tuple[str, ...] = ("cnn", "lenet", "mlp", "resnet18", "vgg")
 
 __all__ = [
     "ACTIVATIONS",
@@ -25,8 +36,15 @@ __all__ = [
     "MLP",
     "MODEL_NAMES",
     "ManifoldCNN",
+    "ModelAdapter",
+    "ResNet18",
+    "SmallVGG",
     "build_model",
+    "build_model_for_input",
+    "load_model",
+    "load_weights",
     "model_names",
+    "parse_normalize",
 ]
 
 

@@ -64,7 +64,8 @@ def build_model(
     """Build a registered model; ``build_model(**model.config)`` rebuilds the same architecture.
 
     Args:
-        name: one of ``MODEL_NAMES`` (``lenet``, ``cnn``, ``mlp``, ``gcn``, ``gcn-link``).
+        name: one of ``MODEL_NAMES`` (``lenet``, ``cnn``, ``mlp``, ``resnet18``, ``vgg``, ``gcn``,
+            ``gcn-link``).
         activation: ``relu``, ``gelu`` or ``sigmoid``.
         num_classes: number of logits C (for ``gcn-link``: ignored, see ``embedding_dim``).
         in_channels: image channels (for the graph models: node feature count).
@@ -95,3 +96,64 @@ def build_model(
         )
     except TypeError as exc:
         raise InputError(f"bad option for model {name!r}: {exc}") from exc
+
+
+# Models that take images (N, C, H, W) and need square ones (their fc size depends on the side).
+_SQUARE_ONLY = ("cnn", "lenet")
+_VECTOR_MODELS = ("mlp",)
+
+
+def build_model_for_input(
+    name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    activation: str = "relu",
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered image or vector model for data of one sample's shape.
+
+    Args:
+        name: ``lenet``, ``cnn``, ``resnet18``, ``vgg`` (images) or ``mlp`` (images or vectors).
+        input_shape: one sample's shape: ``(C, H, W)`` for images, ``(D,)`` for vectors.
+        num_classes: number of logits C.
+        activation: ``relu``, ``gelu`` or ``sigmoid``.
+        **kwargs: model-specific options (``hidden``, ``widths``, ...).
+
+    Returns:
+        The model (train mode, random weights); ``build_model(**model.config)`` rebuilds it.
+
+    Raises:
+        InputError: an unknown name, a shape the model cannot take (e.g. vectors for a CNN, or
+        non-square images for ``lenet``/``cnn``), or a bad option.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or any(s < 1 for s in shape) or len(shape) not in (1, 3):
+        raise InputError(
+            f"input_shape must be (C, H, W) for images or (D,) for vectors (got {input_shape!r})"
+        )
+    if len(shape) == 1:
+        if name not in _VECTOR_MODELS:
+            raise InputError(
+                f"model {name!r} needs images (C, H, W) but the data are vectors of size "
+                f"{shape[0]}: use --model mlp"
+            )
+        return build_model(
+            name, activation=activation, num_classes=num_classes, in_features=shape[0], **kwargs
+        )
+    channels, height, width = shape
+    if name in _VECTOR_MODELS and height != width:
+        kwargs = {"in_features": channels * height * width, **kwargs}
+    if name in _SQUARE_ONLY and height != width:
+        raise InputError(
+            f"model {name!r} needs square images (got {height}×{width}): crop or resize the "
+            "images, or use resnet18 or vgg (any size)"
+        )
+    return build_model(
+        name,
+        activation=activation,
+        num_classes=num_classes,
+        in_channels=channels,
+        image_size=min(height, width),
+        **kwargs,
+    )

@@ -1,0 +1,462 @@
+"""One model loader for the library and every command: leafscope checkpoints, TorchScript files,
+and user factories (``MODULE:CALLABLE``) with a state_dict.
+
+:class:`ModelAdapter` wraps a model so that it normalises its inputs inside (inputs stay in
+[0, 1] pixel units, so G is measured in those units) and selects the logits from a dict, tuple
+or object output.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pickle
+import sys
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from leafscope.errors import CheckpointError, InputError
+
+__all__ = [
+    "NORMALIZE_PRESETS",
+    "ModelAdapter",
+    "build_from_factory",
+    "is_torchscript",
+    "load_model",
+    "load_weights",
+    "parse_normalize",
+]
+
+# Per-channel (mean, std) of common data sets, pixel values in [0, 1].
+NORMALIZE_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "mnist": ((0.1307,), (0.3081,)),
+}
+
+_STATE_KEYS = ("state_dict", "model_state_dict", "model_state", "model")
+
+
+def _shorten(items: Sequence[str], limit: int = 5) -> str:
+    items = sorted(items)
+    text = ", ".join(items[:limit])
+    return text + (f" … and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def parse_normalize(
+    text: str | tuple[Sequence[float], Sequence[float]],
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel ``(mean, std)`` from ``"M1,M2,M3:S1,S2,S3"``, a preset name
+    (``cifar10``, ``cifar100``, ``imagenet``, ``mnist``) or a pair of sequences.
+
+    One value on a side applies to every channel. Units: pixel values in [0, 1].
+
+    Raises:
+        InputError: not two lists of numbers, different lengths, or a std that is not > 0.
+    """
+    if isinstance(text, str):
+        if text.strip().lower() in NORMALIZE_PRESETS:
+            return NORMALIZE_PRESETS[text.strip().lower()]
+        mean_text, sep, std_text = text.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            mean = tuple(float(t) for t in mean_text.split(","))
+            std = tuple(float(t) for t in std_text.split(","))
+        except ValueError as exc:
+            raise InputError(
+                f"--normalize must be MEAN:STD with comma-separated numbers per channel, e.g. "
+                f"0.4914,0.4822,0.4465:0.247,0.243,0.261, or one of "
+                f"{', '.join(NORMALIZE_PRESETS)} (got {text!r})"
+            ) from exc
+    else:
+        try:
+            mean, std = (tuple(float(v) for v in side) for side in text)
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"normalize must be a pair (mean, std) of sequences (got {text!r})"
+            ) from exc
+    if len(mean) != len(std) and 1 not in (len(mean), len(std)):
+        raise InputError(
+            f"normalize has {len(mean)} means but {len(std)} stds: give one of each per channel"
+        )
+    if not all(s > 0 and s < float("inf") for s in std):
+        raise InputError(f"normalize std values must be finite and > 0 (got {std})")
+    return mean, std
+
+
+def _select(out: Any, key: str | int | None, n: int) -> Tensor:
+    """The logits in the output ``out`` of a batch of ``n`` inputs (see :class:`ModelAdapter`)."""
+    hint = "(CLI: --output; library: load_model(output=...))"
+    if isinstance(out, Tensor):
+        if key is not None:
+            raise InputError(
+                f"the model returns a tensor, so there is nothing to select: drop --output {key}"
+            )
+        logits = out
+    elif isinstance(out, Mapping):
+        names = [str(k) for k in out]
+        if key is None:
+            raise InputError(
+                f"the model returns a {type(out).__name__} with keys {_shorten(names)}: pass the "
+                f"key of the logits {hint}, e.g. --output {names[0] if names else 'logits'}"
+            )
+        if key in out:
+            logits = out[key]
+        elif isinstance(key, str) and key.lstrip("-").isdigit() and int(key) in out:
+            logits = out[int(key)]
+        else:
+            raise InputError(f"the model output has no key {key!r}: its keys are {_shorten(names)}")
+    elif isinstance(out, (tuple, list)):
+        if key is None:
+            raise InputError(
+                f"the model returns a {type(out).__name__} of {len(out)} items: pass the index "
+                f"of the logits {hint}, e.g. --output 0"
+            )
+        try:
+            logits = out[int(key)]
+        except (ValueError, IndexError) as exc:
+            raise InputError(
+                f"--output {key!r} is not an index of the model's {len(out)}-item output: use "
+                f"0..{len(out) - 1}"
+            ) from exc
+    else:
+        if key is None:
+            example = "logits" if hasattr(out, "logits") else "ATTRIBUTE"
+            raise InputError(
+                f"the model returns a {type(out).__name__}, not a tensor of logits: pass the "
+                f"attribute holding them {hint}, e.g. --output {example}"
+            )
+        if not isinstance(key, str) or not hasattr(out, key):
+            raise InputError(f"the model's {type(out).__name__} output has no attribute {key!r}")
+        logits = getattr(out, key)
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != n:
+        got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        where = "the model output" if key is None else f"output {key!r}"
+        raise InputError(
+            f"{where} is not (N, C) logits for a batch of N={n} inputs (got {got}): select or "
+            "reshape the logits"
+        )
+    return logits
+
+
+class ModelAdapter(nn.Module):
+    """``x ↦ select(model((x − mean) / std))``: normalisation inside, logits selection outside.
+
+    Inputs stay in the units of the data (pixels in [0, 1]), so information matrices of the
+    adapter are in those units: with ``z = (x − m)/s``, ``G_adapter(x) = S⁻¹ G_model(z) S⁻¹``,
+    ``S = diag(s)`` per channel.
+
+    Args:
+        model: the wrapped module (sub-module ``model``: its layers are named ``model.NAME``).
+        mean: per-channel means (axis 1 of the input), one value for all channels, or None.
+        std: per-channel standard deviations (> 0), or None (with ``mean`` None: no normalising).
+        output: key, index (as int or digit string) or attribute holding the logits when the
+            model returns a dict, tuple or object; None: the model must return a tensor.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        output: str | int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise InputError(f"ModelAdapter wraps an nn.Module (got {type(model).__name__})")
+        self.model = model
+        self.output = output
+        self.normalized = mean is not None or std is not None
+        if self.normalized:
+            mean, std = parse_normalize((mean if mean is not None else (0.0,), std or (1.0,)))
+        # float64, so that float64 analyses see the exact values (cast to the input's dtype).
+        mean_t = torch.tensor(mean or (0.0,), dtype=torch.float64)
+        self.register_buffer("mean", mean_t, persistent=False)
+        self.register_buffer(
+            "std", torch.tensor(std or (1.0,), dtype=torch.float64), persistent=False
+        )
+
+    def _normalize(self, x: Tensor) -> Tensor:
+        k = max(self.mean.numel(), self.std.numel())
+        if k > 1 and (x.dim() < 2 or x.shape[1] != k):
+            raise InputError(
+                f"normalize has {k} values per channel but the inputs have shape "
+                f"{tuple(x.shape)} (channels on axis 1): give one value per channel"
+            )
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = self.mean.to(x.dtype).reshape(shape)
+        std = self.std.to(x.dtype).reshape(shape)
+        return (x - mean) / std
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (N, C) of inputs (N, ...) in data units."""
+        try:
+            out = self.model(self._normalize(x) if self.normalized else x)
+        except torch.OutOfMemoryError:
+            raise
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:240]
+            raise InputError(
+                f"the model fails on inputs of shape {tuple(x.shape)} ({type(exc).__name__}: "
+                f"{first}): check that the data's shape and channels fit the model"
+            ) from exc
+        return _select(out, self.output, x.shape[0])
+
+
+def is_torchscript(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``), not a ``torch.save`` file."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+
+
+def _import_module(module: str, spec: str):
+    try:
+        if module.endswith(".py"):
+            path = Path(module)
+            if not path.is_file():
+                raise InputError(f"--model {spec}: no Python file {path}: check the path")
+            loader_spec = importlib.util.spec_from_file_location(path.stem, path)
+            mod = importlib.util.module_from_spec(loader_spec)
+            sys.modules[path.stem] = mod
+            loader_spec.loader.exec_module(mod)
+            return mod
+        return importlib.import_module(module)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any error while importing user code is reported
+        hint = (
+            "put its folder on PYTHONPATH (or pass a path/to/file.py:CALLABLE)"
+            if isinstance(exc, ModuleNotFoundError)
+            else "fix the module"
+        )
+        raise InputError(
+            f"--model {spec}: cannot import module {module!r} ({type(exc).__name__}: {exc}): {hint}"
+        ) from exc
+
+
+def build_from_factory(spec: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module:
+    """Call the factory ``MODULE:CALLABLE`` (``CALLABLE`` may be dotted, ``MODULE`` may be a
+    ``.py`` file path) with keyword arguments ``kwargs`` and check it returns an ``nn.Module``.
+
+    Raises:
+        InputError: a malformed spec, a module that does not import (with the import error),
+        a missing or non-callable attribute, a call that fails, or a result that is not a module.
+    """
+    module, sep, attr = str(spec).rpartition(":")
+    if not sep or not module or not attr:
+        raise InputError(
+            f"--model must be MODULE:CALLABLE, e.g. mymodels:resnet (got {spec!r}); leafscope's "
+            "own models are trained with leafscope train and passed with --checkpoint"
+        )
+    obj: Any = _import_module(module, spec)
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            raise InputError(
+                f"--model {spec}: {module!r} has no attribute {part!r} (it defines "
+                f"{_shorten(names, 8)})"
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise InputError(f"--model {spec}: {attr!r} is a {type(obj).__name__}, not a callable")
+    try:
+        model = obj(**dict(kwargs or {}))
+    except TypeError as exc:
+        raise InputError(f"--model {spec}: bad --model-args {dict(kwargs or {})} ({exc})") from exc
+    if not isinstance(model, nn.Module):
+        raise InputError(
+            f"--model {spec} returned a {type(model).__name__}, not a torch.nn.Module: make the "
+            "factory return the model"
+        )
+    return model
+
+
+def _read_weights(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"no weights file at {path}: check the --weights path")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path} holds objects other than tensors and plain values; refusing to unpickle them "
+            "(they could run code): save torch.save(model.state_dict(), path) instead"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable torch file ({type(exc).__name__}: {str(exc)[:120]}): "
+            "re-create it or pick another"
+        ) from exc
+
+
+def _state_dict_of(obj: Any, where: str) -> dict[str, Tensor]:
+    if isinstance(obj, Mapping):
+        if obj.get("format") == "leafscope-checkpoint" and isinstance(
+            obj.get("model_state"), Mapping
+        ):
+            return dict(obj["model_state"])
+        for key in _STATE_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                return dict(obj[key])
+        if obj and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+            return dict(obj)
+    raise CheckpointError(
+        f"{where} holds no state_dict (a dict of tensors, or a dict with a 'state_dict' or 'model' "
+        "entry): save it with torch.save(model.state_dict(), path)"
+    )
+
+
+def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, Any]) -> nn.Module:
+    """Load a state_dict into ``model`` (in place) and return it.
+
+    Args:
+        model: the module to fill.
+        source: a file (read with ``torch.load(weights_only=True)``) or a mapping: a state_dict,
+            a leafscope checkpoint, or a dict with a ``state_dict``/``model_state_dict``/
+            ``model_state``/``model`` entry. A ``module.`` prefix on every key (DataParallel)
+            is dropped when the model's keys lack it.
+
+    Raises:
+        CheckpointError: unreadable file, no state_dict inside, or keys/shapes that do not fit
+        (the message names the missing, unexpected and mis-shaped keys).
+    """
+    where = str(source) if not isinstance(source, Mapping) else "the weights"
+    raw = source if isinstance(source, Mapping) else _read_weights(Path(source))
+    state = _state_dict_of(raw, where)
+    expected = model.state_dict()
+    prefix = "module."
+    if (
+        state
+        and all(k.startswith(prefix) for k in state)
+        and not any(k.startswith(prefix) for k in expected)
+    ):
+        state = {k[len(prefix) :]: v for k, v in state.items()}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and isinstance(state[k], Tensor) and state[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        parts = [
+            f"{label} [{_shorten(keys)}]"
+            for label, keys in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatch (file vs model)", shapes),
+            )
+            if keys
+        ]
+        raise CheckpointError(
+            f"weights in {where} do not fit the model ({'; '.join(parts)}): pass the weights "
+            "saved from this architecture (or fix --model-args)"
+        )
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        raise CheckpointError(
+            f"weights in {where} do not load: {str(exc).splitlines()[0][:200]}"
+        ) from exc
+    return model
+
+
+def _load_file(path: Path, device: torch.device | str) -> tuple[nn.Module, bool]:
+    """(model, is_user_model) from a leafscope checkpoint, a run folder or a TorchScript file."""
+    from leafscope.training import load_checkpoint, select_checkpoint
+
+    if path.is_dir():
+        path = select_checkpoint(path)
+    elif not path.exists():
+        raise CheckpointError(
+            f"no checkpoint at {path}: it is neither a file (leafscope .pt or TorchScript) nor a "
+            "run folder; check the path"
+        )
+    if is_torchscript(path):
+        try:
+            return torch.jit.load(str(path), map_location=device), True
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"{path} is a TorchScript archive that does not load "
+                f"({str(exc).splitlines()[0][:160]})"
+            ) from exc
+    try:
+        return load_checkpoint(path, device=device), False
+    except CheckpointError as exc:
+        try:
+            _state_dict_of(_read_weights(path), str(path))
+        except CheckpointError:
+            raise exc from None
+        raise CheckpointError(
+            f"{path} holds weights only (no leafscope model config): pass them with --weights "
+            f"{path} and the architecture with --model MODULE:CALLABLE"
+        ) from exc
+
+
+def load_model(
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    factory: str | None = None,
+    factory_kwargs: Mapping[str, Any] | None = None,
+    weights: str | os.PathLike | Mapping[str, Any] | None = None,
+    normalize: str | tuple[Sequence[float], Sequence[float]] | None = None,
+    output: str | int | None = None,
+    device: torch.device | str = "cpu",
+) -> nn.Module:
+    """Load a classifier from one of the sources the commands accept, in eval mode on ``device``.
+
+    Args:
+        checkpoint: a leafscope checkpoint ``.pt``, a run folder (its newest checkpoint) or a
+            TorchScript file (``torch.jit.save``; detected from its contents).
+        factory: ``MODULE:CALLABLE`` returning an ``nn.Module`` (instead of ``checkpoint``);
+            ``MODULE`` is imported from the Python path or is a ``.py`` file.
+        factory_kwargs: keyword arguments of the factory.
+        weights: a state_dict file or mapping loaded into the model (see :func:`load_weights`).
+        normalize: per-channel ``(mean, std)`` or ``"MEAN:STD"`` (see :func:`parse_normalize`)
+            applied inside the model, so inputs stay in [0, 1].
+        output: key, index or attribute of the logits when the model returns a dict, a tuple
+            or an object (see :class:`ModelAdapter`).
+        device: where to put the model.
+
+    Returns:
+        The model in eval mode. A leafscope checkpoint without ``normalize``/``output`` comes
+        back as built (with its ``config``); every other model is wrapped in a
+        :class:`ModelAdapter`, which checks the output is logits (N, C) on every call.
+
+    Raises:
+        InputError: no or two sources, a bad factory or option. CheckpointError: a file that
+        does not load, or weights that do not fit.
+    """
+    if (checkpoint is None) == (factory is None):
+        raise InputError(
+            "pass exactly one model: --checkpoint FILE (leafscope .pt, run folder or TorchScript) "
+            "or --model MODULE:CALLABLE (with --weights FILE)"
+        )
+    if factory_kwargs and factory is None:
+        raise InputError(
+            "--model-args are the keyword arguments of --model MODULE:CALLABLE: pass --model"
+        )
+    if checkpoint is not None:
+        model, user = _load_file(Path(checkpoint), device)
+    else:
+        model, user = build_from_factory(factory, factory_kwargs), True
+    if weights is not None:
+        load_weights(model, weights)
+    mean = std = None
+    if normalize is not None:
+        mean, std = parse_normalize(normalize)
+    if user or mean is not None or output is not None:
+        model = ModelAdapter(model, mean=mean, std=std, output=output)
+    return model.to(device).eval()
