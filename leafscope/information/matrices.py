@@ -234,9 +234,14 @@ class DataInformation(InformationMatrix):
         force_eval: evaluate in eval mode (default); see :func:`input_jacobian`.
 
     Examples:
-        >>> G = DataInformation(model, images[:8], dtype=torch.float64)
-        >>> G.eigenvalues().shape        # (8, C-1)
-        >>> G.project_kernel(noise)      # directions the model does not see
+        >>> from leafscope.testing import tiny_mlp
+        >>> model, x = tiny_mlp(n_in=12, n_classes=4), torch.rand(8, 12)
+        >>> G = DataInformation(model, x, dtype=torch.float64)
+        >>> G.eigenvalues().shape  # (N, C-1): the nonzero eigenvalues, descending
+        torch.Size([8, 3])
+        >>> v = G.project_kernel(torch.randn(8, 12, dtype=torch.float64))  # unseen directions
+        >>> bool(G.mv(v).abs().max() < 1e-10)
+        True
     """
 
     def __init__(
