@@ -104,7 +104,7 @@ def point_spectra(
     rtol: float | None = None,
     progress: bool = False,
 ) -> PointSpectra:
-    """Spectrum of G at every point of ``x`` (N, *shape), computed in batches.
+    """Spectrum of G at every point of ``x`` ``(N, *shape)``, computed in batches.
 
     Args:
         model: classifier returning logits (N, C).

@@ -64,12 +64,15 @@ class NNKGraph:
         tol: KKT tolerance of the solver (a neighbour enters only if its gradient exceeds it).
         ridge: relative ridge of the solver (see :func:`leafscope.nnk.solver.solve_nnqp`).
 
-    Learned attributes (after :meth:`fit`):
-        weights_: scipy.sparse CSR (N, N), symmetric, non-negative, zero diagonal.
-        theta_: (N, k) float64 NNK weights of each node's own solve, aligned with knn_indices_.
+    Attributes:
+        weights_: (learned by :meth:`fit`, like all below) scipy.sparse CSR (N, N), symmetric,
+            non-negative, zero diagonal.
+        theta_: (N, k) float64 NNK weights of each node's own solve, aligned with
+            ``knn_indices_``.
         neighbors_: list of N int64 arrays, the NNK neighbours of each node (θ > 0, kNN order).
-        knn_indices_: (N, k) int64 exact kNN (self excluded). knn_distances_: (N, k) float32
-            Euclidean distances (of the normalised features for the cosine kernel).
+        knn_indices_: (N, k) int64 exact kNN (self excluded).
+        knn_distances_: (N, k) float32 Euclidean distances (of the normalised features for the
+            cosine kernel).
         errors_: (N,) reconstruction errors ``1 − 2θᵀK_Si + θᵀK_SSθ``.
         sigma_: σ used (``None`` for the cosine kernel).
         timings_: seconds spent in the kNN search, the kernels + solves, the symmetrisation.
