@@ -272,6 +272,14 @@ class FisherInformation(InformationMatrix):
 
     Attributes:
         parameter_names: the names, in the order of the flattened parameter axis.
+
+    Examples:
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+        >>> F = FisherInformation(model, torch.rand(5, 3), dtype=torch.float64)
+        >>> F.dim, F.parameter_names  # P = 3*4 + 4 + 4*2 + 2 parameters
+        (26, ['0.weight', '0.bias', '2.weight', '2.bias'])
+        >>> F.eigenvalues().shape  # C - 1 = 1 nonzero eigenvalue per sample
+        torch.Size([5, 1])
     """
 
     def __init__(

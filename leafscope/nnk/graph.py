@@ -77,6 +77,15 @@ class NNKGraph:
         sigma_: σ used (``None`` for the cosine kernel).
         timings_: seconds spent in the kNN search, the kernels + solves, the symmetrisation.
         n_features_in_: feature dimension.
+
+    Examples:
+        >>> X = np.arange(10.0)[:, None]  # ten points on a line
+        >>> g = NNKGraph(k=4).fit(X)
+        >>> sorted(g.neighbors_[5].tolist())  # of the 4 nearest, only the two sides are kept
+        [4, 6]
+        >>> W = g.weights_
+        >>> bool((W != W.T).nnz == 0), W.shape
+        (True, (10, 10))
     """
 
     def __init__(
