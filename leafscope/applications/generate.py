@@ -67,7 +67,7 @@ def leaf_random_walk(
     box: tuple[float, float] | None = (0.0, 1.0),
     dtype: torch.dtype = torch.float32,
 ) -> LeafWalk:
-    """Random walks on the leaves through ``start`` (B, *shape).
+    """Random walks on the leaves through ``start`` ``(B, *shape)``.
 
     Args:
         model: classifier (copied to ``dtype``, eval mode).

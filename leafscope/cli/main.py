@@ -2,14 +2,17 @@
 
 Each command module defines ``register(subparsers)``, which adds its parser and sets
 ``func=run`` where ``run(args) -> int``. Errors raised on purpose (:class:`LeafscopeError`)
-are printed as one line and exit with status 2.
+and operating-system errors on a path (an unwritable ``--json`` / ``--out``, a full disk) are
+printed as one line and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+from pathlib import Path
 
 from leafscope.errors import LeafscopeError
 
@@ -50,6 +53,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_FIXES = {
+    errno.ENOENT: "a folder on the way does not exist or cannot hold files: pass a path in an "
+    "existing folder you can write to",
+    errno.EACCES: "no permission: pass a path in a folder you can write to (or fix its "
+    "permissions)",
+    errno.EPERM: "not permitted: pass a path in a folder you can write to",
+    errno.EROFS: "the file system is read-only: pass a path on a writable disk",
+    errno.EEXIST: "a part of the path is a file, not a folder: pass another path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: pass another path",
+    errno.EISDIR: "the path is a folder: pass a file name inside it, e.g. DIR/result.json",
+    errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+    errno.EDQUOT: "the disk quota is exhausted: free some space or write elsewhere",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an operating-system error: the path the user gave, the reason, the fix.
+
+    The temporary file of an atomic write (``.NAME.XXXXXXXX.tmp`` beside the target, see
+    :mod:`leafscope.io`) is reported as its target ``NAME``.
+    """
+    path = exc.filename2 if exc.filename2 is not None else exc.filename
+    if path is not None:
+        p = Path(str(path))
+        if p.name.startswith(".") and p.name.endswith(".tmp") and p.name.count(".") >= 3:
+            p = p.with_name(p.name[1:-4].rsplit(".", 1)[0])
+        path = str(p)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    fix = _FIXES.get(exc.errno, "check the path and the disk")
+    return f"{path}: {reason}: {fix}" if path is not None else f"{reason}: {fix}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -60,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except LeafscopeError as exc:
         print(f"leafscope {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"leafscope {args.command}: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"leafscope {args.command}: interrupted", file=sys.stderr)

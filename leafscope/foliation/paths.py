@@ -447,8 +447,11 @@ def horizontal_paths(
         A :class:`PathResult` (per step: predicted class, max probability, distance to the end).
 
     Examples:
-        >>> res = horizontal_paths(model, x[:4], x[4:8], PathConfig(method="rk4", max_steps=500))
-        >>> res.relative_distance
+        >>> from leafscope.testing import tiny_mlp
+        >>> x = torch.rand(8, 12, generator=torch.Generator().manual_seed(0))
+        >>> res = horizontal_paths(tiny_mlp(n_in=12), x[:4], x[4:], PathConfig(max_steps=50))
+        >>> len(res), all(r < 1 for r in res.relative_distance)  # 4 paths, all got closer
+        (4, True)
     """
     state = start_paths(start, end, config, start_label=start_label, end_label=end_label)
     return continue_paths(model, state).result()

@@ -265,7 +265,8 @@ def flip_horizontal(images: Tensor) -> Tensor:
 def path_to_flipped(
     model: nn.Module, start: Tensor, digit: Tensor, config: PathConfig | None = None
 ) -> PathResult:
-    """Horizontal paths from ``start`` (B, *shape) to the mirrored ``digit`` images (B, *shape)."""
+    """Horizontal paths from ``start`` ``(B, *shape)`` to the mirrored ``digit`` images
+    ``(B, *shape)``."""
     return horizontal_paths(model, start, flip_horizontal(digit), config)
 
 

@@ -1,8 +1,8 @@
 """Batched per-sample Jacobians of a classifier's logits, via :mod:`torch.func`.
 
-All functions evaluate the model in eval mode (restoring the caller's mode afterwards) and
-validate what they are given: inputs must be finite, the output must be logits ``(N, C)``
-with ``C >= 2``.
+All functions evaluate the model in eval mode (restoring the caller's mode afterwards) unless
+asked not to (MC dropout), and validate what they are given: inputs must be finite, the output
+must be logits ``(N, C)`` with ``C >= 2``.
 """
 
 from __future__ import annotations
@@ -108,8 +108,12 @@ def logits_of(model: nn.Module, x: Tensor) -> Tensor:
 
 
 def _single(model: nn.Module):
-    def f(x: Tensor) -> Tensor:
-        return model(x.unsqueeze(0)).squeeze(0)
+    """Per-sample logits, returned twice: the Jacobian's output and (as aux) the value, so that
+    both come from one forward pass (the same dropout mask under MC dropout)."""
+
+    def f(x: Tensor) -> tuple[Tensor, Tensor]:
+        out = model(x.unsqueeze(0)).squeeze(0)
+        return out, out
 
     return f
 
@@ -124,19 +128,27 @@ def input_jacobian(
         x: inputs ``(N, *shape)``, finite floating point.
         chunk_size: samples per vectorised chunk (bounds memory; ``None`` = all at once).
         force_eval: evaluate in eval mode (default). ``False`` keeps the model's mode, e.g.
-            for MC dropout; BatchNorm in training mode is then refused.
+            MC dropout on a model in training mode: every sample then gets its own dropout mask
+            (drawn from torch's global generator, so ``torch.manual_seed`` reproduces it), and
+            its logits and Jacobian share that mask; BatchNorm in training mode is refused.
 
     Returns:
         ``(logits, jac)``: logits ``(N, C)`` and ``jac`` ``(N, C, n)`` with ``n = prod(shape)``.
+
+    Examples:
+        >>> model = nn.Linear(5, 3)
+        >>> logits, jac = input_jacobian(model, torch.rand(4, 5))
+        >>> jac.shape, bool(torch.allclose(jac[0], model.weight))  # J = W for a linear model
+        (torch.Size([4, 3, 5]), True)
     """
     check_inputs(x)
     with eval_mode(model, force_eval):
         with torch.no_grad():
-            logits = logits_of(model, x[:1])
-        jac_fn = vmap(jacrev(_single(model)), chunk_size=chunk_size)
-        jac = jac_fn(x)
-        with torch.no_grad():
-            logits = model(x)
+            logits_of(model, x[:1])
+        jac_fn = vmap(
+            jacrev(_single(model), has_aux=True), chunk_size=chunk_size, randomness="different"
+        )
+        jac, logits = jac_fn(x)
     return logits.detach(), jac.reshape(x.shape[0], logits.shape[1], -1).detach()
 
 

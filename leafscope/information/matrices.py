@@ -234,9 +234,14 @@ class DataInformation(InformationMatrix):
         force_eval: evaluate in eval mode (default); see :func:`input_jacobian`.
 
     Examples:
-        >>> G = DataInformation(model, images[:8], dtype=torch.float64)
-        >>> G.eigenvalues().shape        # (8, C-1)
-        >>> G.project_kernel(noise)      # directions the model does not see
+        >>> from leafscope.testing import tiny_mlp
+        >>> model, x = tiny_mlp(n_in=12, n_classes=4), torch.rand(8, 12)
+        >>> G = DataInformation(model, x, dtype=torch.float64)
+        >>> G.eigenvalues().shape  # (N, C-1): the nonzero eigenvalues, descending
+        torch.Size([8, 3])
+        >>> v = G.project_kernel(torch.randn(8, 12, dtype=torch.float64))  # unseen directions
+        >>> bool(G.mv(v).abs().max() < 1e-10)
+        True
     """
 
     def __init__(
@@ -267,6 +272,14 @@ class FisherInformation(InformationMatrix):
 
     Attributes:
         parameter_names: the names, in the order of the flattened parameter axis.
+
+    Examples:
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+        >>> F = FisherInformation(model, torch.rand(5, 3), dtype=torch.float64)
+        >>> F.dim, F.parameter_names  # P = 3*4 + 4 + 4*2 + 2 parameters
+        (26, ['0.weight', '0.bias', '2.weight', '2.bias'])
+        >>> F.eigenvalues().shape  # C - 1 = 1 nonzero eigenvalue per sample
+        torch.Size([5, 1])
     """
 
     def __init__(

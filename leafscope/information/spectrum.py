@@ -112,7 +112,7 @@ def point_spectra(
     rtol: float | None = None,
     progress: bool = False,
 ) -> PointSpectra:
-    """Spectrum of G at every point of ``x`` (N, *shape), computed in batches.
+    """Spectrum of G at every point of ``x`` ``(N, *shape)``, computed in batches.
 
     Args:
         model: classifier returning logits (N, C).
@@ -125,6 +125,12 @@ def point_spectra(
 
     Returns:
         :class:`PointSpectra` with CPU float64 tensors.
+
+    Examples:
+        >>> from leafscope.testing import tiny_mlp
+        >>> s = point_spectra(tiny_mlp(n_in=12, n_classes=4), torch.rand(10, 12), batch_size=4)
+        >>> s.eigenvalues.shape, bool(torch.allclose(s.eigenvalues.sum(1), s.trace))
+        (torch.Size([10, 3]), True)
     """
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1 (got {batch_size})")

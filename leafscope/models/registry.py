@@ -77,6 +77,14 @@ def build_model(
 
     Raises:
         InputError: unknown name, activation or option.
+
+    Examples:
+        >>> import torch
+        >>> model = build_model("mlp", hidden=(16,), num_classes=3, image_size=8)
+        >>> model(torch.rand(2, 1, 8, 8)).shape
+        torch.Size([2, 3])
+        >>> type(build_model(**model.config)) is type(model)
+        True
     """
     if name not in _BUILDERS and name in _LAZY:
         importlib.import_module(_LAZY[name])

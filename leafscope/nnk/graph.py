@@ -64,16 +64,28 @@ class NNKGraph:
         tol: KKT tolerance of the solver (a neighbour enters only if its gradient exceeds it).
         ridge: relative ridge of the solver (see :func:`leafscope.nnk.solver.solve_nnqp`).
 
-    Learned attributes (after :meth:`fit`):
-        weights_: scipy.sparse CSR (N, N), symmetric, non-negative, zero diagonal.
-        theta_: (N, k) float64 NNK weights of each node's own solve, aligned with knn_indices_.
+    Attributes:
+        weights_: (learned by :meth:`fit`, like all below) scipy.sparse CSR (N, N), symmetric,
+            non-negative, zero diagonal.
+        theta_: (N, k) float64 NNK weights of each node's own solve, aligned with
+            ``knn_indices_``.
         neighbors_: list of N int64 arrays, the NNK neighbours of each node (θ > 0, kNN order).
-        knn_indices_: (N, k) int64 exact kNN (self excluded). knn_distances_: (N, k) float32
-            Euclidean distances (of the normalised features for the cosine kernel).
+        knn_indices_: (N, k) int64 exact kNN (self excluded).
+        knn_distances_: (N, k) float32 Euclidean distances (of the normalised features for the
+            cosine kernel).
         errors_: (N,) reconstruction errors ``1 − 2θᵀK_Si + θᵀK_SSθ``.
         sigma_: σ used (``None`` for the cosine kernel).
         timings_: seconds spent in the kNN search, the kernels + solves, the symmetrisation.
         n_features_in_: feature dimension.
+
+    Examples:
+        >>> X = np.arange(10.0)[:, None]  # ten points on a line
+        >>> g = NNKGraph(k=4).fit(X)
+        >>> sorted(g.neighbors_[5].tolist())  # of the 4 nearest, only the two sides are kept
+        [4, 6]
+        >>> W = g.weights_
+        >>> bool((W != W.T).nnz == 0), W.shape
+        (True, (10, 10))
     """
 
     def __init__(

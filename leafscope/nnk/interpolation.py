@@ -58,8 +58,9 @@ class NNKClassifier:
         k: kNN candidates per point. kernel / sigma / symmetrize / ...: passed to
             :class:`NNKGraph` (``kernel="cosine"`` is the DeepNNK choice for deep features).
 
-    Learned attributes:
-        graph_: the fitted :class:`NNKGraph`. classes_: sorted class labels.
+    Attributes:
+        graph_: (learned by ``fit``, like all below) the fitted :class:`NNKGraph`.
+        classes_: sorted class labels.
         loo_proba_: (N, C) leave-one-out class probabilities of the fitted points.
         loo_error_: leave-one-out error rate.
     """

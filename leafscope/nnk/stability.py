@@ -49,9 +49,9 @@ METRICS = ("n_neighbors", "diameter", "local_dim", "orientation")
 class EdgeOverlap:
     """Overlap of two undirected edge sets on the same N nodes.
 
-    ``jaccard`` = |A ∩ B| / |A ∪ B|; ``a_in_b`` = |A ∩ B| / |A|; ``b_in_a`` = |A ∩ B| / |B|;
-    ``chance`` = expected Jaccard of two independent uniform random graphs with |A| and |B|
-    edges among the N(N − 1)/2 possible ones.
+    ``jaccard`` = ``|A ∩ B| / |A ∪ B|``; ``a_in_b`` = ``|A ∩ B| / |A|``; ``b_in_a`` =
+    ``|A ∩ B| / |B|``; ``chance`` = expected Jaccard of two independent uniform random graphs
+    with ``|A|`` and ``|B|`` edges among the N(N − 1)/2 possible ones.
     """
 
     jaccard: float

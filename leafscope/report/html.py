@@ -92,9 +92,16 @@ class Report:
     """An HTML page made of :class:`Section` objects.
 
     Examples:
+        >>> import tempfile
+        >>> from matplotlib.figure import Figure
+        >>> fig = Figure()
+        >>> _ = fig.add_subplot().plot([0, 1, 2], [1.0, 0.5, 0.2])
         >>> report = Report("leafscope demo")
-        >>> report.section("Training").text("LeNet on MNIST").figure(fig, "curve.png")
-        >>> report.write("out")   # out/report.html and out/figures/*.png
+        >>> _ = report.section("Training").text("LeNet on MNIST").figure(fig, "curve.png")
+        >>> with tempfile.TemporaryDirectory() as out:  # out/report.html, out/figures/*.png
+        ...     page = report.write(out)
+        ...     page.name, [f.name for f in (page.parent / "figures").iterdir()]
+        ('report.html', ['curve.png'])
     """
 
     def __init__(self, title: str, meta: str = ""):

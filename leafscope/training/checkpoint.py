@@ -107,6 +107,31 @@ def save_checkpoint(
     return torch_save_atomic(path, payload)
 
 
+# the first bytes of a torch.save file: a zip archive, or the legacy pickle of torch's magic number
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)[:-1]
+
+
+def _not_a_torch_file(path: Path) -> str | None:
+    """Why ``path`` is not a torch.save file at all (None when it looks like one)."""
+    with open(path, "rb") as handle:
+        head = handle.read(len(_LEGACY_MAGIC))
+    if not head:
+        return "the file is empty"
+    if head.startswith(_LEGACY_MAGIC):
+        return None
+    if not head.startswith(_ZIP_MAGIC):
+        return f"it starts with {head[:8]!r}, neither a zip archive nor a legacy torch pickle"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None  # a zip header but no readable directory: a truncated torch file, maybe
+    if any(name.endswith("/data.pkl") for name in names):
+        return None
+    return f"it is a zip archive without the data.pkl of a torch file (holds {names[:3]})"
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint dict safely (``weights_only=True``, tensors mapped to CPU).
 
@@ -123,14 +148,28 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             f"no checkpoint at {path}: check the path (a run folder holds epoch_NNNN.pt files)"
         )
     try:
+        reason = _not_a_torch_file(path)
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot read {path} ({exc.strerror or exc}): check the file's permissions"
+        ) from exc
+    if reason is not None:
+        raise CheckpointError(
+            f"{path} is not a leafscope checkpoint, nor any torch file ({reason}): pass a .pt "
+            "file written by `leafscope train` or leafscope.training.save_checkpoint"
+        )
+    try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc).lower():
+        if "unsupported global" in str(exc).lower():
             raise CheckpointError(
                 f"{path} holds objects other than tensors and plain values; refusing to unpickle "
                 "them (they could run code): use a checkpoint written by leafscope"
             ) from exc
-        raise CheckpointError(f"{path} is corrupt ({exc}): re-create it or pick another") from exc
+        detail = str(exc).strip().splitlines()[-1][:120]
+        raise CheckpointError(
+            f"{path} is a corrupt torch file ({detail}): re-create it or pick another"
+        ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CheckpointError(
             f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc)[:120]}): "

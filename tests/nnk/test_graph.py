@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy.optimize import nnls
 
 from leafscope.errors import InputError, NotFittedError
 from leafscope.nnk.graph import NNKGraph, prepare_features
@@ -104,6 +105,57 @@ def test_weights_symmetric_and_subset_of_mutual_knn(rng):
     np.testing.assert_allclose(W[rows, cols].A1, exp)
     Wmax = NNKGraph(k=10, symmetrize="max").fit(X).weights_
     assert abs(Wmax - Wmax.T).max() == 0 and Wmax.getnnz() >= W.getnnz()
+
+
+def _nnls_reference(X, k, sigma):
+    """Exact kNN (numpy) and one scipy NNLS solve per node: θ = argmin_{θ≥0} ½θᵀKθ − bᵀθ
+    written as min ‖Lᵀθ − L⁻¹b‖² with K = LLᵀ. Returns candidates (N, k), θ (N, k), errors (N,)
+    and each solve's margin (N,): its smallest positive weight or off-support KKT gradient."""
+    d2 = ((X[:, None] - X[None]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    knn = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    theta, err = np.zeros((len(X), k)), np.zeros(len(X))
+    margin = np.zeros(len(X))  # distance of the solve from a support change
+    for i, S in enumerate(knn):
+        K = np.exp(-((X[S][:, None] - X[S][None]) ** 2).sum(-1) / (2 * sigma**2))
+        b = np.exp(-d2[i, S] / (2 * sigma**2))
+        L = np.linalg.cholesky(K)
+        theta[i] = nnls(L.T, np.linalg.solve(L, b))[0]
+        err[i] = 1 - 2 * theta[i] @ b + theta[i] @ K @ theta[i]
+        grad = K @ theta[i] - b  # KKT: 0 on the support, >= 0 off it
+        margin[i] = min(theta[i][theta[i] > 0].min(), grad[theta[i] == 0].min(initial=np.inf))
+    return knn, theta, err, margin
+
+
+def test_edges_equal_independent_nnls(rng):
+    """Every edge the reference rule admits is present, and no other: per node, the kNN
+    candidates with a positive scipy NNLS weight are exactly its NNK neighbours; an edge (i, j)
+    exists iff i and j are mutual kNN and the endpoint with the smaller error keeps the other."""
+    X, k = rng.standard_normal((200, 4)), 8
+    g = NNKGraph(k=k).fit(X)
+    knn, theta, err, margin = _nnls_reference(X, k, g.sigma_)
+    np.testing.assert_array_equal(np.sort(g.knn_indices_, 1), np.sort(knn, 1))
+    # a solve within 1e-9 of a support change may go either way in float32 kernels
+    clear = margin > 1e-9
+    assert clear.mean() > 0.95
+    for i in np.flatnonzero(clear):
+        assert set(g.neighbors_[i].tolist()) == set(knn[i, theta[i] > 0].tolist()), i
+        order = np.argsort(g.knn_indices_[i])
+        np.testing.assert_allclose(g.theta_[i][order], theta[i][np.argsort(knn[i])], atol=1e-5)
+    np.testing.assert_allclose(g.errors_, err, atol=1e-6)
+    n = len(X)
+    T = np.zeros((n, n))
+    T[np.repeat(np.arange(n), k), knn.ravel()] = theta.ravel()
+    A = np.zeros((n, n), bool)
+    A[np.repeat(np.arange(n), k), knn.ravel()] = True
+    mutual = A & A.T
+    keep = np.where(err[:, None] < err[None, :], T, T.T) > 0
+    expected = mutual & keep
+    got = g.weights_.toarray() > 0
+    assert expected.sum() > 2 * n  # a non-trivial graph
+    decided = clear[:, None] & clear[None, :]
+    assert not (got & ~expected & decided).any()  # no edge the rule rejects
+    assert not (expected & ~got & decided).any()  # no valid edge missing
 
 
 def test_duplicates_and_self_exclusion(rng):
