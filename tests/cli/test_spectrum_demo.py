@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from leafscope.nnk.features import extract_features
 from scipy.optimize import nnls
 
 from leafscope.cli.main import main
 from leafscope.data import load_images, train_val_split
-from leafscope.nnk.features import extract_features
 from leafscope.testing import shared_data_dir
 from leafscope.training import load_checkpoint
 
