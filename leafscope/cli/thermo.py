@@ -23,8 +23,8 @@ from leafscope.io import save_figure
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``thermo`` command with its ``lenet`` and ``gnn`` experiments."""
-    from leafscope.thermo.experiments.gnn import DEFAULT_RATIOS
-    from leafscope.thermo.experiments.lenet import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
+    from leafscope.experiments.thermo.gnn import DEFAULT_RATIOS
+    from leafscope.experiments.thermo.lenet import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
 
     parser = subparsers.add_parser(
         "thermo",
@@ -101,7 +101,7 @@ def _log(args: argparse.Namespace):
 
 
 def _run_lenet(args: argparse.Namespace) -> int:
-    from leafscope.thermo.experiments.lenet import run_lenet_experiment
+    from leafscope.experiments.thermo.lenet import run_lenet_experiment
 
     window = None if args.window == "all" else _parse_int(args.window, "--window")
     result = run_lenet_experiment(
@@ -128,7 +128,7 @@ def _run_lenet(args: argparse.Namespace) -> int:
 
 
 def _run_gnn(args: argparse.Namespace) -> int:
-    from leafscope.thermo.experiments.gnn import run_gnn_experiment
+    from leafscope.experiments.thermo.gnn import run_gnn_experiment
 
     try:
         ratios = [float(r) for r in args.ratios.split(",") if r.strip()]

@@ -47,9 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run :func:`leafscope.foliation.walk_experiment` and write OUT; 0 on success."""
+    """Run :func:`leafscope.experiments.foliation.walk_experiment` and write OUT; 0 on success."""
     from leafscope.data import load_images
-    from leafscope.foliation import PathConfig, WalkConfig, walk_experiment
+    from leafscope.experiments.foliation import walk_experiment
+    from leafscope.foliation import PathConfig, WalkConfig
     from leafscope.training import load_checkpoint
 
     methods = tuple(m.strip() for m in args.method.split(",") if m.strip())

@@ -14,7 +14,8 @@ from leafscope.applications.figures import denoising_strips, roc_curves, spectra
 from leafscope.applications.ood import evaluate_detectors
 from leafscope.applications.transfer import transfer_table
 from leafscope.data import ImageDataset, noise_like
-from leafscope.foliation import PathConfig, WalkConfig, involutivity, walk_experiment
+from leafscope.experiments.foliation import walk_experiment
+from leafscope.foliation import PathConfig, WalkConfig, involutivity
 from leafscope.foliation import figures as fol_figures
 from leafscope.report.html import Report
 
