@@ -20,7 +20,7 @@ from leafscope.information import point_spectra
 from leafscope.io import write_json
 from leafscope.models import build_model
 from leafscope.report import Report, demo_sections
-from leafscope.report import figures as core_figures
+from leafscope.report.figures import core as core_figures
 from leafscope.training import evaluate, fit, list_checkpoints, load_checkpoint
 
 NORMALIZATION = "pixels/255 in [0, 1], no mean/std normalisation"

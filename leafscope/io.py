@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_bytes", "save_figure", "to_jsonable", "write_json"]
+__all__ = ["atomic_write_bytes", "to_jsonable", "write_json"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -47,17 +47,3 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically."""
     text = json.dumps(obj, indent=2, default=to_jsonable) + "\n"
     return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def save_figure(fig, path: str | os.PathLike, *, dpi: int = 120) -> Path:
-    """Save a matplotlib figure as PNG atomically (folders created), then close it."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())

@@ -9,7 +9,6 @@ import numpy as np
 
 from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
-from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
     """Generate, write the grid, the arrays and JSON; 0 on success."""
     import torch
 
-    from leafscope.applications.figures import image_grid
     from leafscope.applications.generate import generate_class
     from leafscope.data import load_images
+    from leafscope.report.figures.applications import image_grid
+    from leafscope.report.save import save_figure
     from leafscope.training import load_checkpoint
 
     if args.n < 1 or args.steps < 0:

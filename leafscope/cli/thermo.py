@@ -18,7 +18,6 @@ from leafscope.cli.common import (
     write_json,
 )
 from leafscope.errors import InputError
-from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -168,7 +167,8 @@ def _write(args: argparse.Namespace, result) -> None:
         write_json(args.json_out, result.to_json())
         print(f"wrote {args.json_out}", file=sys.stderr)
     if args.figure:
-        from leafscope.thermo import figures
+        from leafscope.report.figures import thermo as figures
+        from leafscope.report.save import save_figure
 
         save_figure(figures.figure_for(result), args.figure)
         print(f"wrote {args.figure}", file=sys.stderr)

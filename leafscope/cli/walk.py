@@ -7,7 +7,6 @@ from pathlib import Path
 
 from leafscope.cli.common import add_data_arguments, add_device_argument, resolve_device, write_json
 from leafscope.errors import InputError
-from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -96,12 +95,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _figures(res, folder: Path) -> None:
 
-    from leafscope.foliation.figures import (
+    from leafscope.report.figures.foliation import (
         accuracy_vs_distance,
         path_distance_figure,
         path_strip,
         walk_strip,
     )
+    from leafscope.report.save import save_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     figs = {f"paths_{m}.png": path_distance_figure(r) for m, r in res.paths.items()}

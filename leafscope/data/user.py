@@ -156,14 +156,10 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    """One image file as an (H, W) uint8 or (H, W[, C]) float array, via PIL or matplotlib."""
-    try:
-        try:
-            from PIL import Image
-        except ImportError:
-            import matplotlib.image as mpimg
+    """One image file as an (H, W) or (H, W, C) uint8 array (C = 2, 3 or 4), via Pillow."""
+    from PIL import Image
 
-            return np.asarray(mpimg.imread(path))
+    try:
         with Image.open(path) as img:
             if img.mode not in ("L", "RGB", "RGBA", "LA"):
                 img = img.convert("RGBA" if "A" in img.getbands() else "RGB")

@@ -1,9 +1,8 @@
 """Foliation of the data domain: horizontal paths (on a leaf), vertical walks (across leaves),
 the involutivity test by Lie brackets, and the information matrix across training.
 
-Figures live in :mod:`leafscope.foliation.figures` (imported on demand: it loads matplotlib);
-the walk experiment (paths between random pairs next to vertical walks) in
-:mod:`leafscope.experiments.foliation`.
+Figures live in :mod:`leafscope.report.figures.foliation`; the walk experiment (paths between
+random pairs next to vertical walks) in :mod:`leafscope.experiments.foliation`.
 """
 
 from leafscope.foliation.brackets import (

@@ -9,7 +9,6 @@ LOO and test error across epochs says whether LOO tracks generalisation without 
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,9 +30,6 @@ __all__ = [
     "last_hidden_layer",
     "layer_geometry",
     "loo_test_correlation",
-    "plot_loo_vs_test",
-    "plot_mgm_distributions",
-    "plot_mgm_epochs",
     "run_geometry",
 ]
 
@@ -246,107 +242,3 @@ def run_geometry(
         )
     assert result is not None
     return result
-
-
-def _measured(geometry: RunGeometry) -> list[str]:
-    """The MGMs with values in at least one layer and epoch (orientation may be switched off)."""
-    return [
-        m
-        for m in METRICS
-        if any(layer.get(m) for e in geometry.epochs for layer in e.layers.values())
-    ]
-
-
-def _x_axis(geometry: RunGeometry) -> tuple[list[int], str]:
-    """Epochs when they identify the checkpoints, else optimizer steps."""
-    epochs = [e.epoch for e in geometry.epochs]
-    if len(set(epochs)) == len(epochs):
-        return epochs, "epoch"
-    return [e.step for e in geometry.epochs], "step"
-
-
-def plot_mgm_distributions(geometry: RunGeometry, epoch: int | None = None):
-    """Histograms of the four MGMs, one line per layer, at one epoch (default: the last).
-
-    Returns:
-        A matplotlib Figure (Agg).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rec = geometry.epochs[-1] if epoch is None else _epoch(geometry, epoch)
-    metrics = _measured(geometry)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        for name in geometry.layers:
-            s = rec.layers[name].get(metric)
-            if not s:
-                continue
-            edges = np.asarray(s["hist"]["edges"])
-            counts = np.asarray(s["hist"]["counts"], dtype=float)
-            ax.stairs(counts / max(counts.sum(), 1), edges, label=name)
-        ax.set_title(metric)
-        ax.set_ylabel("fraction of nodes")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(
-        f"NNK MGMs per layer, epoch {rec.epoch} (step {rec.step}, {geometry.n_points} points)"
-    )
-    fig.tight_layout()
-    return fig
-
-
-def plot_mgm_epochs(geometry: RunGeometry):
-    """Mean ± std of each MGM against the epoch, one line per layer. Returns a Figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = _measured(geometry)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
-    ep, xlabel = _x_axis(geometry)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        for name in geometry.layers:
-            ss = [e.layers[name].get(metric) for e in geometry.epochs]
-            mean = np.array([s["mean"] if s else math.nan for s in ss])
-            std = np.array([s["std"] if s else math.nan for s in ss])
-            ax.errorbar(ep, mean, yerr=std, label=name, capsize=2, marker="o", ms=3)
-        ax.set_title(metric)
-        ax.set_xlabel(xlabel)
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_loo_vs_test(geometry: RunGeometry):
-    """DeepNNK LOO error and test error against the epoch (Pearson r in the title)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ep, xlabel = _x_axis(geometry)
-    ax.plot(ep, geometry.loo_errors, "o-", label=f"NNK LOO ({geometry.loo_layer})")
-    if any(t is not None for t in geometry.test_errors):
-        test = [math.nan if t is None else t for t in geometry.test_errors]
-        ax.plot(ep, test, "s-", label="test")
-    r = geometry.pearson
-    ax.set_title("LOO vs test error" + (f" (Pearson r = {r:.3f})" if r is not None else ""))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("error")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def _epoch(geometry: RunGeometry, epoch: int) -> EpochGeometry:
-    for e in geometry.epochs:
-        if e.epoch == epoch:
-            return e
-    raise InputError(
-        f"epoch {epoch} is not in the run geometry: measured epochs are "
-        f"{[e.epoch for e in geometry.epochs]}"
-    )

@@ -10,13 +10,13 @@ from torch import nn
 
 from leafscope.applications.denoise import denoise_benchmark
 from leafscope.applications.detectors import make_detector
-from leafscope.applications.figures import denoising_strips, roc_curves, spectra_histograms
 from leafscope.applications.ood import evaluate_detectors
 from leafscope.applications.transfer import transfer_table
 from leafscope.data import ImageDataset, noise_like
 from leafscope.experiments.foliation import walk_experiment
 from leafscope.foliation import PathConfig, WalkConfig, involutivity
-from leafscope.foliation import figures as fol_figures
+from leafscope.report.figures import foliation as fol_figures
+from leafscope.report.figures.applications import denoising_strips, roc_curves, spectra_histograms
 from leafscope.report.html import Report
 
 OOD_DETECTORS = ("msp", "energy", "mahalanobis", "knn", "dim-trace")
@@ -216,11 +216,11 @@ def nnk_section(
     device: str | torch.device = "cpu",
 ) -> dict:
     """NNK graphs of the features across the run's checkpoints: MGMs and DeepNNK LOO error."""
-    from leafscope.nnk.geometry import (
+    from leafscope.nnk.geometry import run_geometry
+    from leafscope.report.figures.nnk import (
         plot_loo_vs_test,
         plot_mgm_distributions,
         plot_mgm_epochs,
-        run_geometry,
     )
 
     geometry = run_geometry(

@@ -12,11 +12,9 @@ from leafscope.nnk.geometry import (
     last_hidden_layer,
     layer_geometry,
     loo_test_correlation,
-    plot_loo_vs_test,
-    plot_mgm_distributions,
-    plot_mgm_epochs,
     run_geometry,
 )
+from leafscope.report.figures.nnk import plot_loo_vs_test, plot_mgm_distributions, plot_mgm_epochs
 from leafscope.testing import tiny_mlp
 from leafscope.training import fit
 
@@ -88,7 +86,7 @@ def test_run_geometry_loo_never_uses_point_and_correlation(tmp_path):
 
 
 def test_run_geometry_with_step_checkpoints_uses_steps(tmp_path):
-    from leafscope.nnk.geometry import _x_axis
+    from leafscope.report.figures.nnk import _x_axis
 
     torch.manual_seed(0)
     x, y = _blobs(64)

@@ -13,8 +13,8 @@ from torch_geometric.data import Data
 from leafscope.errors import InputError
 from leafscope.experiments.thermo import run_gnn_experiment, run_lenet_experiment
 from leafscope.experiments.thermo.lenet import MAIN_CONDITIONS
+from leafscope.report.figures import thermo as figures
 from leafscope.testing import shared_data_dir
-from leafscope.thermo import figures
 from leafscope.thermo.monitor import TemperatureHistory
 
 

@@ -1,19 +1,11 @@
-"""Trace/rank of G across checkpoints and the figure functions."""
+"""Trace/rank of G across checkpoints."""
 
 import torch
-from matplotlib.figure import Figure
 
 from leafscope.foliation import (
-    PathConfig,
-    WalkConfig,
-    figures,
-    horizontal_paths,
-    involutivity,
     trace_rank_across_checkpoints,
-    vertical_walk,
 )
 from leafscope.models import build_model
-from leafscope.testing import tiny_mlp
 from leafscope.training import save_checkpoint
 
 
@@ -35,21 +27,3 @@ def test_saturated_checkpoint_has_small_trace_and_low_rank(tmp_path):
     assert res.rank_histogram().tolist() == [[0, 0, 0, 10], [10, 0, 0, 0]]
     js = res.to_json()
     assert js["checkpoints"][1]["mean_rank"] == 0.0
-    assert isinstance(figures.trace_rank_figure(res), Figure)
-
-
-def test_figures_return_figures(tmp_path):
-    torch.manual_seed(1)
-    model = tiny_mlp(n_in=64, n_classes=3)
-    a, b = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
-    res = horizontal_paths(model, a, b, PathConfig(max_steps=5))
-    assert isinstance(figures.path_strip(res, 1, frames=4), Figure)
-    assert isinstance(figures.path_distance_figure(res), Figure)
-    gif = figures.save_path_animation(res, tmp_path / "p.gif", max_frames=3)
-    assert gif is None or gif.stat().st_size > 0
-    walk = vertical_walk(model, a, WalkConfig(steps=4, record_every=2))
-    assert isinstance(figures.walk_strip(walk, 0), Figure)
-    curve = walk.curve()
-    assert isinstance(figures.accuracy_vs_distance(curve, curve), Figure)
-    inv = involutivity(model, a)
-    assert isinstance(figures.involutivity_figure({"tanh": inv}), Figure)
