@@ -61,9 +61,7 @@ def _layers(text: str, run_dir: Path) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from leafscope.data import load_images
-    from leafscope.nnk.geometry import (
-        run_geometry,
-    )
+    from leafscope.experiments.nnk import run_geometry
     from leafscope.report.figures.nnk import (
         plot_loo_vs_test,
         plot_mgm_distributions,

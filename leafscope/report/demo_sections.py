@@ -216,7 +216,7 @@ def nnk_section(
     device: str | torch.device = "cpu",
 ) -> dict:
     """NNK graphs of the features across the run's checkpoints: MGMs and DeepNNK LOO error."""
-    from leafscope.nnk.geometry import run_geometry
+    from leafscope.experiments.nnk import run_geometry
     from leafscope.report.figures.nnk import (
         plot_loo_vs_test,
         plot_mgm_distributions,
