@@ -26,7 +26,6 @@ __all__ = [
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
-    "save_figure",
     "to_jsonable",
     "torch_save_atomic",
     "write_json",
@@ -123,17 +122,3 @@ def to_jsonable(value: Any) -> Any:
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, default=to_jsonable) + "\n")
-
-
-def save_figure(fig, path: str | os.PathLike, *, dpi: int = 120) -> Path:
-    """Save a matplotlib figure as PNG atomically (folders created), then close it."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())

@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from leafscope.errors import InputError
 
-__all__ = ["auroc", "fpr_at_tpr", "psnr"]
+__all__ = ["auroc", "fpr_at_tpr", "psnr", "roc_points"]
 
 
 def psnr(reference: np.ndarray, estimate: np.ndarray, data_range: float = 1.0) -> np.ndarray:
@@ -51,6 +51,18 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
     """Area under the ROC curve with in-distribution as the positive class (higher score = in)."""
     labels, scores = _labels_scores(in_scores, out_scores)
     return float(roc_auc_score(labels, scores))
+
+
+def roc_points(in_scores: np.ndarray, out_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC curve with in-distribution as the positive class (higher score = in).
+
+    Returns:
+        ``(fpr, tpr)``: float64 arrays of the false and true positive rates at each threshold,
+        from (0, 0) to (1, 1).
+    """
+    labels, scores = _labels_scores(in_scores, out_scores)
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return fpr, tpr
 
 
 def fpr_at_tpr(in_scores: np.ndarray, out_scores: np.ndarray, tpr: float = 0.95) -> float:

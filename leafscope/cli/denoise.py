@@ -17,7 +17,6 @@ from leafscope.cli.common import (
     resolve_device,
 )
 from leafscope.errors import InputError
-from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     print(result.markdown())
     finish_json(args.json, result.to_json())
     if args.figure:
-        from leafscope.applications.figures import denoising_strips
+        from leafscope.report.figures.applications import denoising_strips
+        from leafscope.report.save import save_figure
 
         last = f"{sigmas[-1]:g}"
         save_figure(denoising_strips(result.examples[last]), args.figure)

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leafscope.nnk.stopping import compare_early_stopping
+    from leafscope.experiments.nnk import compare_early_stopping
 
     common.check_minimum(args, 1, "val_points", "epochs", "patience", "k", "batch_size")
     common.check_minimum(args, 3, "points")

@@ -18,7 +18,7 @@ from leafscope.cli.common import (
     write_json,
 )
 from leafscope.errors import InputError
-from leafscope.io import atomic_write, save_figure
+from leafscope.io import atomic_write
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,9 +49,10 @@ def run(args: argparse.Namespace) -> int:
     """Generate, write the grid, the arrays and JSON; 0 on success."""
     import torch
 
-    from leafscope.applications.figures import image_grid
     from leafscope.applications.generate import generate_class
     from leafscope.models.inspect import model_device
+    from leafscope.report.figures.applications import image_grid
+    from leafscope.report.save import save_figure
 
     if args.n < 1 or args.steps < 0:
         raise InputError(f"--n must be >= 1 and --steps >= 0 (got {args.n}, {args.steps})")

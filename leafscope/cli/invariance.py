@@ -9,7 +9,6 @@ import torch
 
 from leafscope.cli import common
 from leafscope.errors import InputError
-from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +60,9 @@ def _angles(text: str) -> list[float]:
 
 def run(args: argparse.Namespace) -> int:
     from leafscope.data import rotate
-    from leafscope.nnk.invariance import plot_invariance, rotation_invariance
+    from leafscope.nnk.invariance import rotation_invariance
+    from leafscope.report.figures.nnk import plot_invariance
+    from leafscope.report.save import save_figure
     from leafscope.training import evaluate
 
     common.check_minimum(args, 1, "points")

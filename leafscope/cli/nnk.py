@@ -16,7 +16,6 @@ from leafscope.cli.common import (
     resolve_device,
 )
 from leafscope.errors import InputError
-from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,12 +61,13 @@ def _layers(text: str, run_dir: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leafscope.nnk.geometry import (
+    from leafscope.experiments.nnk import run_geometry
+    from leafscope.report.figures.nnk import (
         plot_loo_vs_test,
         plot_mgm_distributions,
         plot_mgm_epochs,
-        run_geometry,
     )
+    from leafscope.report.save import save_figure
 
     for flag in ("points", "test_points", "k"):
         if getattr(args, flag) < 1:

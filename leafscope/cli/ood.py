@@ -17,7 +17,6 @@ from leafscope.cli.common import (
     resolve_device,
 )
 from leafscope.errors import InputError
-from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -193,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
         }
         finish_json(args.json, payload)
     if args.roc_dir:
-        from leafscope.applications.figures import roc_curves
+        from leafscope.report.figures.applications import roc_curves
+        from leafscope.report.save import save_figure
 
         for name in outs:
             save_figure(roc_curves(all_results, name), args.roc_dir / f"roc_{name}.png")

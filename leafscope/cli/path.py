@@ -16,7 +16,6 @@ from leafscope.cli.common import (
     write_json,
 )
 from leafscope.errors import InputError
-from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     from leafscope.data import load_point
     from leafscope.foliation import PathConfig, PathState, continue_paths, flip_horizontal
-    from leafscope.foliation.figures import path_strip, save_path_animation
+    from leafscope.report.figures.foliation import path_strip, save_path_animation
+    from leafscope.report.save import save_figure
 
     device = resolve_device(args.device)
     model = model_from_args(args, device)

@@ -9,7 +9,6 @@ import torch
 
 from leafscope.cli import common
 from leafscope.errors import InputError
-from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leafscope.nnk.stability import geometric_stability, plot_stability
+    from leafscope.nnk.stability import geometric_stability
+    from leafscope.report.figures.nnk import plot_stability
+    from leafscope.report.save import save_figure
 
     common.check_minimum(args, 3, "points")
     common.check_minimum(args, 1, "k")

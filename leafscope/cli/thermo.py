@@ -18,13 +18,12 @@ from leafscope.cli.common import (
     write_json,
 )
 from leafscope.errors import InputError
-from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``thermo`` command with its ``lenet`` and ``gnn`` experiments."""
-    from leafscope.thermo.experiments.gnn import DEFAULT_RATIOS
-    from leafscope.thermo.experiments.lenet import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
+    from leafscope.experiments.thermo.gnn import DEFAULT_RATIOS
+    from leafscope.experiments.thermo.lenet import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
 
     parser = subparsers.add_parser(
         "thermo",
@@ -101,7 +100,7 @@ def _log(args: argparse.Namespace):
 
 
 def _run_lenet(args: argparse.Namespace) -> int:
-    from leafscope.thermo.experiments.lenet import run_lenet_experiment
+    from leafscope.experiments.thermo.lenet import run_lenet_experiment
 
     window = None if args.window == "all" else _parse_int(args.window, "--window")
     result = run_lenet_experiment(
@@ -128,7 +127,7 @@ def _run_lenet(args: argparse.Namespace) -> int:
 
 
 def _run_gnn(args: argparse.Namespace) -> int:
-    from leafscope.thermo.experiments.gnn import run_gnn_experiment
+    from leafscope.experiments.thermo.gnn import run_gnn_experiment
 
     try:
         ratios = [float(r) for r in args.ratios.split(",") if r.strip()]
@@ -168,7 +167,8 @@ def _write(args: argparse.Namespace, result) -> None:
         write_json(args.json_out, result.to_json())
         print(f"wrote {args.json_out}", file=sys.stderr)
     if args.figure:
-        from leafscope.thermo import figures
+        from leafscope.report.figures import thermo as figures
+        from leafscope.report.save import save_figure
 
         save_figure(figures.figure_for(result), args.figure)
         print(f"wrote {args.figure}", file=sys.stderr)

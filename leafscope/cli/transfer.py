@@ -19,7 +19,6 @@ from leafscope.cli.common import (
     resolve_device,
 )
 from leafscope.errors import InputError
-from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -97,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     print(result.markdown())
     finish_json(args.json, result.to_json())
     if args.figure:
-        from leafscope.applications.figures import spectra_histograms
+        from leafscope.report.figures.applications import spectra_histograms
+        from leafscope.report.save import save_figure
 
         save_figure(spectra_histograms(result.log10_eigenvalues), args.figure)
         print(f"wrote {args.figure}")

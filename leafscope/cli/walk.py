@@ -16,7 +16,6 @@ from leafscope.cli.common import (
     write_json,
 )
 from leafscope.errors import InputError
-from leafscope.io import save_figure
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,8 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run :func:`leafscope.foliation.walk_experiment` and write OUT; 0 on success."""
-    from leafscope.foliation import PathConfig, WalkConfig, walk_experiment
+    """Run :func:`leafscope.experiments.foliation.walk_experiment` and write OUT; 0 on success."""
+    from leafscope.experiments.foliation import walk_experiment
+    from leafscope.foliation import PathConfig, WalkConfig
 
     methods = tuple(m.strip() for m in args.method.split(",") if m.strip())
     if args.pool < 2:
@@ -102,12 +102,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _figures(res, folder: Path) -> None:
 
-    from leafscope.foliation.figures import (
+    from leafscope.report.figures.foliation import (
         accuracy_vs_distance,
         path_distance_figure,
         path_strip,
         walk_strip,
     )
+    from leafscope.report.save import save_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     figs = {f"paths_{m}.png": path_distance_figure(r) for m, r in res.paths.items()}

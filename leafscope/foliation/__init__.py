@@ -1,7 +1,8 @@
 """Foliation of the data domain: horizontal paths (on a leaf), vertical walks (across leaves),
 the involutivity test by Lie brackets, and the information matrix across training.
 
-Figures live in :mod:`leafscope.foliation.figures` (imported on demand: it loads matplotlib).
+Figures live in :mod:`leafscope.report.figures.foliation`; the walk experiment (paths between
+random pairs next to vertical walks) in :mod:`leafscope.experiments.foliation`.
 """
 
 from leafscope.foliation.brackets import (
@@ -13,12 +14,6 @@ from leafscope.foliation.brackets import (
     parameter_lie_brackets,
 )
 from leafscope.foliation.equilibrium import TraceRankResult, trace_rank_across_checkpoints
-from leafscope.foliation.experiments import (
-    HorizontalSummary,
-    WalkExperimentResult,
-    random_pairs,
-    walk_experiment,
-)
 from leafscope.foliation.paths import (
     METHODS,
     PathConfig,
@@ -42,7 +37,6 @@ from leafscope.foliation.walks import (
 
 __all__ = [
     "METHODS",
-    "HorizontalSummary",
     "InvolutivityResult",
     "NoiseLeafResult",
     "PathConfig",
@@ -50,7 +44,6 @@ __all__ = [
     "PathState",
     "TraceRankResult",
     "WalkConfig",
-    "WalkExperimentResult",
     "WalkResult",
     "bracket_pairs",
     "continue_paths",
@@ -63,10 +56,8 @@ __all__ = [
     "parameter_lie_brackets",
     "path_to_flipped",
     "random_line_accuracy",
-    "random_pairs",
     "start_paths",
     "total_variation",
     "trace_rank_across_checkpoints",
     "vertical_walk",
-    "walk_experiment",
 ]

@@ -1,11 +1,10 @@
-"""NNK neighbourhood graphs, manifold graph metrics and the analyses built on them."""
+"""NNK neighbourhood graphs, manifold graph metrics and the analyses built on them.
 
-from leafscope.nnk.geometry import (
-    RunGeometry,
-    layer_geometry,
-    loo_test_correlation,
-    run_geometry,
-)
+The runs across checkpoints (geometry per epoch, CW-DeepNNK against validation early stopping)
+are in :mod:`leafscope.experiments.nnk`; the figures in :mod:`leafscope.report.figures.nnk`.
+"""
+
+from leafscope.nnk.geometry import layer_geometry, loo_test_correlation
 from leafscope.nnk.graph import NNKGraph
 from leafscope.nnk.interpolation import NNKClassifier, nnk_vote
 from leafscope.nnk.invariance import (
@@ -21,7 +20,6 @@ from leafscope.nnk.stopping import (
     ChannelEarlyStopping,
     ChannelStoppingRule,
     channel_loo_errors,
-    compare_early_stopping,
     train_with_channel_stopping,
     validation_stopping_epoch,
 )
@@ -39,9 +37,7 @@ __all__ = [
     "ManifoldGraphMetrics",
     "NNKClassifier",
     "NNKGraph",
-    "RunGeometry",
     "channel_loo_errors",
-    "compare_early_stopping",
     "compare_propagation",
     "harmonic_propagation",
     "knn_weights",
@@ -49,7 +45,6 @@ __all__ = [
     "loo_test_correlation",
     "manifold_graph_metrics",
     "nnk_vote",
-    "run_geometry",
     "solve_nnqp",
     "solve_nnqp_single",
     "summarize",

@@ -1,49 +1,46 @@
-"""Geometry of a model's features across layers and epochs (NNK graphs, MGMs, DeepNNK LOO).
+"""Geometry of a model's features (NNK graphs, MGMs) and the pieces of the DeepNNK analysis.
 
-For every epoch checkpoint of a run: the manifold graph metrics (MGMs) of the NNK graph of each
-requested layer's features, the DeepNNK leave-one-out (LOO) error of the NNK interpolation
-classifier on the training features of the last hidden layer (the input of the last
-``nn.Linear``; a point's own solve excludes it), and the test error. The Pearson correlation of
-LOO and test error across epochs says whether LOO tracks generalisation without held-out data.
+The manifold graph metrics (MGMs) of the NNK graph of each requested layer's features, the last
+hidden layer (the input of the last ``nn.Linear``, whose features the DeepNNK leave-one-out
+classifier uses) and the Pearson correlation of LOO and test error across epochs. The run across
+checkpoints is :func:`leafscope.experiments.nnk.run_geometry`.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from leafscope.errors import CheckpointError, InputError
+from leafscope.errors import InputError
 from leafscope.models.features import layer_features
 from leafscope.models.inspect import module_names
 from leafscope.nnk.graph import NNKGraph
-from leafscope.nnk.interpolation import NNKClassifier
 from leafscope.nnk.metrics import manifold_graph_metrics
 
 __all__ = [
-    "EpochGeometry",
-    "RunGeometry",
     "last_hidden_layer",
     "layer_geometry",
     "loo_test_correlation",
-    "plot_loo_vs_test",
-    "plot_mgm_distributions",
-    "plot_mgm_epochs",
-    "run_geometry",
+    "mgm_summary",
 ]
 
 METRICS = ("n_neighbors", "diameter", "local_dim", "orientation")
 
 
-def _mgm_summary(
+def mgm_summary(
     feats: torch.Tensor, k: int, kernel: str, orientation: bool = True
 ) -> dict[str, Any]:
+    """MGM summary of the NNK graph of (N, ...) features (flattened per point; k capped at N − 1).
+
+    Returns:
+        The JSON summary of :func:`leafscope.nnk.manifold_graph_metrics`.
+
+    Raises:
+        InputError: fewer than 3 points.
+    """
     n = feats.shape[0]
     if n < 3:
         raise InputError(f"need at least 3 points for an NNK graph, got {n}: pass more images")
@@ -86,11 +83,11 @@ def layer_geometry(
         if per_channel and f.ndim == 3:
             out[name] = {
                 "channels": [
-                    _mgm_summary(f[:, c], k, kernel, orientation) for c in range(f.shape[1])
+                    mgm_summary(f[:, c], k, kernel, orientation) for c in range(f.shape[1])
                 ]
             }
         else:
-            out[name] = _mgm_summary(f, k, kernel, orientation)
+            out[name] = mgm_summary(f, k, kernel, orientation)
     return out
 
 
@@ -125,231 +122,3 @@ def loo_test_correlation(loo: list[float], test: list[float]) -> float | None:
     if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
     return float(pearsonr(a, b)[0])
-
-
-@dataclass
-class EpochGeometry:
-    """Geometry of one checkpoint: ``layers`` maps a layer to its MGM summary; errors in [0, 1]."""
-
-    epoch: int
-    step: int
-    checkpoint: str
-    layers: dict[str, Any]
-    loo_error: float
-    test_error: float | None = None
-    val_accuracy: float | None = None
-
-
-@dataclass
-class RunGeometry:
-    """Geometry of a run across its epoch checkpoints (oldest first)."""
-
-    run_dir: str
-    layers: list[str]
-    loo_layer: str
-    k: int
-    kernel: str
-    n_points: int
-    epochs: list[EpochGeometry] = field(default_factory=list)
-
-    @property
-    def loo_errors(self) -> list[float]:
-        return [e.loo_error for e in self.epochs]
-
-    @property
-    def test_errors(self) -> list[float | None]:
-        return [e.test_error for e in self.epochs]
-
-    @property
-    def pearson(self) -> float | None:
-        """Pearson r of LOO vs test error over the epochs with a test error (None if < 3)."""
-        pairs = [(e.loo_error, e.test_error) for e in self.epochs if e.test_error is not None]
-        if len(pairs) < 3:
-            return None
-        return loo_test_correlation([p[0] for p in pairs], [p[1] for p in pairs])
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["pearson_loo_vs_test"] = self.pearson
-        return out
-
-
-def run_geometry(
-    run_dir: str | os.PathLike,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    layers: list[str],
-    *,
-    k: int = 15,
-    kernel: str = "cosine",
-    test_images: torch.Tensor | None = None,
-    test_labels: torch.Tensor | None = None,
-    loo_layer: str | None = None,
-    loo_k: int | None = None,
-    include_initial: bool = False,
-    orientation: bool = True,
-    step_checkpoints: bool = False,
-    device: str | torch.device = "cpu",
-) -> RunGeometry:
-    """MGMs per layer, DeepNNK LOO error and test error for every epoch checkpoint of a run.
-
-    Args:
-        run_dir: folder of ``epoch_NNNN.pt`` files (``leafscope train --out``).
-        images, labels: (N, ...) training inputs and (N,) labels the geometry is measured on.
-        layers: layer names for the MGMs.
-        k, kernel: NNK graph settings (MGMs; also the LOO classifier unless ``loo_k``).
-        test_images, test_labels: held-out set for the test error (optional).
-        loo_layer: layer whose features the LOO classifier uses (default: last hidden layer).
-        include_initial: also measure epoch 0 (the initial weights).
-        orientation: also compute the orientation MGM (see :func:`layer_geometry`).
-        step_checkpoints: also measure the ``step_NNNNNNNN.pt`` checkpoints (finer than epochs;
-            the figures then use the optimizer step as their x axis).
-        device: where the forward passes run.
-
-    Returns:
-        :class:`RunGeometry`.
-
-    Raises:
-        CheckpointError: no epoch checkpoint in ``run_dir``. InputError: bad layer names.
-    """
-    from leafscope.training import evaluate, list_checkpoints, load_checkpoint
-
-    if (test_images is None) != (test_labels is None):
-        raise InputError("pass both test_images and test_labels, or neither")
-    if len(images) != len(labels):
-        raise InputError(f"{len(images)} images but {len(labels)} labels: one label per image")
-    kinds = ("epoch", "step") if step_checkpoints else ("epoch",)
-    infos = [i for i in list_checkpoints(run_dir) if i.kind in kinds]
-    infos = [i for i in infos if include_initial or i.step > 0]
-    # a step checkpoint written at an epoch's end holds the same weights as the epoch one
-    epoch_steps = {i.step for i in infos if i.kind == "epoch"}
-    infos = [i for i in infos if i.kind == "epoch" or i.step not in epoch_steps]
-    if not infos:
-        raise CheckpointError(
-            f"no epoch checkpoints (epoch_NNNN.pt, epoch >= 1) in {run_dir}: train the run first"
-        )
-    result: RunGeometry | None = None
-    for info in infos:
-        model = load_checkpoint(info.path, device=device)
-        hidden = loo_layer or last_hidden_layer(model)
-        wanted = list(dict.fromkeys([*layers, hidden]))
-        feats = layer_features(model, images, wanted, device=device)
-        summaries = {name: _mgm_summary(feats[name], k, kernel, orientation) for name in layers}
-        clf = NNKClassifier(k=min(loo_k or k, len(images) - 1), kernel=kernel)
-        loo = clf.fit(feats[hidden], labels).loo_error_
-        test_error = None
-        if test_images is not None:
-            test_error = 1.0 - evaluate(model, (test_images, test_labels), device=device)[1]
-        if result is None:
-            result = RunGeometry(str(Path(run_dir)), list(layers), hidden, k, kernel, len(images))
-        result.epochs.append(
-            EpochGeometry(
-                info.epoch, info.step, str(info.path), summaries, loo, test_error, info.val_accuracy
-            )
-        )
-    assert result is not None
-    return result
-
-
-def _measured(geometry: RunGeometry) -> list[str]:
-    """The MGMs with values in at least one layer and epoch (orientation may be switched off)."""
-    return [
-        m
-        for m in METRICS
-        if any(layer.get(m) for e in geometry.epochs for layer in e.layers.values())
-    ]
-
-
-def _x_axis(geometry: RunGeometry) -> tuple[list[int], str]:
-    """Epochs when they identify the checkpoints, else optimizer steps."""
-    epochs = [e.epoch for e in geometry.epochs]
-    if len(set(epochs)) == len(epochs):
-        return epochs, "epoch"
-    return [e.step for e in geometry.epochs], "step"
-
-
-def plot_mgm_distributions(geometry: RunGeometry, epoch: int | None = None):
-    """Histograms of the four MGMs, one line per layer, at one epoch (default: the last).
-
-    Returns:
-        A matplotlib Figure (Agg).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rec = geometry.epochs[-1] if epoch is None else _epoch(geometry, epoch)
-    metrics = _measured(geometry)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        for name in geometry.layers:
-            s = rec.layers[name].get(metric)
-            if not s:
-                continue
-            edges = np.asarray(s["hist"]["edges"])
-            counts = np.asarray(s["hist"]["counts"], dtype=float)
-            ax.stairs(counts / max(counts.sum(), 1), edges, label=name)
-        ax.set_title(metric)
-        ax.set_ylabel("fraction of nodes")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(
-        f"NNK MGMs per layer, epoch {rec.epoch} (step {rec.step}, {geometry.n_points} points)"
-    )
-    fig.tight_layout()
-    return fig
-
-
-def plot_mgm_epochs(geometry: RunGeometry):
-    """Mean ± std of each MGM against the epoch, one line per layer. Returns a Figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = _measured(geometry)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2), squeeze=False)
-    ep, xlabel = _x_axis(geometry)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        for name in geometry.layers:
-            ss = [e.layers[name].get(metric) for e in geometry.epochs]
-            mean = np.array([s["mean"] if s else math.nan for s in ss])
-            std = np.array([s["std"] if s else math.nan for s in ss])
-            ax.errorbar(ep, mean, yerr=std, label=name, capsize=2, marker="o", ms=3)
-        ax.set_title(metric)
-        ax.set_xlabel(xlabel)
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_loo_vs_test(geometry: RunGeometry):
-    """DeepNNK LOO error and test error against the epoch (Pearson r in the title)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ep, xlabel = _x_axis(geometry)
-    ax.plot(ep, geometry.loo_errors, "o-", label=f"NNK LOO ({geometry.loo_layer})")
-    if any(t is not None for t in geometry.test_errors):
-        test = [math.nan if t is None else t for t in geometry.test_errors]
-        ax.plot(ep, test, "s-", label="test")
-    r = geometry.pearson
-    ax.set_title("LOO vs test error" + (f" (Pearson r = {r:.3f})" if r is not None else ""))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("error")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def _epoch(geometry: RunGeometry, epoch: int) -> EpochGeometry:
-    for e in geometry.epochs:
-        if e.epoch == epoch:
-            return e
-    raise InputError(
-        f"epoch {epoch} is not in the run geometry: measured epochs are "
-        f"{[e.epoch for e in geometry.epochs]}"
-    )

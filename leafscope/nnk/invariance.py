@@ -27,7 +27,6 @@ from leafscope.nnk.solver import solve_nnqp
 __all__ = [
     "AugmentationGeometry",
     "augmentation_geometry",
-    "plot_invariance",
     "rotation_invariance",
 ]
 
@@ -157,34 +156,3 @@ def rotation_invariance(
     return augmentation_geometry(
         model, images, layers, lambda x: [rotate(x, a) for a in angles], **kwargs
     )
-
-
-def plot_invariance(results: dict[str, dict[str, AugmentationGeometry]]):
-    """Mean polytope diameter per layer, one line per model (e.g. with / without augmentation).
-
-    Args:
-        results: ``{model label: rotation_invariance(...) output}``.
-
-    Returns:
-        A matplotlib Figure (Agg).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for label, res in results.items():
-        names = list(res)
-        mean = [res[n].diameter.mean() for n in names]
-        q1 = [np.quantile(res[n].diameter, 0.25) for n in names]
-        q3 = [np.quantile(res[n].diameter, 0.75) for n in names]
-        ax.plot(names, mean, "o-", label=label)
-        ax.fill_between(names, q1, q3, alpha=0.2)
-    ax.set_ylabel("NNK polytope diameter of rotations")
-    ax.set_xlabel("layer")
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
-    ax.set_title("Rotation invariance (lower = more invariant)")
-    fig.tight_layout()
-    return fig

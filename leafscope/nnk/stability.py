@@ -39,7 +39,6 @@ __all__ = [
     "geometric_stability",
     "knn_adjacency",
     "mgm_distances",
-    "plot_stability",
 ]
 
 METRICS = ("n_neighbors", "diameter", "local_dim", "orientation")
@@ -237,39 +236,3 @@ def geometric_stability(
             mgm_means=[{m: float(np.nanmean(getattr(mm, m))) for m in compared} for mm in ms],
         )
     return out
-
-
-def plot_stability(result: dict[str, LayerStability]):
-    """Edge Jaccard (NNK, kNN, chance) and MGM Wasserstein distances per layer.
-
-    Returns:
-        A matplotlib Figure (Agg).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(result)
-    summ = [result[n].summary() for n in names]
-    x = np.arange(len(names))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    bars = (
-        (-0.25, "nnk_jaccard", "NNK"),
-        (0.0, "knn_jaccard", "kNN"),
-        (0.25, "nnk_chance", "chance (NNK)"),
-    )
-    for off, key, label in bars:
-        ax1.bar(x + off, [s[key] for s in summ], width=0.25, label=label)
-    ax1.set_xticks(x, names)
-    ax1.set_ylabel("edge Jaccard across runs")
-    ax1.set_ylim(0, 1)
-    ax1.legend(fontsize=8)
-    for metric in ("n_neighbors", "diameter", "local_dim"):
-        ax2.plot(x, [s.get(f"{metric}_wasserstein", np.nan) for s in summ], "o-", label=metric)
-    ax2.set_xticks(x, names)
-    ax2.set_ylabel("W1 between runs' MGM distributions")
-    ax2.set_yscale("log")
-    ax2.legend(fontsize=8)
-    fig.tight_layout()
-    return fig

@@ -32,7 +32,6 @@ __all__ = [
     "ChannelStoppingResult",
     "ChannelStoppingRule",
     "channel_loo_errors",
-    "compare_early_stopping",
     "train_with_channel_stopping",
     "validation_stopping_epoch",
 ]
@@ -308,75 +307,3 @@ def validation_stopping_epoch(val_accuracy: list[float], patience: int) -> tuple
         elif epoch - best_epoch >= patience:
             return epoch, best_epoch
     return len(val_accuracy), best_epoch
-
-
-def compare_early_stopping(
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor],
-    out_dir: str | os.PathLike,
-    *,
-    model: str = "lenet",
-    layer: str = "conv2",
-    points: int = 1000,
-    epochs: int = 6,
-    patience: int = 2,
-    k: int = 15,
-    seed: int = 0,
-    **fit_kwargs: Any,
-) -> dict[str, Any]:
-    """CW-DeepNNK (no validation data) against validation-based early stopping, same init.
-
-    Args:
-        train, val, test: ``(images, labels)``; CW-DeepNNK measures the first ``points`` of train.
-        out_dir: two runs are written to ``out_dir/val`` and ``out_dir/cw``.
-        model: a :func:`leafscope.models.build_model` name; layer: the channel layer.
-        epochs: at most this many epochs; patience: for both rules; fit_kwargs: passed to fit.
-
-    Returns:
-        JSON-able dict: per-epoch val/test accuracy of the validation run, its stop and best
-        epochs and test accuracy at the best epoch; the CW stop epoch, frozen epochs, per-epoch
-        channel LOO errors and final test accuracy.
-    """
-    from pathlib import Path
-
-    from leafscope.models import build_model
-    from leafscope.training import evaluate, list_checkpoints, load_checkpoint
-
-    out = Path(out_dir)
-    fit_kwargs.setdefault("progress", False)
-    device = fit_kwargs.get("device", "cpu")
-    torch.manual_seed(seed)
-    net = build_model(model)
-    init = {n: t.clone() for n, t in net.state_dict().items()}
-    res = fit(net, train, val, epochs=epochs, seed=seed, out_dir=out / "val", overwrite=True,
-              **fit_kwargs)  # fmt: skip
-    val_acc = [r["val_accuracy"] for r in res.history]
-    test_acc = {
-        i.epoch: evaluate(load_checkpoint(i.path, device=device), test, device=device)[1]
-        for i in list_checkpoints(out / "val")
-        if i.kind == "epoch" and i.epoch > 0
-    }
-    stop, best = validation_stopping_epoch(val_acc, patience)
-    net.load_state_dict(init)
-    cb = ChannelEarlyStopping(
-        layer, train[0][:points], train[1][:points], patience=patience, k=k, device=device
-    )
-    cw = train_with_channel_stopping(net, train, cb, epochs=epochs, out_dir=out / "cw", seed=seed,
-                                     **fit_kwargs)  # fmt: skip
-    return {
-        "validation": {
-            "val_accuracy": val_acc,
-            "test_accuracy": [test_acc[e] for e in sorted(test_acc)],
-            "stop_epoch": stop,
-            "best_epoch": best,
-            "test_accuracy_at_best": test_acc[best],
-        },
-        "cw_deepnnk": {
-            "stop_epoch": cw.stop_epoch,
-            "all_frozen": cw.stopped,
-            "frozen_at": cw.frozen_at,
-            "channel_loo_error": [e.tolist() for e in cb.errors],
-            "test_accuracy": evaluate(net, test, device=device)[1],
-        },
-    }

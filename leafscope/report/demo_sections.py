@@ -1,53 +1,98 @@
-"""Feature sections of the demo report: each takes the partially trained model and data, runs a
-small version of the feature's measurement, and adds a section with its numbers and figures."""
+"""Sections of the demo report. Every function renders results computed by
+:mod:`leafscope.experiments.demo` (numbers, tables, figures) and computes nothing itself."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
-import torch
-from torch import nn
-
-from leafscope.applications.denoise import denoise_benchmark
-from leafscope.applications.detectors import make_detector
-from leafscope.applications.figures import denoising_strips, roc_curves, spectra_histograms
-from leafscope.applications.ood import evaluate_detectors
-from leafscope.applications.transfer import transfer_table
-from leafscope.data import ImageDataset, noise_like
-from leafscope.foliation import PathConfig, WalkConfig, involutivity, walk_experiment
-from leafscope.foliation import figures as fol_figures
+from leafscope.experiments.demo import (
+    AcrossCheckpoints,
+    DemoConfig,
+    DemoData,
+    DenoiseOutcome,
+    FoliationOutcome,
+    NNKOutcome,
+    OODOutcome,
+    Training,
+    TransferOutcome,
+)
+from leafscope.information.spectrum import PointSpectra
+from leafscope.report.figures import core as core_figures
+from leafscope.report.figures import foliation as fol_figures
+from leafscope.report.figures.applications import denoising_strips, roc_curves, spectra_histograms
+from leafscope.report.figures.nnk import plot_loo_vs_test, plot_mgm_distributions, plot_mgm_epochs
 from leafscope.report.html import Report
 
-OOD_DETECTORS = ("msp", "energy", "mahalanobis", "knn", "dim-trace")
 
-
-def foliation_section(
-    report: Report,
-    model: nn.Module,
-    test: ImageDataset,
-    *,
-    pairs: int = 3,
-    max_steps: int = 200,
-    walk_points: int = 32,
-    walk_steps: int = 200,
-    involutivity_points: int = 3,
-    seed: int = 0,
-) -> dict:
-    """Leaf path strip, vertical walk strip, accuracy-vs-distance, involutivity numbers."""
-    exp = walk_experiment(
-        model,
-        test.images[:1000],
-        test.labels[:1000],
-        pairs=pairs,
-        methods=("adaptive",),
-        path_config=PathConfig(method="adaptive", max_steps=max_steps, record_every=5),
-        vertical_points=walk_points,
-        walk_config=WalkConfig(steps=walk_steps, record_every=max(walk_steps // 10, 1), seed=seed),
-        seed=seed,
+def training_section(
+    report: Report, cfg: DemoConfig, data: DemoData, training: Training, across: AcrossCheckpoints
+) -> None:
+    """The partial training: settings, test accuracy, loss and accuracy curves."""
+    steps, train = across.steps, data.train
+    test_acc = training.test_accuracy
+    sec = report.section("Training (partial, on purpose)")
+    sec.text(
+        f"LeNet-5 (ReLU) trained on {len(train)} MNIST images with SGD (lr 0.01, momentum 0.9, "
+        f"batch 64) for {cfg.epochs} epoch(s), checkpoints every {cfg.checkpoint_every_steps} "
+        f"steps. Test accuracy of the final checkpoint: {100 * test_acc:.2f}% (loss "
+        f"{training.test_loss:.4f}). A fully trained model has a collapsed information matrix "
+        "(softmax saturates), so the analyses use this partially trained one."
     )
-    noise = noise_like(test.subset(range(involutivity_points)), seed=seed).images
-    inv = involutivity(model, noise, inputs="noise")
+    sec.figure(
+        core_figures.training_curve(
+            training.fit_result.history,
+            [
+                {"epoch_fraction": st / max(steps[-1], 1) * cfg.epochs, "val_accuracy": a}
+                for st, a in zip(steps, across.val_accuracy, strict=True)
+            ],
+        ),
+        "training_curve.png",
+        "Loss and accuracy per epoch; dotted: validation accuracy (2000 images) per checkpoint.",
+    )
+
+
+def spectra_section(report: Report, cfg: DemoConfig, spectra: dict[str, PointSpectra]) -> None:
+    """Medians of the spectrum of G on data and noise points, and their distributions."""
+    sec = report.section("Spectrum of the data information matrix G(x, w)")
+    sec.text(
+        f"G = Jᵀ(diag p − ppᵀ)J at {cfg.points} MNIST test images and {cfg.points} uniform-noise "
+        "images, float64, from the C×n factor (never the 784×784 matrix). Eigenvalues in "
+        "1/(pixel unit)²; rank ≤ C − 1 = 9. Columns as in the knowledge-transfer table "
+        "(Tron & Fioresi 2024): medians over points."
+    )
+    sec.table(
+        ["points", "median log10 λ1", "median log10 λ9", "median Δ", "median log10 tr G"],
+        [[name, *asdict(s.summary()).values()] for name, s in spectra.items()],
+    )
+    sec.figure(
+        core_figures.spectra_comparison(spectra),
+        "spectra.png",
+        "Distribution of each nonzero eigenvalue of G (box: quartiles) and of its trace.",
+    )
+
+
+def across_section(report: Report, cfg: DemoConfig, across: AcrossCheckpoints) -> None:
+    """Trace and numerical rank of G for each checkpoint."""
+    sec = report.section("The information matrix during training")
+    sec.text(
+        f"Trace and numerical rank of G at the first {cfg.points_per_checkpoint} test images for "
+        f"each of the {len(across.steps)} checkpoints (step 0 = initial weights). Rank counts the "
+        "eigenvalues ≥ 1e-6·λ1: as the softmax saturates, the smallest ones fall below it."
+    )
+    sec.figure(
+        core_figures.information_across_training(across.steps, across.spectra, max_rank=9),
+        "information_across_training.png",
+    )
+
+
+def foliation_section(report: Report, outcome: FoliationOutcome) -> None:
+    """Leaf path strip, vertical walk strip, accuracy-vs-distance, involutivity numbers."""
     sec = report.section("Foliation: moving along a leaf and across leaves")
+    exp, inv = outcome.walk, outcome.involutivity
+    pairs, max_steps = outcome.pairs, outcome.max_steps
+    involutivity_points = outcome.involutivity_points
     h = exp.horizontal["adaptive"]
     sec.text(
         f"Horizontal paths (along the leaf, D_x = Im G) between {pairs} random pairs of test "
@@ -85,25 +130,11 @@ def foliation_section(
         caption="Involutivity (Lie brackets by forward-over-reverse HVPs, float64): for a ReLU "
         "network both are 9, the distribution integrates to a foliation.",
     )
-    return {"walk": exp.to_json(), "involutivity": inv.to_json()}
 
 
-def ood_section(
-    report: Report,
-    model: nn.Module,
-    train: ImageDataset,
-    test: ImageDataset,
-    outs: dict[str, torch.Tensor],
-    *,
-    fit_points: int = 2000,
-    points: int = 300,
-) -> list[dict]:
+def ood_section(report: Report, outcome: OODOutcome) -> None:
     """Out-of-distribution detection: DIM trace against the standard baselines."""
-    detectors = {
-        name: make_detector(name, model).fit(train.images[:fit_points], train.labels[:fit_points])
-        for name in OOD_DETECTORS
-    }
-    results = evaluate_detectors(detectors, test.images[:points], outs)
+    results, fit_points, points = outcome.results, outcome.fit_points, outcome.points
     sec = report.section("Out-of-distribution detection (MNIST in)")
     sec.text(
         f"Detectors fitted on {fit_points} MNIST training images, scored on {points} MNIST test "
@@ -114,30 +145,14 @@ def ood_section(
         ["detector", "out set", "AUROC", "FPR at 95% TPR"],
         [[r.detector, r.out_dataset, r.auroc, r.fpr95] for r in results],
     )
-    for out_name in outs:
+    for out_name in outcome.out_sets:
         sec.figure(roc_curves(results, out_name), f"roc_{out_name}.png")
-    return [
-        {"detector": r.detector, "out_dataset": r.out_dataset, "auroc": r.auroc, "fpr95": r.fpr95}
-        for r in results
-    ]
 
 
-def transfer_section(
-    report: Report,
-    model: nn.Module,
-    datasets: dict[str, tuple[ImageDataset, ImageDataset | None]],
-    *,
-    points: int = 128,
-    transfer_train_points: int = 2000,
-) -> dict:
+def transfer_section(report: Report, outcome: TransferOutcome) -> None:
     """Knowledge transfer: DIM spectrum per data set and last-layer transfer accuracy."""
-    result = transfer_table(
-        model,
-        datasets,
-        points=points,
-        transfer_train_points=transfer_train_points,
-        transfer_val_points=500,
-    )
+    result, points = outcome.result, outcome.points
+    transfer_train_points = outcome.transfer_train_points
     sec = report.section("Knowledge transfer: the MNIST model's G on other data sets")
     sec.text(
         f"Medians over the first {points} training images of each set (float64), and the "
@@ -161,31 +176,11 @@ def transfer_section(
         ],
     )
     sec.figure(spectra_histograms(result.log10_eigenvalues), "transfer_spectra.png")
-    return result.to_json()
 
 
-def denoise_section(
-    report: Report,
-    model: nn.Module,
-    train: ImageDataset,
-    test: ImageDataset,
-    *,
-    points: int = 32,
-    sigma: float = 0.25,
-    pool: int = 3000,
-    tune_points: int = 50,
-    leaf_steps: int = 20,
-) -> dict:
+def denoise_section(report: Report, outcome: DenoiseOutcome) -> None:
     """Denoising by projection onto the data leaf against the standard baselines."""
-    result = denoise_benchmark(
-        model,
-        train.images[:pool],
-        test.images[:points],
-        test.labels[:points],
-        sigmas=(sigma,),
-        tune_points=tune_points,
-        leaf_steps=leaf_steps,
-    )
+    result, points, sigma = outcome.result, outcome.points, outcome.sigma
     sec = report.section(f"Denoising (Gaussian noise σ = {sigma})")
     sec.text(
         f"{points} MNIST test images. Leaf projection: a horizontal path from the nearest clean "
@@ -199,42 +194,12 @@ def denoise_section(
         [[r.method, r.psnr, r.psnr_std, f"{100 * r.accuracy:.1f}%"] for r in result.rows],
     )
     sec.figure(denoising_strips(result.examples[f"{sigma:g}"]), "denoising.png")
-    return result.to_json()
 
 
-def nnk_section(
-    report: Report,
-    run_dir: str | Path,
-    train: ImageDataset,
-    test: ImageDataset,
-    *,
-    layers: tuple[str, ...] = ("conv1", "conv2", "fc1"),
-    points: int = 500,
-    k: int = 15,
-    test_points: int = 2000,
-    device: str | torch.device = "cpu",
-) -> dict:
+def nnk_section(report: Report, outcome: NNKOutcome) -> None:
     """NNK graphs of the features across the run's checkpoints: MGMs and DeepNNK LOO error."""
-    from leafscope.nnk.geometry import (
-        plot_loo_vs_test,
-        plot_mgm_distributions,
-        plot_mgm_epochs,
-        run_geometry,
-    )
-
-    geometry = run_geometry(
-        run_dir,
-        train.images[:points],
-        train.labels[:points],
-        list(layers),
-        k=k,
-        kernel="cosine",
-        test_images=test.images[:test_points],
-        test_labels=test.labels[:test_points],
-        step_checkpoints=True,
-        orientation=True,
-        device=device,
-    )
+    geometry, layers, k = outcome.geometry, outcome.layers, outcome.k
+    points, test_points = outcome.points, outcome.test_points
     r = geometry.pearson
     sec = report.section("Neighbourhood geometry of the features (NNK graphs)")
     sec.text(
@@ -267,4 +232,10 @@ def nnk_section(
         "nnk_mgm_distributions.png",
         "MGM distributions per layer at the final checkpoint.",
     )
-    return geometry.to_json()
+
+
+def reproduce_section(report: Report, out: Path, timings: dict[str, float]) -> None:
+    """The command and the measured wall times (seconds) of each step."""
+    report.section("Reproduce").code(
+        "leafscope demo --out " + str(out) + "\n" + json.dumps(timings, indent=1)
+    )

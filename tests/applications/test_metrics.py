@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from leafscope.applications.metrics import auroc, fpr_at_tpr, psnr
+from leafscope.applications.metrics import auroc, fpr_at_tpr, psnr, roc_points
 from leafscope.errors import InputError
 
 
@@ -48,3 +48,11 @@ def test_auroc_and_fpr_hand_values():
     # 50% TPR: threshold 0.8 → none accepted
     assert fpr_at_tpr(s_in, s_out, tpr=0.5) == pytest.approx(0.0)
     assert auroc(s_in + 10, s_out) == 1.0 and fpr_at_tpr(s_in + 10, s_out) == 0.0
+
+
+def test_roc_points_of_a_perfect_and_a_tied_detector():
+    fpr, tpr = roc_points(np.array([0.9, 0.8]), np.array([0.1, 0.2]))
+    assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1
+    assert any(f == 0 and t == 1 for f, t in zip(fpr, tpr, strict=True))  # separates fully
+    fpr, tpr = roc_points(np.array([0.5, 0.5]), np.array([0.5, 0.5]))
+    assert fpr.tolist() == [0.0, 1.0] and tpr.tolist() == [0.0, 1.0]  # one tie: the diagonal

@@ -1,13 +1,11 @@
 """Transfer medians equal a direct computation; the new head learns; walks keep class and box."""
 
-import matplotlib
 import numpy as np
 import pytest
 import torch
 from scipy.stats import wasserstein_distance
 
 from leafscope.applications import (
-    figures,
     fit_linear_head,
     generate_class,
     leaf_random_walk,
@@ -87,14 +85,3 @@ def test_walk_moves_inside_the_leaf_for_a_linear_model():
     q, _ = torch.linalg.qr(w.T.double())
     outside = disp - (disp @ q) @ q.T
     assert float(outside.norm()) < 1e-5 * max(float(disp.norm()), 1e-12) + 1e-6
-
-
-def test_figures_return_figures():
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    logs = {"a": np.random.default_rng(0).normal(size=(20, 3)).tolist()}
-    assert isinstance(figures.spectra_histograms(logs), Figure)
-    imgs = torch.rand(5, 1, 28, 28)
-    assert isinstance(figures.image_grid(imgs, [1] * 5, [0.9] * 5, ncols=3), Figure)
-    assert isinstance(figures.denoising_strips({"clean": imgs, "noisy": imgs}, n=3), Figure)

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from leafscope.nnk.features import extract_features
 from scipy.optimize import nnls
 
 from leafscope.cli.main import main
 from leafscope.data import load_images, train_val_split
+from leafscope.models.features import layer_features
 from leafscope.testing import shared_data_dir
 from leafscope.training import load_checkpoint
 
@@ -71,7 +71,7 @@ def _nnls_neighbour_count(checkpoint, layer, points, k):
     train_all = load_images("mnist", "train", limit=2000)  # the demo's --train-limit
     train_idx, _ = train_val_split(len(train_all), 0.1, seed=0)
     images = train_all.subset(train_idx).images[:points]
-    feats = extract_features(load_checkpoint(checkpoint), images, [layer])[layer]
+    feats = layer_features(load_checkpoint(checkpoint), images, [layer])[layer]
     Z = feats.double().numpy()
     Z /= np.linalg.norm(Z, axis=1, keepdims=True)
     phi = np.hstack([np.ones((points, 1)), Z]) / np.sqrt(2)

@@ -13,9 +13,8 @@ from leafscope.foliation import (
     random_line_accuracy,
     total_variation,
     vertical_walk,
-    walk_experiment,
 )
-from leafscope.testing import LinearSoftmax, tiny_cnn, tiny_mlp
+from leafscope.testing import LinearSoftmax, tiny_mlp
 
 
 def test_every_vertical_step_lies_in_the_kernel_of_G():
@@ -66,33 +65,3 @@ def test_flip_and_total_variation():
     assert float(total_variation(img)[0]) == 4.0
     with pytest.raises(InputError):
         flip_horizontal(torch.zeros(4))
-
-
-def test_walk_experiment_json_has_the_published_keys():
-    torch.manual_seed(3)
-    model = tiny_cnn(n_classes=3)
-    images, labels = torch.rand(12, 1, 8, 8), torch.randint(0, 3, (12,))
-    res = walk_experiment(
-        model,
-        images,
-        labels,
-        pairs=2,
-        methods=("greedy", "adaptive"),
-        path_config=PathConfig(max_steps=4),
-        vertical_points=4,
-        walk_config=WalkConfig(steps=6, record_every=3),
-    )
-    js = res.to_json()
-    for key in (
-        "reached_fraction",
-        "median_final_distance",
-        "median_relative_distance",
-        "end_class_match",
-    ):
-        assert key in js["horizontal"]
-    assert set(js["methods"]) == {"greedy", "adaptive"}
-    assert [set(r) >= {"distance", "accuracy"} for r in js["vertical"] + js["random"]]
-    assert len(js["vertical"]) == len(js["random"]) == 3
-    assert js["vertical"][0]["distance"] == 0.0
-    with pytest.raises(InputError, match="label"):
-        walk_experiment(model, images, labels[:5])

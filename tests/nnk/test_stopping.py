@@ -98,20 +98,3 @@ def test_training_stops_and_frozen_channels_keep_their_weights(tmp_path, monkeyp
     assert torch.equal(seen[4][0], seen[3][0])  # frozen channel unchanged (even with momentum)
     assert not torch.equal(seen[4][1], seen[3][1])  # active channel still trained
     assert not torch.equal(seen[3][0], seen[2][0])
-
-
-def test_compare_early_stopping_report_is_consistent(tmp_path):
-    from leafscope.nnk.stopping import compare_early_stopping
-
-    gen = torch.Generator().manual_seed(0)
-    y = torch.arange(150) % 3
-    x = torch.randn(3, 1, 28, 28, generator=gen)[y] + torch.randn(150, 1, 28, 28, generator=gen)
-    x = x.clamp(0, 1)
-    r = compare_early_stopping((x[:90], y[:90]), (x[90:120], y[90:120]), (x[120:], y[120:]),
-                               tmp_path, epochs=3, points=40, k=8, lr=0.01)  # fmt: skip
-    v, cw = r["validation"], r["cw_deepnnk"]
-    assert (v["stop_epoch"], v["best_epoch"]) == validation_stopping_epoch(v["val_accuracy"], 2)
-    assert v["test_accuracy_at_best"] == v["test_accuracy"][v["best_epoch"] - 1]
-    assert len(cw["channel_loo_error"]) == cw["stop_epoch"] <= 3
-    assert len(cw["frozen_at"]) == 16  # LeNet conv2 channels
-    assert 0 <= cw["test_accuracy"] <= 1

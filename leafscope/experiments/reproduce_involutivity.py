@@ -1,6 +1,6 @@
 """Reproduce the involutivity table (Tron & Fioresi): the MNIST CNN with ReLU, GeLU and sigmoid.
 
-Run ``python -m leafscope.foliation.reproduce --out runs/involutivity`` to train
+Run ``python -m leafscope.experiments.reproduce_involutivity --out runs/involutivity`` to train
 ``build_model("cnn", activation=A)`` for each activation, then measure dim D_x and
 dim span{D_x, [D_x, D_x]} at uniform-noise points in float64 and print the table next to the
 published one. Default budget (CPU): one epoch on the first 12000 training images, SGD lr 0.01
@@ -17,13 +17,15 @@ from pathlib import Path
 
 import torch
 
-from leafscope.cli.common import write_json
+from leafscope.io import write_json
 
 PUBLISHED = {"relu": (9, 9), "gelu": (9, 44.84), "sigmoid": (9, 45)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m leafscope.foliation.reproduce", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m leafscope.experiments.reproduce_involutivity", description=__doc__
+    )
     p.add_argument("--out", type=Path, default=Path("runs/involutivity"), help="output folder")
     p.add_argument("--activations", default="relu,gelu,sigmoid", help="comma-separated")
     p.add_argument("--train-limit", type=int, default=12000, help="first N training images")

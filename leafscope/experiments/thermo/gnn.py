@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from leafscope.errors import InputError
-from leafscope.thermo.experiments.common import mean_std, spearman, validate_seeds
+from leafscope.experiments.thermo.common import mean_std, spearman, validate_seeds
 from leafscope.thermo.monitor import TemperatureMonitor
 from leafscope.thermo.pruning import (
     feature_frequency,

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from leafscope.errors import InputError
-from leafscope.thermo.experiments.common import (
+from leafscope.experiments.thermo.common import (
     PruningRow,
     aggregate_rows,
     spearman,

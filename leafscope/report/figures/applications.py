@@ -9,8 +9,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
 from torch import Tensor  # noqa: E402
+
+from leafscope.applications.metrics import roc_points  # noqa: E402
 
 __all__ = ["denoising_strips", "image_grid", "roc_curves", "spectra_histograms"]
 
@@ -45,8 +46,7 @@ def roc_curves(results: list, out_dataset: str, max_detectors: int = 10) -> Figu
         if r.out_dataset != out_dataset or r.detector in seen or not r.in_scores:
             continue
         seen.add(r.detector)
-        labels = np.r_[np.ones(len(r.in_scores)), np.zeros(len(r.out_scores))]
-        fpr, tpr, _ = roc_curve(labels, np.r_[r.in_scores, r.out_scores])
+        fpr, tpr = roc_points(r.in_scores, r.out_scores)
         ax.plot(fpr, tpr, label=f"{r.detector} ({r.auroc:.3f})")
         if len(seen) >= max_detectors:
             break

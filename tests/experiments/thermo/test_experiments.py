@@ -11,10 +11,10 @@ from matplotlib.figure import Figure
 from torch_geometric.data import Data
 
 from leafscope.errors import InputError
+from leafscope.experiments.thermo import run_gnn_experiment, run_lenet_experiment
+from leafscope.experiments.thermo.lenet import MAIN_CONDITIONS
+from leafscope.report.figures import thermo as figures
 from leafscope.testing import shared_data_dir
-from leafscope.thermo import figures
-from leafscope.thermo.experiments import run_gnn_experiment, run_lenet_experiment
-from leafscope.thermo.experiments.lenet import MAIN_CONDITIONS
 from leafscope.thermo.monitor import TemperatureHistory
 
 
@@ -162,7 +162,7 @@ def test_cli_errors_are_clear():
 
 
 def test_spearman_matches_the_textbook_value_with_ties():
-    from leafscope.thermo.experiments.common import average_ranks, spearman
+    from leafscope.experiments.thermo.common import average_ranks, spearman
 
     a = torch.tensor([3.0, 1, 2, 2, 5, 0])
     assert average_ranks(a).tolist() == [5.0, 2.0, 3.5, 3.5, 6.0, 1.0]
