@@ -209,8 +209,16 @@ def test_crop_is_a_shifted_window_of_the_padded_image_and_flip_mirrors() -> None
 
 def test_augmented_run_resumes_exactly_and_records_its_augmentations(tmp_path: Path) -> None:
     x, y = blobs()
-    kwargs = dict(epochs=2, lr=0.1, momentum=0.9, batch_size=20, seed=5, progress=False,
-                  augment=parse_augment("crop,flip", crop_padding=1), checkpoint_every_steps=2)
+    kwargs = dict(
+        epochs=2,
+        lr=0.1,
+        momentum=0.9,
+        batch_size=20,
+        seed=5,
+        progress=False,
+        augment=parse_augment("crop,flip", crop_padding=1),
+        checkpoint_every_steps=2,
+    )
     full, plain = mlp(), mlp()
     fit(full, (x, y), out_dir=tmp_path / "a", **kwargs)
     fit(plain, (x, y), **{**kwargs, "augment": ()})
