@@ -15,6 +15,7 @@ For a model trained on one data set, and for each data set D:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -123,11 +124,14 @@ def fit_linear_head(
         labels: ``(N,)`` integer labels in ``[0, num_classes)``.
         num_classes: output size.
         weight_decay: L2 penalty on the weights, per sample (see above); >= 0.
-        max_iter: at most this many L-BFGS iterations (scikit-learn's default tolerance).
+        max_iter: at most this many L-BFGS iterations (scikit-learn's default tolerance); a
+            solve stopped by this cap is used as is, without a ConvergenceWarning (nearly
+            separable features converge slowly under the light default penalty).
 
     Returns:
         A float32 ``nn.Linear(F, num_classes)`` whose logits give the fitted probabilities.
     """
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     if features.dim() != 2 or labels.shape != (features.shape[0],) or len(labels) == 0:
@@ -154,7 +158,9 @@ def fit_linear_head(
         b[int(present[0])] = 0.0
     else:
         c = np.inf if weight_decay == 0 else 1.0 / (weight_decay * len(y))
-        clf = LogisticRegression(C=c, max_iter=max_iter).fit(z, y)
+        with warnings.catch_warnings():  # a capped solve is the documented behaviour
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = LogisticRegression(C=c, max_iter=max_iter).fit(z, y)
         coef = torch.from_numpy(clf.coef_).double()
         intercept = torch.from_numpy(clf.intercept_).double()
         if len(present) == 2:  # one logit difference d: softmax of (-d/2, d/2) = sigmoid(d)
