@@ -4,9 +4,9 @@ For a model trained on one data set, and for each data set D:
 
 - the DIM spectrum at the first ``points`` training images of D (medians of log10 λ_1, log10
   λ_{C-1}, Δ and log10 tr G: :meth:`PointSpectra.summary`);
-- the transfer accuracy: only the last linear layer is retrained on D (multinomial logistic
-  regression, L-BFGS, on the frozen network's cached penultimate features) and scored on D's
-  test split;
+- the transfer accuracy: only the last linear layer is retrained on D (L2-regularised
+  multinomial logistic regression, scikit-learn's L-BFGS, on the frozen network's cached
+  penultimate features: :func:`fit_linear_head`) and scored on D's test split;
 - a spectral distance between data sets: the mean over eigenvalue index k of the 1-Wasserstein
   distance between the distributions of log10 λ_k (in decades). The *training distance* of D is
   its distance to held-out test images of the training set (so the training set's own row
@@ -15,6 +15,7 @@ For a model trained on one data set, and for each data set D:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -107,18 +108,32 @@ def fit_linear_head(
     weight_decay: float = 1e-4,
     max_iter: int = 200,
 ) -> nn.Linear:
-    """Retrain a last layer: multinomial logistic regression on fixed features (L-BFGS, float64).
+    """Retrain a last layer: L2-regularised logistic regression on fixed features (scikit-learn).
+
+    The features are standardised (per-feature mean and std of ``features``), then
+    ``sklearn.linear_model.LogisticRegression`` (L-BFGS, float64, multinomial for three or more
+    classes, binary logistic for two) minimises ``mean cross-entropy + ½·weight_decay·‖W‖²``
+    (the bias is not penalised), i.e. ``C = 1 / (weight_decay · N)``; ``weight_decay = 0`` is
+    unpenalised (``C = ∞``). The standardisation is folded back into the returned layer. The
+    default 1e-4 is a light penalty: it keeps the problem strictly convex (a unique, finite
+    solution on separable features) while barely shrinking the weights. Classes absent from
+    ``labels`` get zero weights and a bias of −1e4 (never predicted).
 
     Args:
         features: ``(N, F)`` penultimate features of the frozen network.
         labels: ``(N,)`` integer labels in ``[0, num_classes)``.
         num_classes: output size.
-        weight_decay: L2 penalty on the weights (mean loss + ½·wd·‖W‖²).
-        max_iter: L-BFGS iterations (deterministic: zero initialisation).
+        weight_decay: L2 penalty on the weights, per sample (see above); >= 0.
+        max_iter: at most this many L-BFGS iterations (scikit-learn's default tolerance); a
+            solve stopped by this cap is used as is, without a ConvergenceWarning (nearly
+            separable features converge slowly under the light default penalty).
 
     Returns:
-        A float32 ``nn.Linear(F, num_classes)``.
+        A float32 ``nn.Linear(F, num_classes)`` whose logits give the fitted probabilities.
     """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
     if features.dim() != 2 or labels.shape != (features.shape[0],) or len(labels) == 0:
         raise InputError(
             f"need features (N, F) and labels (N,), N >= 1 (got {tuple(features.shape)} and "
@@ -129,22 +144,30 @@ def fit_linear_head(
             f"labels span [{int(labels.min())}, {int(labels.max())}] but num_classes is "
             f"{num_classes}: give labelled data with labels in [0, num_classes)"
         )
-    x = features.double()
-    scale = x.std(dim=0).clamp_min(1e-8)
+    if not weight_decay >= 0:
+        raise InputError(f"weight_decay must be >= 0 (got {weight_decay!r})")
+    x = features.detach().double().cpu()
+    scale = x.std(dim=0).clamp_min(1e-8) if len(x) > 1 else torch.ones(x.shape[1], dtype=x.dtype)
     mean = x.mean(dim=0)
-    z = (x - mean) / scale
-    w = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
-    y = labels.long()
-
-    def closure() -> Tensor:
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(z @ w.T + b, y) + 0.5 * weight_decay * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
+    z = ((x - mean) / scale).numpy()
+    y = labels.long().cpu().numpy()
+    w = torch.zeros(num_classes, x.shape[1], dtype=torch.float64)
+    b = torch.full((num_classes,), -1e4, dtype=torch.float64)
+    present = np.unique(y)
+    if len(present) == 1:
+        b[int(present[0])] = 0.0
+    else:
+        c = np.inf if weight_decay == 0 else 1.0 / (weight_decay * len(y))
+        with warnings.catch_warnings():  # a capped solve is the documented behaviour
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = LogisticRegression(C=c, max_iter=max_iter).fit(z, y)
+        coef = torch.from_numpy(clf.coef_).double()
+        intercept = torch.from_numpy(clf.intercept_).double()
+        if len(present) == 2:  # one logit difference d: softmax of (-d/2, d/2) = sigmoid(d)
+            coef = torch.cat([-coef, coef]) / 2
+            intercept = torch.cat([-intercept, intercept]) / 2
+        idx = torch.from_numpy(clf.classes_).long()
+        w[idx], b[idx] = coef, intercept
     head = nn.Linear(x.shape[1], num_classes)
     with torch.no_grad():
         head.weight.copy_((w / scale).float())

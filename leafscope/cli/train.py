@@ -10,7 +10,7 @@ import torch
 
 from leafscope.cli.common import add_data_arguments, add_device_argument, load_data, resolve_device
 from leafscope.errors import InputError
-from leafscope.models import ACTIVATIONS, IMAGE_MODEL_NAMES, build_model
+from leafscope.models import ACTIVATIONS, IMAGE_MODEL_NAMES, build_model_for_input
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "RUN_DIR/metrics.json. Inputs are pixels/255 in [0, 1], not mean/std normalised.",
     )
     add_data_arguments(p, "image data set")
-    p.add_argument("--model", default="lenet", help="lenet, cnn or mlp (default: lenet)")
+    p.add_argument(
+        "--model",
+        default="lenet",
+        help="lenet, cnn, resnet18, vgg (images) or mlp (images or vectors); default: lenet",
+    )
     p.add_argument("--activation", default="relu", help="relu, gelu or sigmoid (default: relu)")
     p.add_argument("--epochs", type=int, default=1, help="epochs to train (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of init, split and order (default: 0)")
@@ -35,7 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--optimizer", default="sgd", help="sgd or adam (default: sgd)")
     p.add_argument("--lr", type=float, default=0.01, help="learning rate (default: 0.01)")
-    p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default: 0)")
+    p.add_argument(
+        "--momentum",
+        type=float,
+        default=0.9,
+        help="SGD momentum (default: 0.9; --momentum 0 is plain SGD, the earlier default)",
+    )
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay (default: 0)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")
     p.add_argument(
@@ -73,6 +82,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DEG",
         help="rotate each training image by a random angle in [-DEG, DEG] (default: 0 = off)",
     )
+    p.add_argument(
+        "--augment",
+        default="",
+        metavar="LIST",
+        help="comma-separated per-batch augmentations: crop (random crop after zero padding by "
+        "--crop-padding pixels), flip (horizontal flip with probability 1/2); seeded per batch, "
+        "applied after --augment-rotation (default: none)",
+    )
+    p.add_argument(
+        "--crop-padding", type=int, default=4, help="padding of --augment crop (default: 4)"
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument(
         "--overwrite",
@@ -103,6 +123,7 @@ def _check(args: argparse.Namespace) -> None:
         (args.batch_size >= 1, f"--batch-size must be >= 1 (got {args.batch_size})"),
         (0 <= args.val_fraction < 1, f"--val-fraction must be in [0, 1) (got {args.val_fraction})"),
         (args.limit is None or args.limit >= 2, f"--limit must be >= 2 (got {args.limit})"),
+        (args.crop_padding >= 0, f"--crop-padding must be >= 0 (got {args.crop_padding})"),
     ]
     for ok, message in checks:
         if not ok:
@@ -112,9 +133,10 @@ def _check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the data, build the model, train with :func:`leafscope.training.fit`; 0 on success."""
     from leafscope.data import train_val_split
-    from leafscope.training import fit
+    from leafscope.training import fit, parse_augment
 
     _check(args)
+    augment = parse_augment(args.augment, crop_padding=args.crop_padding)
     device = resolve_device(args.device)
     out = args.out or Path("runs") / f"{args.dataset}-{args.model}-{args.activation}-s{args.seed}"
     data = load_data(args, "train", limit=args.limit)
@@ -122,12 +144,8 @@ def run(args: argparse.Namespace) -> int:
     train_idx, val_idx = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
     images, labels = data.images, data.labels
     torch.manual_seed(args.seed)
-    model = build_model(
-        args.model,
-        activation=args.activation,
-        num_classes=data.num_classes,
-        in_channels=images.shape[1],
-        image_size=images.shape[-1],
+    model = build_model_for_input(
+        args.model, tuple(images.shape[1:]), data.num_classes, activation=args.activation
     )
     val = (images[val_idx], labels[val_idx]) if len(val_idx) else None
     meta = {
@@ -146,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         optimizer=args.optimizer,
         lr=args.lr,
-        momentum=args.momentum,
+        momentum=args.momentum if args.optimizer == "sgd" else 0.0,  # Adam has no momentum
         weight_decay=args.weight_decay,
         batch_size=args.batch_size,
         lr_step=args.lr_step,
@@ -161,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         meta=meta,
         overwrite=args.overwrite,
         augment_rotation=args.augment_rotation,
+        augment=augment,
     )
     for rec in result.history:
         val_text = (

@@ -245,33 +245,39 @@ def feature_frequency(x: Tensor) -> Tensor:
 
 def fine_tune(
     model: nn.Module,
-    batches: Callable[[], Iterable[Any]],
-    loss_fn: Callable[[nn.Module, Any], Tensor],
+    train: Any,
+    *,
     epochs: int = 1,
     lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    loss_fn: Callable[[nn.Module, Any], Any] | None = None,
+    device: str | torch.device = "cpu",
 ) -> nn.Module:
-    """Optional retraining after masking (Adam); masked entries stay zero.
+    """Optional retraining after masking with :func:`leafscope.training.fit` (Adam, no weight
+    decay); masked entries stay zero (the masks multiply ``*_orig`` in every forward pass).
 
     Args:
         model: a masked network (trained in place).
-        batches: called once per epoch, returns an iterable of batches.
-        loss_fn: ``loss_fn(model, batch) -> scalar loss``.
-        epochs: passes over ``batches()``; 0 does nothing.
+        train: any data :func:`fit` accepts (``(inputs, labels)`` tensors, an image set, a
+            Dataset, a PyG graph); mini-batches in a seeded order.
+        epochs: passes over ``train``; 0 does nothing.
         lr: Adam learning rate.
+        batch_size, seed: batch size and seed of the order (and of torch's RNG).
+        loss_fn: ``loss_fn(model, batch) -> (loss, logits, targets)`` or a scalar loss;
+            None = cross-entropy.
+        device: where to train.
 
     Returns:
-        ``model``.
+        ``model``, in eval mode.
     """
+    from leafscope.training import fit
+
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise InputError(f"fine-tuning epochs must be a non-negative integer, got {epochs!r}")
     if epochs == 0:
         return model
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    model.train()
-    for _ in range(epochs):
-        for batch in batches():
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model, batch).backward()
-            optimizer.step()
+    fit(model, train, None, epochs=epochs, optimizer="adam", lr=lr, batch_size=batch_size,
+        seed=seed, loss_fn=loss_fn, device=device, progress=False)  # fmt: skip
     model.eval()
     return model

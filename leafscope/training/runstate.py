@@ -16,6 +16,8 @@ from leafscope.training.checkpoint import read_checkpoint, save_checkpoint
 RESUME_KEYS = (
     "optimizer",
     "augment_rotation",
+    "augment",
+    "loss",
     "lr",
     "momentum",
     "weight_decay",
@@ -31,6 +33,7 @@ PROGRESS_KEYS = (
     "loss_sum",
     "correct",
     "count",
+    "scored",
     "epoch_seconds",
     "stopped_reason",
     "initial",
@@ -115,5 +118,7 @@ def restore_run_state(
     torch.set_rng_state(extra["rng"]["torch"])
     if "cuda" in extra["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(extra["rng"]["cuda"])
-    state.update(epoch=data["epoch"], step=data["step"], **{k: extra[k] for k in PROGRESS_KEYS})
+    progress = {k: extra[k] for k in PROGRESS_KEYS if k in extra}
+    progress.setdefault("scored", extra["count"])  # runs before "scored": every sample scored
+    state.update(epoch=data["epoch"], step=data["step"], **progress)
     return list(data["history"])

@@ -63,6 +63,33 @@ def test_linear_head_recovers_a_linear_rule():
     assert (head(f).argmax(1) == y).float().mean() > 0.97
 
 
+def test_linear_head_is_the_penalised_maximum_likelihood_solution():
+    gen = torch.Generator().manual_seed(1)
+    y = torch.arange(240) % 4
+    y[y == 2] = 3  # class 2 absent from the training labels
+    f = torch.randn(4, 6, generator=gen)[y] + 1.5 * torch.randn(240, 6, generator=gen) + 3.0
+    wd = 1e-2
+    head = fit_linear_head(f, y, 4, weight_decay=wd)
+    assert not (head(f).argmax(1) == 2).any()
+    with torch.no_grad():
+        p = head(f).double().softmax(1)[:, [0, 1, 3]]
+    onehot = torch.nn.functional.one_hot(y, 4).double()[:, [0, 1, 3]]
+    # stationarity of mean CE + wd/2 |W_std|^2 in the standardised features z
+    z = (f.double() - f.double().mean(0)) / f.double().std(0)
+    w_std = head.weight.double()[[0, 1, 3]] * f.double().std(0)
+    grad_w = (p - onehot).T @ z / len(y) + wd * w_std
+    grad_b = (p - onehot).mean(0)
+    assert grad_w.abs().max() < 1e-3 and grad_b.abs().max() < 1e-3
+    # two classes: softmax of the two rows equals scikit-learn's binary probabilities
+    from sklearn.linear_model import LogisticRegression
+
+    yb = (y == 3).long()
+    two = fit_linear_head(f, yb, 2, weight_decay=wd)
+    ref = LogisticRegression(C=1 / (wd * len(yb))).fit(z.numpy(), yb.numpy())
+    want = torch.from_numpy(ref.predict_proba(z.numpy()))
+    torch.testing.assert_close(two(f).double().softmax(1), want, atol=1e-4, rtol=0)
+
+
 def test_walk_keeps_class_and_box(toy):
     model, x, y, *_ = toy
     walk = generate_class(model, x, y, 1, n=4, steps=15, step=0.2, seed=0)

@@ -71,6 +71,22 @@ def test_train_on_stand_in_data(tmp_path: Path, monkeypatch, capsys) -> None:
         train_cmd.run(parse(*argv))
 
 
+def test_defaults_are_sgd_with_momentum_and_augmentations_reach_fit(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(data_mod, "load_images", halves)
+    base = ["--model", "mlp", "--limit", "60", "--device", "cpu", "--no-progress"]
+    assert train_cmd.run(parse(*base, "--out", str(tmp_path / "a"))) == 0
+    settings = json.loads((tmp_path / "a" / "metrics.json").read_text())["settings"]
+    assert (settings["optimizer"], settings["lr"], settings["momentum"]) == ("sgd", 0.01, 0.9)
+    assert settings["augment"] == []
+    argv = [*base, "--augment", "crop,flip", "--crop-padding", "2", "--momentum", "0"]
+    assert train_cmd.run(parse(*argv, "--out", str(tmp_path / "b"))) == 0
+    settings = json.loads((tmp_path / "b" / "metrics.json").read_text())["settings"]
+    assert settings["momentum"] == 0.0
+    assert settings["augment"] == ["RandomCrop(padding=2, fill=0.0)", "HorizontalFlip(p=0.5)"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -82,6 +98,8 @@ def test_train_on_stand_in_data(tmp_path: Path, monkeypatch, capsys) -> None:
         (["--optimizer", "rmsprop"], "unknown --optimizer"),
         (["--dataset", "nope"], "unknown dataset 'nope'"),
         (["--activation", "tanh"], "unknown --activation 'tanh'"),
+        (["--augment", "crop,blur"], "unknown augmentation 'blur'"),
+        (["--crop-padding", "-1"], "--crop-padding must be >= 0"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, capsys, argv, message) -> None:

@@ -1,8 +1,9 @@
 """GCN on Planetoid: temperature of the input features and the pruning curves (theory §4).
 
-Per seed: train a 2-layer GCN (full batch, Adam) with a :class:`TemperatureMonitor` on the
-input features of ``conv1`` (column j of ``conv1.lin.weight``), averaged over all training
-steps; then zero a growing fraction of input features (no retraining) chosen by
+Per seed: train a 2-layer GCN with :func:`leafscope.training.fit` (full batch: one Adam step
+per epoch) with a :class:`TemperatureMonitor` on the input features of ``conv1`` (column j of
+``conv1.lin.weight``), averaged over all training steps; then zero a growing fraction of input
+features (no retraining) chosen by
 
 - ``cold``: lowest temperature first;       ``hot``: highest temperature first;
 - ``random``: seeded random order;           ``magnitude``: smallest column L1 norm first;
@@ -84,17 +85,8 @@ class GnnThermoResult:
         raise InputError(f"no point ({criterion!r}, {ratio}): criteria {CRITERIA}")
 
 
-def _train_node(model, data, epochs, lr, wd, monitor) -> Callable[[nn.Module], float]:
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
-    monitor.attach(model, opt)
-    for _ in range(epochs):
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        out = model(data.x, data.edge_index)
-        nn.functional.cross_entropy(out[data.train_mask], data.y[data.train_mask]).backward()
-        opt.step()
-        monitor.step()
-    monitor.end_epoch()
+def _node_metric(data: Any) -> Callable[[nn.Module], float]:
+    """Test accuracy (percent) on the public split's ``test_mask``."""
 
     @torch.no_grad()
     def metric(m: nn.Module) -> float:
@@ -106,32 +98,9 @@ def _train_node(model, data, epochs, lr, wd, monitor) -> Callable[[nn.Module], f
     return metric
 
 
-def _train_link(model, data, epochs, lr, wd, monitor, seed) -> Callable[[nn.Module], float]:
+def _link_metric(test: Any) -> Callable[[nn.Module], float]:
+    """Test AUROC (percent) of the dot-product decoder on the held-out positive/negative pairs."""
     from sklearn.metrics import roc_auc_score
-    from torch_geometric.transforms import RandomLinkSplit
-    from torch_geometric.utils import negative_sampling
-
-    torch.manual_seed(seed)
-    split = RandomLinkSplit(
-        num_val=0.05, num_test=0.1, is_undirected=True, add_negative_train_samples=False
-    )
-    train, _, test = split(data)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
-    monitor.attach(model, opt)
-    pos = train.edge_label_index
-    for _ in range(epochs):
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        z = model(train.x, train.edge_index)
-        neg = negative_sampling(
-            train.edge_index, num_nodes=train.num_nodes, num_neg_samples=pos.shape[1]
-        )
-        logits = model.decode(z, torch.cat([pos, neg], dim=1))
-        labels = torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])]).to(z.device)
-        nn.functional.binary_cross_entropy_with_logits(logits, labels).backward()
-        opt.step()
-        monitor.step()
-    monitor.end_epoch()
 
     @torch.no_grad()
     def metric(m: nn.Module) -> float:
@@ -141,6 +110,100 @@ def _train_link(model, data, epochs, lr, wd, monitor, seed) -> Callable[[nn.Modu
         return 100.0 * float(roc_auc_score(test.edge_label.cpu().numpy(), scores))
 
     return metric
+
+
+def _train_seed(
+    task: str, data: Any, seed: int, epochs: int, lr: float, wd: float, device: torch.device
+) -> tuple[nn.Module, TemperatureMonitor, Callable[[nn.Module], float]]:
+    """Build and train one GCN with :func:`leafscope.training.fit` (full batch, Adam).
+
+    One optimizer step per epoch; the monitor records every step. Link prediction: seeded
+    ``RandomLinkSplit`` (85/5/10), BCE against as many resampled non-edges per step.
+    """
+    from leafscope.models import build_model
+    from leafscope.training import fit, link_prediction_loss
+
+    torch.manual_seed(seed)
+    n_features = int(data.x.shape[1])
+    if task == "node":
+        num_classes = int(data.y.max()) + 1
+        model = build_model("gcn", in_channels=n_features, num_classes=num_classes, hidden=16)
+    else:
+        model = build_model("gcn-link", in_channels=n_features)
+    monitor = TemperatureMonitor({LAYER: "features"})
+    settings = dict(epochs=epochs, optimizer="adam", lr=lr, weight_decay=wd, seed=seed,
+                    device=device, progress=False)  # fmt: skip
+    if task == "node":
+        fit(model, data, None, callbacks=[monitor], **settings)
+        metric = _node_metric(data)
+    else:
+        from torch_geometric.transforms import RandomLinkSplit
+
+        split = RandomLinkSplit(
+            num_val=0.05, num_test=0.1, is_undirected=True, add_negative_train_samples=False
+        )
+        train, _, test = split(data)
+        fit(model, train, None, callbacks=[monitor], loss_fn=link_prediction_loss, **settings)
+        metric = _link_metric(test)
+    model.eval()
+    return model, monitor, metric
+
+
+def _check_gnn_args(
+    task: str, seeds: int, ratios: Any, epochs: int | None, weight_decay: float | None
+) -> tuple[list[int], int, float]:
+    """Validated seed list, epochs and weight decay (task defaults filled in)."""
+    seed_list = validate_seeds(seeds)
+    if task not in ("node", "link"):
+        raise InputError(f"unknown task {task!r}: use 'node' or 'link'")
+    bad = [r for r in ratios if not 0 <= float(r) <= 100]
+    if bad or not ratios:
+        raise InputError(f"pruning ratios must be percentages in [0, 100], got {list(ratios)}")
+    epochs = epochs if epochs is not None else (200 if task == "node" else 300)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise InputError(f"epochs must be a positive integer, got {epochs!r}")
+    wd = weight_decay if weight_decay is not None else (5e-4 if task == "node" else 0.0)
+    return seed_list, epochs, wd
+
+
+def _prune_seed(
+    model: nn.Module,
+    monitor: TemperatureMonitor,
+    metric: Callable[[nn.Module], float],
+    freq: torch.Tensor,
+    ratios: Any,
+    seed: int,
+    per_ratio: dict[tuple[str, float], list[float]],
+) -> dict[str, Any]:
+    """Score every (criterion, ratio) of one trained model into ``per_ratio``; its record."""
+    n_features = int(freq.numel())
+    temp = monitor.temperatures(window=None)[LAYER]
+    scores = {
+        "cold": (temp, "lowest"),
+        "hot": (temp, "highest"),
+        "random": (random_scores(n_features, 1000 + seed), "highest"),
+        "magnitude": (magnitude_scores(model, LAYER, "features"), "lowest"),
+        "rarest": (freq, "lowest"),
+    }
+    base = metric(model)
+    for criterion, (s, end) in scores.items():
+        for ratio in ratios:
+            k = int(round(float(ratio) / 100.0 * n_features))
+            with masked(model, LAYER, select_groups(s, k, "remove", end), "features"):
+                value = metric(model)
+            per_ratio.setdefault((criterion, float(ratio)), []).append(value)
+    half = n_features // 2
+    cold_set = set(select_groups(temp, half, "remove", "lowest"))
+    rare_set = set(select_groups(freq, half, "remove", "lowest"))
+    return {
+        "seed": seed,
+        "metric_before_pruning": base,
+        "spearman_temperature_vs_frequency": spearman(temp, freq),
+        "spearman_temperature_vs_magnitude": spearman(temp, scores["magnitude"][0]),
+        "overlap_coldest_half_rarest_half": len(cold_set & rare_set) / max(half, 1),
+        "temperature_min_max": [float(temp.min()), float(temp.max())],
+        "optimizer": monitor.history().optimizer,
+    }
 
 
 def run_gnn_experiment(
@@ -176,93 +239,30 @@ def run_gnn_experiment(
     Returns:
         A :class:`GnnThermoResult` (metric in percent).
     """
-    from leafscope.models import build_model
-
-    seed_list = validate_seeds(seeds)
-    if task not in ("node", "link"):
-        raise InputError(f"unknown task {task!r}: use 'node' or 'link'")
-    bad = [r for r in ratios if not 0 <= float(r) <= 100]
-    if bad or not ratios:
-        raise InputError(f"pruning ratios must be percentages in [0, 100], got {list(ratios)}")
-    epochs = epochs if epochs is not None else (200 if task == "node" else 300)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise InputError(f"epochs must be a positive integer, got {epochs!r}")
-    wd = weight_decay if weight_decay is not None else (5e-4 if task == "node" else 0.0)
+    seed_list, epochs, wd = _check_gnn_args(task, seeds, ratios, epochs, weight_decay)
     device = torch.device(device)
     if data is None:
         from leafscope.data.planetoid import load_planetoid
 
         data = load_planetoid(dataset, data_dir=data_dir)
     data = data.to(device)
-    n_features = int(data.x.shape[1])
     freq = feature_frequency(data.x)
     config = {
-        "dataset": dataset,
-        "task": task,
-        "seeds": seeds,
-        "epochs": epochs,
-        "optimizer": "adam",
-        "lr": lr,
-        "weight_decay": wd,
-        "layer": LAYER,
-        "num_features": n_features,
-        "temperature_window": "all steps",
-        "device": str(device),
-    }
+        "dataset": dataset, "task": task, "seeds": seeds, "epochs": epochs, "optimizer": "adam",
+        "lr": lr, "weight_decay": wd, "layer": LAYER, "num_features": int(data.x.shape[1]),
+        "temperature_window": "all steps", "device": str(device),
+    }  # fmt: skip
     per_ratio: dict[tuple[str, float], list[float]] = {}
     per_seed = []
     for seed in seed_list:
-        torch.manual_seed(seed)
-        if task == "node":
-            num_classes = int(data.y.max()) + 1
-            model = build_model("gcn", in_channels=n_features, num_classes=num_classes, hidden=16)
-        else:
-            model = build_model("gcn-link", in_channels=n_features)
-        model = model.to(device)
-        monitor = TemperatureMonitor({LAYER: "features"})
-        if task == "node":
-            metric = _train_node(model, data, epochs, lr, wd, monitor)
-        else:
-            metric = _train_link(model, data, epochs, lr, wd, monitor, seed)
-        model.eval()
-        temp = monitor.temperatures(window=None)[LAYER]
-        scores = {
-            "cold": (temp, "lowest"),
-            "hot": (temp, "highest"),
-            "random": (random_scores(n_features, 1000 + seed), "highest"),
-            "magnitude": (magnitude_scores(model, LAYER, "features"), "lowest"),
-            "rarest": (freq, "lowest"),
-        }
-        base = metric(model)
-        for criterion, (s, end) in scores.items():
-            for ratio in ratios:
-                k = int(round(float(ratio) / 100.0 * n_features))
-                with masked(model, LAYER, select_groups(s, k, "remove", end), "features"):
-                    value = metric(model)
-                per_ratio.setdefault((criterion, float(ratio)), []).append(value)
-        half = n_features // 2
-        cold_set = set(select_groups(temp, half, "remove", "lowest"))
-        rare_set = set(select_groups(freq, half, "remove", "lowest"))
-        per_seed.append(
-            {
-                "seed": seed,
-                "metric_before_pruning": base,
-                "spearman_temperature_vs_frequency": spearman(temp, freq),
-                "spearman_temperature_vs_magnitude": spearman(temp, scores["magnitude"][0]),
-                "overlap_coldest_half_rarest_half": len(cold_set & rare_set) / max(half, 1),
-                "temperature_min_max": [float(temp.min()), float(temp.max())],
-                "optimizer": monitor.history().optimizer,
-            }
-        )
+        model, monitor, metric = _train_seed(task, data, seed, epochs, lr, wd, device)
+        per_seed.append(_prune_seed(model, monitor, metric, freq, ratios, seed, per_ratio))
         if log is not None:
             log(
-                f"seed {seed}: {base:.2f}% before pruning; spearman(T, frequency) = "
+                f"seed {seed}: {per_seed[-1]['metric_before_pruning']:.2f}% before pruning; "
+                f"spearman(T, frequency) = "
                 f"{per_seed[-1]['spearman_temperature_vs_frequency']:.3f}"
             )
-    curves = []
-    for (criterion, ratio), values in per_ratio.items():
-        m, s = mean_std(values)
-        curves.append(CurvePoint(criterion, ratio, m, s, values))
-    return GnnThermoResult(
-        config, "accuracy" if task == "node" else "auroc", curves, per_seed, dict(PUBLISHED_CURVE)
-    )
+    curves = [CurvePoint(c, r, *mean_std(v), v) for (c, r), v in per_ratio.items()]
+    metric_name = "accuracy" if task == "node" else "auroc"
+    return GnnThermoResult(config, metric_name, curves, per_seed, dict(PUBLISHED_CURVE))

@@ -128,6 +128,137 @@ def _variant_temperatures(
     }
 
 
+def _check_lenet_args(
+    seeds: int, velocity: str, window: int | None, val_fraction: float
+) -> list[int]:
+    seed_list = validate_seeds(seeds)
+    if velocity not in ("step", "epoch"):
+        raise InputError(f"unknown velocity {velocity!r}: use 'step' or 'epoch'")
+    if window is not None and (not isinstance(window, int) or window < 1):
+        raise InputError(f"window must be a positive number of epochs or None, got {window!r}")
+    if not 0 < val_fraction < 1:
+        raise InputError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    return seed_list
+
+
+def _train_seed(seed: int, train: tuple, val: tuple, settings: dict, device: torch.device):
+    """Train one LeNet-5 with two temperature monitors; ``(model, step_mon, epoch_mon, result)``."""
+    from leafscope.models import build_model
+    from leafscope.training import fit
+
+    torch.manual_seed(seed)
+    model = build_model("lenet", activation="relu", num_classes=10).to(device)
+    step_mon = TemperatureMonitor({LAYER: "filters"}, snapshot="step", downsample=50)
+    epoch_mon = TemperatureMonitor({LAYER: "filters"}, velocity="epoch")
+    result = fit(model, train, val, seed=seed, device=device, callbacks=[step_mon, epoch_mon],
+                 progress=False, **settings)  # fmt: skip
+    model.eval()
+    return model, step_mon, epoch_mon, result
+
+
+def _seed_temperatures(step_mon, epoch_mon, velocity: str, window: int | None):
+    """Every temperature definition and the name of the main one."""
+    temps = _variant_temperatures(step_mon, epoch_mon)
+    main_key = f"{velocity}_velocity/" + ("all_epochs" if window is None else "last_epoch")
+    if window not in (None, 1):
+        main_key = f"{velocity}_velocity/last_{window}_epochs"
+        mon = step_mon if velocity == "step" else epoch_mon
+        temps[main_key] = mon.temperatures(window=window)[LAYER]
+    return temps, main_key
+
+
+def _taylor(model: nn.Module, train: tuple, seed: int, n_batches: int, device) -> torch.Tensor:
+    """Taylor scores of conv1 on ``n_batches`` seeded training batches of 256."""
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(train[0].shape[0], generator=gen)[: 256 * n_batches]
+    batches = [
+        (train[0][idx[i : i + 256]].to(device), train[1][idx[i : i + 256]].to(device))
+        for i in range(0, len(idx), 256)
+    ]
+    return taylor_scores(
+        model, LAYER, batches, lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1])
+    )
+
+
+def _seed_tables(model, temps, main_key, l1, taylor, seed, test, device):
+    """Masked test (accuracy %, loss) of every condition and variant; single-filter drops."""
+    from leafscope.training import evaluate
+
+    cache: dict[tuple[int, ...], tuple[float, float]] = {}
+
+    def score(mask: list[int]) -> tuple[float, float]:
+        key = tuple(mask)
+        if key not in cache:
+            with masked(model, LAYER, mask):
+                loss, acc = evaluate(model, test, device=device)
+            cache[key] = (100.0 * acc, loss)
+        return cache[key]
+
+    scores = {
+        ("hottest", "coldest"): temps[main_key],
+        ("random", "random_other"): random_scores(6, 1000 + seed),
+        ("largest_l1", "smallest_l1"): l1,
+        ("largest_taylor", "smallest_taylor"): taylor,
+    }
+    values = {"original": score([])}
+    for (hi, lo), s in scores.items():
+        for pattern, action, k, end in _OPERATIONS:
+            values[pattern.format(hi=hi, lo=lo)] = score(select_groups(s, k, action, end))
+    variants = {
+        vname: {
+            pattern.format(hi="hottest", lo="coldest"): score(select_groups(t, k, action, end))
+            for pattern, action, k, end in _OPERATIONS
+        }
+        for vname, t in temps.items()
+    }
+    single_drop = torch.tensor([values["original"][0] - score([i])[0] for i in range(6)])
+    return values, variants, single_drop
+
+
+def _aggregate(per_seed_values: list, variant_values: list) -> tuple[list, dict]:
+    """Main + control rows and the per-variant hot/cold rows (mean ± std over seeds)."""
+    control_order = [
+        pattern.format(hi=hi, lo=lo)
+        for hi, lo in [("random", "random_other"), ("largest_l1", "smallest_l1"),
+                       ("largest_taylor", "smallest_taylor")]
+        for pattern, _, _, _ in _OPERATIONS
+    ]  # fmt: skip
+    # the "random_other" rows duplicate the random ones (same random order): keep two
+    control_order = [c for c in control_order if "random_other" not in c]
+    rows = aggregate_rows(per_seed_values, MAIN_CONDITIONS + control_order)
+    hot_cold = MAIN_CONDITIONS[1:]
+    variants_rows = {
+        name: aggregate_rows([v[name] for v in variant_values], hot_cold)
+        for name in variant_values[0]
+    }
+    return rows, variants_rows
+
+
+def _run_seed(seed, train, val, test, settings, velocity, window, taylor_batches, device):
+    """Train, score and tabulate one seed: ``(values, variants, per-seed record)``."""
+    model, step_mon, epoch_mon, result = _train_seed(seed, train, val, settings, device)
+    temps, main_key = _seed_temperatures(step_mon, epoch_mon, velocity, window)
+    l1 = magnitude_scores(model, LAYER)
+    taylor = _taylor(model, train, seed, taylor_batches, device)
+    values, variants, single_drop = _seed_tables(
+        model, temps, main_key, l1, taylor, seed, test, device
+    )
+    record = {
+        "seed": seed,
+        "temperatures": {k: v.tolist() for k, v in temps.items()},
+        "main_temperature": main_key,
+        "l1": l1.tolist(), "taylor": taylor.tolist(),
+        "single_filter_accuracy_drop": single_drop.tolist(),
+        "spearman_temperature_vs_drop": {k: spearman(v, single_drop) for k, v in temps.items()},
+        "spearman_temperature_vs_l1": spearman(temps[main_key], l1),
+        "spearman_l1_vs_drop": spearman(l1, single_drop),
+        "spearman_taylor_vs_drop": spearman(taylor, single_drop),
+        "train_history": result.history,
+        "monitor": step_mon.history().to_json(),
+    }  # fmt: skip
+    return values, variants, record
+
+
 def run_lenet_experiment(
     seeds: int = 5,
     *,
@@ -150,7 +281,8 @@ def run_lenet_experiment(
     Args:
         seeds: number of seeds (0..seeds-1: weights init, batch order, random control).
         optimizer: ``"sgd"`` or ``"adam"`` (no weight decay: no regularisation).
-        lr, momentum: optimizer settings (momentum only for SGD).
+        lr, momentum: optimizer settings (momentum only for SGD). The defaults (plain SGD,
+            lr 0.01) are the experiment's own, independent of ``leafscope train``'s.
         epochs, batch_size: training length and batch size.
         window: epochs averaged for the main temperature (``None`` = all, 1 = last epoch).
         velocity: ``"step"`` or ``"epoch"`` velocity for the main temperature.
@@ -164,19 +296,14 @@ def run_lenet_experiment(
     Returns:
         A :class:`LenetThermoResult` (accuracies in percent, losses in nats).
     """
-    from leafscope.models import build_model
-    from leafscope.training import evaluate, fit
-
-    seed_list = validate_seeds(seeds)
-    if velocity not in ("step", "epoch"):
-        raise InputError(f"unknown velocity {velocity!r}: use 'step' or 'epoch'")
-    if window is not None and (not isinstance(window, int) or window < 1):
-        raise InputError(f"window must be a positive number of epochs or None, got {window!r}")
-    if not 0 < val_fraction < 1:
-        raise InputError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    seed_list = _check_lenet_args(seeds, velocity, window, val_fraction)
     device = torch.device(device)
     train, val, test = data if data is not None else _load_mnist(data_dir, val_fraction, 0)
     test = (test[0].to(device), test[1].to(device))
+    settings = {
+        "epochs": epochs, "optimizer": optimizer, "lr": lr, "weight_decay": 0.0,
+        "momentum": momentum if optimizer == "sgd" else 0.0, "batch_size": batch_size,
+    }  # fmt: skip
     config = {
         "model": "lenet", "dataset": "mnist" if data is None else "custom",
         "optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": 0.0,
@@ -184,102 +311,21 @@ def run_lenet_experiment(
         "seeds": seeds, "train_size": int(train[0].shape[0]), "test_size": int(test[0].shape[0]),
         "layer": LAYER, "device": str(device),
     }  # fmt: skip
-    per_seed_values: list[dict[str, tuple[float, float]]] = []
-    variant_values: list[dict[str, dict[str, tuple[float, float]]]] = []
-    per_seed: list[dict[str, Any]] = []
+    per_seed_values, variant_values, per_seed = [], [], []
     for seed in seed_list:
-        torch.manual_seed(seed)
-        model = build_model("lenet", activation="relu", num_classes=10).to(device)
-        step_mon = TemperatureMonitor({LAYER: "filters"}, snapshot="step", downsample=50)
-        epoch_mon = TemperatureMonitor({LAYER: "filters"}, velocity="epoch")
-        result = fit(
-            model, train, val, epochs=epochs, optimizer=optimizer, lr=lr,
-            momentum=momentum if optimizer == "sgd" else 0.0, weight_decay=0.0,
-            batch_size=batch_size, seed=seed, device=device, callbacks=[step_mon, epoch_mon],
-            progress=False,
-        )  # fmt: skip
-        model.eval()
-        cache: dict[tuple[int, ...], tuple[float, float]] = {}
-
-        def score(
-            mask: list[int], model: nn.Module = model, cache: dict = cache
-        ) -> tuple[float, float]:
-            key = tuple(mask)
-            if key not in cache:
-                with masked(model, LAYER, mask):
-                    loss, acc = evaluate(model, test, device=device)
-                cache[key] = (100.0 * acc, loss)
-            return cache[key]
-
-        temps = _variant_temperatures(step_mon, epoch_mon)
-        main_key = f"{velocity}_velocity/" + ("all_epochs" if window is None else "last_epoch")
-        if window not in (None, 1):
-            main_key = f"{velocity}_velocity/last_{window}_epochs"
-            mon = step_mon if velocity == "step" else epoch_mon
-            temps[main_key] = mon.temperatures(window=window)[LAYER]
-        l1 = magnitude_scores(model, LAYER)
-        gen = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(train[0].shape[0], generator=gen)[: 256 * taylor_batches]
-        batches = [
-            (train[0][idx[i : i + 256]].to(device), train[1][idx[i : i + 256]].to(device))
-            for i in range(0, len(idx), 256)
-        ]
-        taylor = taylor_scores(
-            model, LAYER, batches, lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1])
+        values, variants, record = _run_seed(
+            seed, train, val, test, settings, velocity, window, taylor_batches, device
         )
-        scores = {
-            ("hottest", "coldest"): temps[main_key],
-            ("random", "random_other"): random_scores(6, 1000 + seed),
-            ("largest_l1", "smallest_l1"): l1,
-            ("largest_taylor", "smallest_taylor"): taylor,
-        }
-        values = {"original": score([])}
-        for (hi, lo), s in scores.items():
-            for pattern, action, k, end in _OPERATIONS:
-                name = pattern.format(hi=hi, lo=lo)
-                values[name] = score(select_groups(s, k, action, end))
-        variants = {}
-        for vname, t in temps.items():
-            variants[vname] = {
-                pattern.format(hi="hottest", lo="coldest"): score(select_groups(t, k, action, end))
-                for pattern, action, k, end in _OPERATIONS
-            }
-        base_acc = values["original"][0]
-        single_drop = torch.tensor([base_acc - score([i])[0] for i in range(6)])
         per_seed_values.append(values)
         variant_values.append(variants)
-        per_seed.append({
-            "seed": seed,
-            "temperatures": {k: v.tolist() for k, v in temps.items()},
-            "main_temperature": main_key,
-            "l1": l1.tolist(), "taylor": taylor.tolist(),
-            "single_filter_accuracy_drop": single_drop.tolist(),
-            "spearman_temperature_vs_drop": {k: spearman(v, single_drop) for k, v in temps.items()},
-            "spearman_temperature_vs_l1": spearman(temps[main_key], l1),
-            "spearman_l1_vs_drop": spearman(l1, single_drop),
-            "spearman_taylor_vs_drop": spearman(taylor, single_drop),
-            "train_history": result.history,
-            "monitor": step_mon.history().to_json(),
-        })  # fmt: skip
+        per_seed.append(record)
         if log is not None:
+            main_t = record["temperatures"][record["main_temperature"]]
             log(
-                f"seed {seed}: test acc {base_acc:.2f}%, T({main_key}) = "
-                f"{[f'{v:.2e}' for v in temps[main_key].tolist()]}, "
+                f"seed {seed}: test acc {values['original'][0]:.2f}%, "
+                f"T({record['main_temperature']}) = {[f'{v:.2e}' for v in main_t]}, "
                 f"-2 hottest {values['without_2_hottest'][0]:.2f}%, "
                 f"-2 coldest {values['without_2_coldest'][0]:.2f}%"
             )
-    control_order = [
-        pattern.format(hi=hi, lo=lo)
-        for hi, lo in [("random", "random_other"), ("largest_l1", "smallest_l1"),
-                       ("largest_taylor", "smallest_taylor")]
-        for pattern, _, _, _ in _OPERATIONS
-    ]  # fmt: skip
-    # the "random_other" rows duplicate the random ones (same random order): keep two
-    control_order = [c for c in control_order if "random_other" not in c]
-    rows = aggregate_rows(per_seed_values, MAIN_CONDITIONS + control_order)
-    hot_cold = MAIN_CONDITIONS[1:]
-    variants_rows = {
-        name: aggregate_rows([v[name] for v in variant_values], hot_cold)
-        for name in variant_values[0]
-    }
+    rows, variants_rows = _aggregate(per_seed_values, variant_values)
     return LenetThermoResult(config, rows, variants_rows, per_seed, list(PUBLISHED))
