@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -101,7 +102,7 @@ class AcrossCheckpoints:
             {
                 "step": st,
                 "val_accuracy": acc,
-                "median_log10_trace": float(s.log10_trace().median()),
+                "median_log10_trace": float(np.median(s.log10_trace().numpy())),
                 "rank_counts": torch.bincount(s.rank, minlength=10).tolist(),
             }
             for st, s, acc in zip(self.steps, self.spectra, self.val_accuracy, strict=True)

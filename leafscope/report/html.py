@@ -7,11 +7,12 @@ import base64
 import html
 import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
+
+from leafscope.io import atomic_write_bytes, atomic_write_text
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -92,8 +93,7 @@ class Report:
     """An HTML page made of :class:`Section` objects.
 
     Examples:
-        >>> import tempfile
-        >>> from matplotlib.figure import Figure
+        >>>         >>> from matplotlib.figure import Figure
         >>> fig = Figure()
         >>> _ = fig.add_subplot().plot([0, 1, 2], [1.0, 0.5, 0.2])
         >>> report = Report("leafscope demo")
@@ -141,9 +141,5 @@ class Report:
         for sec in self.sections:
             for item in sec.items:
                 if isinstance(item, _FigureItem):
-                    (out / "figures" / item.name).write_bytes(item.png)
-        fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(self.render())
-        os.replace(tmp, out / name)
-        return out / name
+                    atomic_write_bytes(out / "figures" / item.name, item.png)
+        return atomic_write_text(out / name, self.render())

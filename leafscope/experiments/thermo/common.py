@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 from leafscope.errors import InputError
 
@@ -57,20 +59,14 @@ def aggregate_rows(
     return rows
 
 
-def average_ranks(x: torch.Tensor) -> torch.Tensor:
-    """1-based ranks of a 1-D tensor, ties sharing their average rank (float64)."""
-    x = x.detach().double().cpu().flatten()
-    values, inverse, counts = torch.unique(x, return_inverse=True, return_counts=True)
-    last = torch.cumsum(counts, 0).double()
-    return (last - (counts.double() - 1) / 2)[inverse]
-
-
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Spearman rank correlation of two 1-D tensors (Pearson of average ranks; NaN if constant)."""
-    ra, rb = average_ranks(a), average_ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = float(ra.norm() * rb.norm())
-    return float((ra * rb).sum()) / denom if denom > 0 else float("nan")
+    """Spearman rank correlation of two 1-D tensors (``scipy.stats.spearmanr``: ties share their
+    average rank); NaN when either is constant."""
+    x = a.detach().double().cpu().flatten().numpy()
+    y = b.detach().double().cpu().flatten().numpy()
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
 
 
 def validate_seeds(seeds: int) -> list[int]:
