@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from leafscope.errors import InputError
-from leafscope.models.registry import check_positive_int, make_activation, register_model
+from leafscope.models.registry import (
+    image_model_config,
+    make_activation,
+    register_model,
+)
 
 
 @register_model("cnn")
@@ -30,19 +33,11 @@ class ManifoldCNN(nn.Module):
         image_size: int = 28,
     ) -> None:
         super().__init__()
-        check_positive_int(num_classes, "num_classes")
-        check_positive_int(in_channels, "in_channels")
-        check_positive_int(image_size, "image_size")
+        self.config = image_model_config(
+            "cnn", activation=activation, num_classes=num_classes, in_channels=in_channels,
+            image_size=image_size, min_size=6,
+        )  # fmt: skip
         side = (image_size - 4) // 2
-        if side < 1:
-            raise InputError(f"cnn needs image_size >= 6 (got {image_size}): use larger images")
-        self.config = {
-            "name": "cnn",
-            "activation": activation,
-            "num_classes": num_classes,
-            "in_channels": in_channels,
-            "image_size": image_size,
-        }
         self.conv1 = nn.Conv2d(in_channels, 32, 3)
         self.act1 = make_activation(activation)
         self.conv2 = nn.Conv2d(32, 64, 3)

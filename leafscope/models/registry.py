@@ -47,6 +47,48 @@ def check_positive_int(value: Any, what: str) -> int:
     return value
 
 
+def image_model_config(
+    name: str,
+    *,
+    activation: str,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    min_size: int = 1,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Check the settings every image model shares and return its ``config`` dict.
+
+    Args:
+        name: the registered model name (stored as ``config["name"]``).
+        activation, num_classes, in_channels, image_size: the model's settings.
+        min_size: smallest input side (pixels) the architecture accepts.
+        **extra: further settings stored in the config as they are.
+
+    Returns:
+        ``{"name", "activation", "num_classes", "in_channels", "image_size", **extra}``,
+        which ``build_model(**config)`` turns back into the model.
+
+    Raises:
+        InputError: a setting is not a positive integer, or ``image_size < min_size``.
+    """
+    check_positive_int(num_classes, "num_classes")
+    check_positive_int(in_channels, "in_channels")
+    check_positive_int(image_size, "image_size")
+    if image_size < min_size:
+        raise InputError(
+            f"{name} needs image_size >= {min_size} (got {image_size}): use larger images"
+        )
+    return {
+        "name": name,
+        "activation": activation,
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+        "image_size": image_size,
+        **extra,
+    }
+
+
 def model_names() -> list[str]:
     """Names accepted by :func:`build_model`, sorted."""
     return sorted(set(_BUILDERS) | set(_LAZY))

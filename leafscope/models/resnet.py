@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from leafscope.errors import InputError
-from leafscope.models.registry import check_positive_int, make_activation, register_model
+from leafscope.models.registry import (
+    image_model_config,
+    make_activation,
+    register_model,
+)
 
 STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))  # (width, stride of the stage's first block)
 
@@ -58,20 +61,10 @@ class ResNet18(nn.Module):
         image_size: int = 32,
     ) -> None:
         super().__init__()
-        check_positive_int(num_classes, "num_classes")
-        check_positive_int(in_channels, "in_channels")
-        check_positive_int(image_size, "image_size")
-        if image_size < 8:
-            raise InputError(
-                f"resnet18 needs image_size >= 8 (got {image_size}): use larger images"
-            )
-        self.config = {
-            "name": "resnet18",
-            "activation": activation,
-            "num_classes": num_classes,
-            "in_channels": in_channels,
-            "image_size": image_size,
-        }
+        self.config = image_model_config(
+            "resnet18", activation=activation, num_classes=num_classes, in_channels=in_channels,
+            image_size=image_size, min_size=8,
+        )  # fmt: skip
         self.conv1 = nn.Conv2d(in_channels, 64, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.act1 = make_activation(activation)

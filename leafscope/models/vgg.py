@@ -8,7 +8,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from leafscope.errors import InputError
-from leafscope.models.registry import check_positive_int, make_activation, register_model
+from leafscope.models.registry import (
+    check_positive_int,
+    image_model_config,
+    make_activation,
+    register_model,
+)
 
 
 @register_model("vgg")
@@ -40,22 +45,14 @@ class SmallVGG(nn.Module):
         convs_per_block: int = 2,
     ) -> None:
         super().__init__()
-        check_positive_int(num_classes, "num_classes")
-        check_positive_int(in_channels, "in_channels")
-        check_positive_int(image_size, "image_size")
         check_positive_int(convs_per_block, "convs_per_block")
         if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or not widths:
             raise InputError(f"widths must be a non-empty list of integers (got {widths!r})")
         widths = [check_positive_int(w, "each block width") for w in widths]
-        self.config = {
-            "name": "vgg",
-            "activation": activation,
-            "num_classes": num_classes,
-            "in_channels": in_channels,
-            "image_size": image_size,
-            "widths": list(widths),
-            "convs_per_block": convs_per_block,
-        }
+        self.config = image_model_config(
+            "vgg", activation=activation, num_classes=num_classes, in_channels=in_channels,
+            image_size=image_size, widths=list(widths), convs_per_block=convs_per_block,
+        )  # fmt: skip
         channels = in_channels
         for b, width in enumerate(widths, start=1):
             layers: list[nn.Module] = []
