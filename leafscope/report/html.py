@@ -93,7 +93,8 @@ class Report:
     """An HTML page made of :class:`Section` objects.
 
     Examples:
-        >>>         >>> from matplotlib.figure import Figure
+        >>> import tempfile
+        >>> from matplotlib.figure import Figure
         >>> fig = Figure()
         >>> _ = fig.add_subplot().plot([0, 1, 2], [1.0, 0.5, 0.2])
         >>> report = Report("leafscope demo")

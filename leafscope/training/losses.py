@@ -32,10 +32,9 @@ __all__ = [
 class LossOutput(NamedTuple):
     """Mean loss of a batch and what it was computed from.
 
-    Attributes:
-        loss: scalar tensor (nats), differentiable.
-        logits: ``(n, C)`` class logits or ``(n,)`` binary logits, or None.
-        targets: ``(n,)`` class indices (or 0/1 for binary logits), or None.
+    Fields (a named tuple): ``loss``, the scalar tensor (nats), differentiable; ``logits``,
+    ``(n, C)`` class logits or ``(n,)`` binary logits, or None; ``targets``, ``(n,)`` class
+    indices (or 0/1 for binary logits), or None.
     """
 
     loss: Tensor
