@@ -9,7 +9,7 @@ from torch import nn
 from leafscope import top_eigenvalues as top_from_root
 from leafscope.errors import InputError
 from leafscope.information import DataInformation, TopKSpectrum, top_eigenvalues
-from leafscope.testing import LinearSoftmax, closed_form_dim, tiny_cnn, tiny_mlp
+from leafscope.testing import LinearSoftmax, closed_form_dim, shared_data_dir, tiny_cnn, tiny_mlp
 
 F64 = torch.float64
 
@@ -173,3 +173,27 @@ def test_json_records_and_summary():
 def test_bad_arguments_refused(kwargs, message):
     with pytest.raises(InputError, match=message):
         top_eigenvalues(tiny_mlp(12, 6), torch.randn(2, 12), **kwargs)
+
+
+@pytest.mark.skipif(shared_data_dir() is None, reason="shared MNIST files absent")
+def test_cli_spectrum_top_k(tmp_path):
+    import json
+
+    from leafscope.cli.main import main
+    from leafscope.models import build_model
+    from leafscope.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(
+        tmp_path / "m.pt", model=build_model("lenet"), epoch=0, step=0, history=[]
+    )
+    out = tmp_path / "top.json"
+    argv = ["spectrum", "--checkpoint", str(ckpt), "--points", "3", "--top-k", "4"]
+    assert main([*argv, "--json", str(out), "--device", "cpu"]) == 0
+    result = json.loads(out.read_text())
+    assert result["top_k"] == 4 and len(result["points"]) == 3
+    record = result["points"][0]
+    assert len(record["log10_eigenvalues"]) == len(record["error_bounds"]) == 4
+    assert record["converged"] and record["index"] == 0
+    assert result["summary"]["median_log10_trace"] is None
+    assert main([*argv[:-1], "10", "--device", "cpu"]) == 2  # k > C-1 refused in one line
