@@ -31,8 +31,11 @@ spectrum is at distance ≥ δ from θ_i, then |λ_i − θ_i| ≤ ‖r_i‖²/�
 λ_{i+1} ≤ θ_{i+1} + ‖r_{i+1}‖). The reported bound is ``‖r_i‖`` or, when δ_i > ‖r_i‖, the
 smaller ``‖r_i‖²/δ_i``. Residuals alone cannot see an eigenvector the start block missed
 entirely; the random start makes that an event of probability zero, and the pairing of θ_i
-with the i-th largest eigenvalue assumes it. Bounds refer to K as evaluated in ``dtype``
-(use float64 to certify small eigenvalues).
+with the i-th largest eigenvalue assumes it, and is reliable for converged pairs only (an
+unconverged pair is flagged; its ‖r_i‖ still bounds the distance to *some* eigenvalue, and
+θ_i ≤ λ_i still holds). Each bound carries a rounding allowance ``8·√(m+1)·eps·θ_1`` (m: basis
+size), and pairs whose bound is below twice that count as converged; bounds refer to K as
+evaluated in ``dtype`` (use float64 to certify eigenvalues far below θ_1).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from leafscope.information.jacobian import cast_model, check_inputs, eval_mode, 
 
 __all__ = ["TopKSpectrum", "top_eigenvalues"]
 
-ROUNDING_FACTOR = 8.0  # rounding allowance: ROUNDING_FACTOR·√C·eps·θ_1 is added to each bound
+ROUNDING_FACTOR = 8.0  # rounding allowance: ROUNDING_FACTOR·√(m+1)·eps·θ_1 is added to each bound
 
 
 @dataclass(frozen=True)
@@ -216,7 +219,7 @@ def _lanczos(op: _GramOperator, k: int, block: int, tol: float, max_iter: int, g
         theta, s, res = _rayleigh_ritz(q, w)
         complete = q.shape[2] >= dim
         bounds = _error_bounds(theta, res, k, complete)
-        floor = 2 * ROUNDING_FACTOR * math.sqrt(c) * torch.finfo(theta.dtype).eps
+        floor = 2 * ROUNDING_FACTOR * math.sqrt(q.shape[2] + 1) * torch.finfo(theta.dtype).eps
         converged = bounds <= torch.maximum(tol * theta[:, :k], floor * theta[:, :1].abs())
         if bool(converged.all()) or complete or iterations >= max_iter:
             break
