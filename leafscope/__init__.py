@@ -13,6 +13,7 @@ from leafscope.information import (
     InformationMatrix,
     point_spectra,
     summarize_spectra,
+    top_eigenvalues,
 )
 
 __version__ = "0.1.0"
@@ -29,6 +30,7 @@ __all__ = [
     "load_checkpoint",
     "point_spectra",
     "summarize_spectra",
+    "top_eigenvalues",
 ]
 
 

@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--rtol", type=float, default=None, help="rank tolerance (default: NumPy's)")
     p.add_argument("--json", type=Path, default=None, help="write the result here")
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="only the K largest eigenvalues, matrix-free (jvp/vjp), with error bounds",
+    )
     add_device_argument(p)
     p.set_defaults(func=run)
 
@@ -65,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         if args.points > len(data):
             raise InputError(f"--points {args.points} exceeds the {len(data)} points of the split")
         idx = list(range(args.points))
+    if args.top_k is not None:
+        return _run_top_k(args, model, data, idx, device)
     spectra = point_spectra(
         model,
         data.images[idx],
@@ -89,5 +97,35 @@ def run(args: argparse.Namespace) -> int:
         "summary": summary,
     }
     print(" ".join(f"{k}={v:.3f}" for k, v in summary.items()))
+    finish_json(args.json, result)
+    return 0
+
+
+def _run_top_k(args: argparse.Namespace, model, data, idx: list[int], device) -> int:
+    from leafscope.information import top_eigenvalues
+
+    spec = top_eigenvalues(
+        model.to(device),
+        data.images[idx].to(device),
+        args.top_k,
+        dtype=DTYPES[args.dtype],
+        chunk_size=args.batch_size,
+    )
+    points = spec.to_points()
+    for i, record in zip(idx, points, strict=True):
+        record["index"] = i
+        record["label"] = int(data.labels[i])
+    summary = spec.summary()
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "dataset": data.describe(),
+        "split": args.split,
+        "dtype": args.dtype,
+        "normalization": data.normalization,
+        "top_k": args.top_k,
+        "points": points,
+        "summary": summary,
+    }
+    print(" ".join(f"{k}={v:.3f}" for k, v in summary.items() if v is not None))
     finish_json(args.json, result)
     return 0

@@ -16,6 +16,7 @@ from leafscope.information.matrices import (
 )
 from leafscope.information.mean import MeanInformation
 from leafscope.information.spectrum import SpectrumSummary, point_spectra, summarize_spectra
+from leafscope.information.topk import TopKSpectrum, top_eigenvalues
 
 __all__ = [
     "DataInformation",
@@ -24,6 +25,7 @@ __all__ = [
     "MeanInformation",
     "RankInfo",
     "SpectrumSummary",
+    "TopKSpectrum",
     "cast_model",
     "check_inputs",
     "eval_mode",
@@ -32,4 +34,5 @@ __all__ = [
     "parameter_jacobian",
     "point_spectra",
     "summarize_spectra",
+    "top_eigenvalues",
 ]
