@@ -26,7 +26,7 @@ Gaussian ``g``: it lies in the range of B (which contains the range of K) and we
 
 Error statement. For a Ritz pair (θ, u) of the symmetric K with residual ``r = Ku − θu`` some
 eigenvalue lies within ‖r‖ of θ; Cauchy interlacing gives θ_i ≤ λ_i. If the rest of the
-spectrum is at distance ≥ δ from θ_i, then |λ_i − θ_i| ≤ ‖r_i‖²/δ; we take
+spectrum is at distance ≥ δ from θ_i, then ``|λ_i − θ_i|`` ≤ ‖r_i‖²/δ; we take
 ``δ_i = min(θ_{i−1} − θ_i, θ_i − θ_{i+1} − ‖r_{i+1}‖)`` (λ_{i−1} ≥ θ_{i−1} by interlacing, and
 λ_{i+1} ≤ θ_{i+1} + ‖r_{i+1}‖). The reported bound is ``‖r_i‖`` or, when δ_i > ‖r_i‖, the
 smaller ``‖r_i‖²/δ_i``. Residuals alone cannot see an eigenvector the start block missed
@@ -61,7 +61,7 @@ class TopKSpectrum:
 
     Attributes:
         eigenvalues: ``(N, k)`` Ritz values θ, descending (units: 1/input²).
-        error_bounds: ``(N, k)`` bound on |λ_i − θ_i| (see the module docstring).
+        error_bounds: ``(N, k)`` bound on ``|λ_i − θ_i|`` (see the module docstring).
         residual_norms: ``(N, k)`` ‖K u_i − θ_i u_i‖ (the gap-free bound).
         converged: ``(N, k)`` bool, ``bound ≤ tol·θ`` (or below the rounding floor).
         iterations: ``(N,)`` block iterations run for the point's chunk.
