@@ -7,6 +7,7 @@ from leafscope.nnk.geometry import (
     run_geometry,
 )
 from leafscope.nnk.graph import NNKGraph
+from leafscope.nnk.index import knn_recall
 from leafscope.nnk.interpolation import NNKClassifier, nnk_vote
 from leafscope.nnk.invariance import (
     AugmentationGeometry,
@@ -44,6 +45,7 @@ __all__ = [
     "compare_early_stopping",
     "compare_propagation",
     "harmonic_propagation",
+    "knn_recall",
     "knn_weights",
     "layer_geometry",
     "loo_test_correlation",
