@@ -6,6 +6,7 @@ are in :mod:`leafscope.experiments.nnk`; the figures in :mod:`leafscope.report.f
 
 from leafscope.nnk.geometry import layer_geometry, loo_test_correlation
 from leafscope.nnk.graph import NNKGraph
+from leafscope.nnk.index import knn_recall
 from leafscope.nnk.interpolation import NNKClassifier, nnk_vote
 from leafscope.nnk.invariance import (
     AugmentationGeometry,
@@ -40,6 +41,7 @@ __all__ = [
     "channel_loo_errors",
     "compare_propagation",
     "harmonic_propagation",
+    "knn_recall",
     "knn_weights",
     "layer_geometry",
     "loo_test_correlation",

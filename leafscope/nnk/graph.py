@@ -24,28 +24,51 @@ cosine kernel the statement stays in kernel values.
 
 The neighbourhood kernels are built from ``G = D Dᵀ`` with ``D = X_S − x_i`` (float32 batched
 matrix products), so distances to exact duplicates are exactly zero.
+
+Scale: the candidates can come from an approximate faiss index (``index="ivf"`` or ``"hnsw"``,
+see :mod:`leafscope.nnk.index`) instead of the exact flat one, and the per-node solves run as
+independent shards (:class:`NNKChunk`, solved by the top-level :func:`solve_nnk_chunk`) that
+``fit(X, executor=...)`` hands to any executor with an ordered ``map`` (threads, processes,
+Dask). Both routes run the same arithmetic on the same batches and give identical results.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, Protocol
 
-import faiss
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from leafscope.errors import InputError, NotFittedError
+from leafscope.nnk.index import IndexKind, build_index, resolve_index_params, search_knn
 from leafscope.nnk.solver import solve_nnqp_inplace
 
-__all__ = ["NNKGraph", "local_kernels", "prepare_features", "symmetrize_nnk"]
+__all__ = [
+    "MapExecutor",
+    "NNKChunk",
+    "NNKChunkResult",
+    "NNKGraph",
+    "local_kernels",
+    "prepare_features",
+    "solve_nnk_chunk",
+    "symmetrize_nnk",
+]
 
 Kernel = Literal["gaussian", "cosine"]
+
+
+class MapExecutor(Protocol):
+    """Anything with ``map(fn, iterable)`` returning the results (e.g.
+    ``concurrent.futures.Executor``, :mod:`leafscope.execution` executors)."""
+
+    def map(self, fn: Callable[..., Any], iterable: Iterable[Any], /) -> Iterable[Any]: ...
 
 
 class NNKGraph:
@@ -63,6 +86,13 @@ class NNKGraph:
         device: torch device for the kernels and the solver (``"cpu"`` or ``"cuda"``).
         tol: KKT tolerance of the solver (a neighbour enters only if its gradient exceeds it).
         ridge: relative ridge of the solver (see :func:`leafscope.nnk.solver.solve_nnqp`).
+        index: kNN candidate search: ``"flat"`` (exact), ``"ivf"`` or ``"hnsw"`` (approximate;
+            see :mod:`leafscope.nnk.index`).
+        nlist, nprobe: IVF cells and cells scanned per query (``None``: ``min(√N, N/39)`` and
+            ``min(nlist, 16)``); ``nprobe = nlist`` is exact.
+        M, ef_search, ef_construction: HNSW links per node and beam widths (``ef_search=None``:
+            ``max(64, 2(k+1))``).
+        seed: seed of the IVF training sample and k-means.
 
     Attributes:
         weights_: (learned by :meth:`fit`, like all below) scipy.sparse CSR (N, N), symmetric,
@@ -70,12 +100,16 @@ class NNKGraph:
         theta_: (N, k) float64 NNK weights of each node's own solve, aligned with
             ``knn_indices_``.
         neighbors_: list of N int64 arrays, the NNK neighbours of each node (θ > 0, kNN order).
-        knn_indices_: (N, k) int64 exact kNN (self excluded).
+        knn_indices_: (N, k) int64 kNN candidates (self excluded; exact for ``index="flat"``).
         knn_distances_: (N, k) float32 Euclidean distances (of the normalised features for the
             cosine kernel).
         errors_: (N,) reconstruction errors ``1 − 2θᵀK_Si + θᵀK_SSθ``.
         sigma_: σ used (``None`` for the cosine kernel).
-        timings_: seconds spent in the kNN search, the kernels + solves, the symmetrisation.
+        timings_: seconds: ``index_build_s``, ``knn_search_s``, their sum ``knn_s``,
+            ``kernels_and_solve_s``, ``symmetrize_s``.
+        index_params_: the index used and its resolved settings (defaults filled in).
+        knn_exact_fallback_: nodes the approximate index returned fewer than k valid neighbours
+            for (faiss id -1), searched exactly instead.
         n_features_in_: feature dimension.
 
     Examples:
@@ -98,6 +132,13 @@ class NNKGraph:
         device: str = "cpu",
         tol: float = 1e-10,
         ridge: float = 1e-10,
+        index: IndexKind = "flat",
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        M: int = 32,
+        ef_search: int | None = None,
+        ef_construction: int = 64,
+        seed: int = 0,
     ) -> None:
         self.k = k
         self.kernel = kernel
@@ -107,31 +148,53 @@ class NNKGraph:
         self.device = device
         self.tol = tol
         self.ridge = ridge
+        self.index = index
+        self.nlist = nlist
+        self.nprobe = nprobe
+        self.M = M
+        self.ef_search = ef_search
+        self.ef_construction = ef_construction
+        self.seed = seed
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: np.ndarray | torch.Tensor) -> NNKGraph:
+    def fit(self, X: np.ndarray | torch.Tensor, executor: MapExecutor | None = None) -> NNKGraph:
         """Build the graph of the rows of ``X``.
 
         Args:
             X: (N, D) features (any float dtype; torch tensors are moved to CPU).
+            executor: ``None`` solves in this process (worker threads); otherwise the nodes are
+                split into chunks of ``min(metric_batch_size, 2²⁶ / (4·k·D))`` nodes, each a
+                self-contained :class:`NNKChunk` (its nodes' and candidates' features), and
+                ``executor.map(solve_nnk_chunk, chunks)`` solves them. Same results either way.
 
         Returns:
             self.
         """
         self._check_params()
+        if executor is not None and not callable(getattr(executor, "map", None)):
+            raise InputError(
+                f"executor must have a map(fn, iterable) method, got {type(executor).__name__}: "
+                "pass e.g. a concurrent.futures executor or None"
+            )
         Z = prepare_features(X, self.kernel)
         n = Z.shape[0]
         if n < self.k + 1:
             raise InputError(f"k={self.k} needs at least k+1 points, got N={n}: lower k")
+        params = self._index_params(n)
         t0 = time.perf_counter()
-        index = _build_index(Z, self.kernel)
-        _, idx = index.search(Z, self.k + 1)
-        idx = _drop_self(idx, self.k)
+        index = build_index(Z, self.kernel, params)
         t1 = time.perf_counter()
-        self.sigma_ = self._sigma(Z, idx)
-        theta, err, dist = self._solve_all(Z, Z, idx)
+        idx, n_exact = search_knn(index, Z, Z, self.k, exclude_self=True, kernel=self.kernel)
         t2 = time.perf_counter()
+        self.sigma_ = self._sigma(Z, idx)
+        if executor is None:
+            theta, err, dist = self._solve_all(Z, Z, idx)
+        else:
+            theta, err, dist = self._solve_sharded(Z, idx, executor)
+        t3 = time.perf_counter()
         self._index, self._Z = index, Z
+        self.index_params_ = params
+        self.knn_exact_fallback_ = n_exact
         self.n_features_in_ = Z.shape[1] - (1 if self.kernel == "cosine" else 0)
         self.knn_indices_ = idx
         self.knn_distances_ = dist
@@ -140,9 +203,11 @@ class NNKGraph:
         self.neighbors_ = [row[t > 0] for row, t in zip(idx, theta, strict=True)]
         self.weights_ = symmetrize_nnk(idx, theta, err, self.symmetrize)
         self.timings_ = {
-            "knn_s": t1 - t0,
-            "kernels_and_solve_s": t2 - t1,
-            "symmetrize_s": time.perf_counter() - t2,
+            "index_build_s": t1 - t0,
+            "knn_search_s": t2 - t1,
+            "knn_s": t2 - t0,
+            "kernels_and_solve_s": t3 - t2,
+            "symmetrize_s": time.perf_counter() - t3,
         }
         return self
 
@@ -163,7 +228,7 @@ class NNKGraph:
                 f"X_new has {Z.shape[1]} features but the graph was fitted on "
                 f"{self._Z.shape[1]}: pass features from the same layer"
             )
-        _, idx = self._index.search(Z, self.k)
+        idx, _ = search_knn(self._index, self._Z, Z, self.k, exclude_self=False, kernel=self.kernel)
         theta, _, _ = self._solve_all(self._Z, Z, idx)
         order = np.argsort(theta <= 0, axis=1, kind="stable")
         theta = np.take_along_axis(theta, order, 1)
@@ -192,6 +257,23 @@ class NNKGraph:
         sigma = float(d_k.mean()) / 3.0
         return sigma if sigma > 0 else 1.0  # every point has >= k duplicates: any σ works
 
+    def _index_params(self, n: int) -> dict[str, Any]:
+        return resolve_index_params(
+            self.index,
+            n,
+            self.k,
+            nlist=self.nlist,
+            nprobe=self.nprobe,
+            M=self.M,
+            ef_search=self.ef_search,
+            ef_construction=self.ef_construction,
+            seed=self.seed,
+        )
+
+    def _batch_size(self, k: int, dim: int) -> int:
+        """Nodes per batch: at most metric_batch_size and ~64 MB of gathered features."""
+        return max(1, min(int(self.metric_batch_size), (1 << 26) // (4 * k * dim)))
+
     def _solve_all(
         self, Z_ref: np.ndarray, Z_center: np.ndarray, idx: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -209,22 +291,16 @@ class NNKGraph:
         theta = torch.zeros(m, k, dtype=torch.float64)
         err = torch.zeros(m, dtype=torch.float64)
         dist = torch.zeros(m, k, dtype=torch.float32)
-        # nodes per batch: at most metric_batch_size, and at most ~64 MB of gathered features
-        bs = max(1, min(int(self.metric_batch_size), (1 << 26) // (4 * k * ref.shape[1])))
+        bs = self._batch_size(k, ref.shape[1])
         local = threading.local()
 
         def work(s: int) -> None:
             e = min(s + bs, m)
             if not hasattr(local, "buffer"):
                 local.buffer = torch.empty(bs * k * ref.shape[1], dtype=torch.float32, device=dev)
-            K, kb, d2 = local_kernels(
-                ref, cen[s:e], idx_t[s:e], self.kernel, self.sigma_, local.buffer
-            )
-            th, _, _ = solve_nnqp_inplace(K, kb, self.tol, self.ridge)  # K gains the ridge
-            q = (th * torch.bmm(K, th[:, :, None]).squeeze(2)).sum(1)
-            err[s:e] = (1.0 - 2.0 * (th * kb).sum(1) + q).clamp_min(0.0).cpu()
-            theta[s:e] = th.cpu()
-            dist[s:e] = d2.sqrt().cpu()
+            args = (self.kernel, self.sigma_, self.tol, self.ridge, local.buffer)
+            th, er, d = _solve_batch(ref, cen[s:e], idx_t[s:e], *args)
+            theta[s:e], err[s:e], dist[s:e] = th.cpu(), er.cpu(), d.cpu()
 
         workers = max(1, torch.get_num_threads()) if dev.type == "cpu" else 1
         with _torch_threads(1 if dev.type == "cpu" else torch.get_num_threads()):
@@ -235,6 +311,48 @@ class NNKGraph:
                 with ThreadPoolExecutor(workers) as pool:
                     list(pool.map(work, range(0, m, bs)))
         return theta.numpy(), err.numpy(), dist.numpy()
+
+    def _solve_sharded(
+        self, Z: np.ndarray, idx: np.ndarray, executor: MapExecutor
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The solves of :meth:`_solve_all` (same batches) as chunks mapped by ``executor``."""
+        m, k = idx.shape
+        bs = self._batch_size(k, Z.shape[1])
+        starts = range(0, m, bs)
+        theta = np.zeros((m, k), np.float64)
+        err = np.zeros(m, np.float64)
+        dist = np.zeros((m, k), np.float32)
+        seen = np.zeros(len(starts), bool)
+        chunks = (self._chunk(Z, idx, s, min(s + bs, m)) for s in starts)
+        for res in executor.map(solve_nnk_chunk, chunks):
+            if not isinstance(res, NNKChunkResult) or res.start % bs or seen[res.start // bs]:
+                raise InputError(
+                    f"executor.map returned {type(res).__name__} {getattr(res, 'start', '')}: its "
+                    "map must return solve_nnk_chunk's result for each chunk exactly once"
+                )
+            seen[res.start // bs] = True
+            e = res.start + res.theta.shape[0]
+            theta[res.start : e], err[res.start : e], dist[res.start : e] = res[1:]
+        if not seen.all():
+            raise InputError(
+                f"executor.map returned {int(seen.sum())} results for {len(starts)} chunks: its "
+                "map must return one result per chunk"
+            )
+        return theta, err, dist
+
+    def _chunk(self, Z: np.ndarray, idx: np.ndarray, s: int, e: int) -> NNKChunk:
+        rows, local = np.unique(idx[s:e], return_inverse=True)
+        return NNKChunk(
+            start=s,
+            features=Z[rows],
+            centers=Z[s:e].copy(),
+            idx=local.reshape(e - s, idx.shape[1]).astype(np.int64),
+            kernel=self.kernel,
+            sigma=self.sigma_,
+            tol=float(self.tol),
+            ridge=float(self.ridge),
+            device=str(self.device),
+        )
 
     def _check_params(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int | np.integer) or self.k < 1:
@@ -251,6 +369,79 @@ class NNKGraph:
     def _check_fitted(self) -> None:
         if not hasattr(self, "weights_"):
             raise NotFittedError("this NNKGraph is not fitted yet: call fit(X) first")
+
+
+@dataclass(frozen=True)
+class NNKChunk:
+    """A self-contained shard of NNK solves (picklable: numpy arrays and plain values).
+
+    Attributes:
+        start: index of the chunk's first node (its nodes are ``start … start + B − 1``).
+        features: (U, D) float32 prepared features of the chunk's candidates.
+        centers: (B, D) float32 prepared features of the chunk's nodes.
+        idx: (B, k) int64 candidates of each node, as rows of ``features``.
+        kernel, sigma, tol, ridge, device: the graph's settings (``sigma`` is the fitted σ).
+    """
+
+    start: int
+    features: np.ndarray
+    centers: np.ndarray
+    idx: np.ndarray
+    kernel: str
+    sigma: float | None
+    tol: float
+    ridge: float
+    device: str
+
+
+class NNKChunkResult(NamedTuple):
+    """Solutions of one :class:`NNKChunk`: node offset, θ (B, k) float64, reconstruction errors
+    (B,) float64, candidate distances (B, k) float32."""
+
+    start: int
+    theta: np.ndarray
+    errors: np.ndarray
+    distances: np.ndarray
+
+
+def solve_nnk_chunk(chunk: NNKChunk) -> NNKChunkResult:
+    """Solve the NNK problems of one chunk (top-level, so executors can pickle it).
+
+    Args:
+        chunk: see :class:`NNKChunk`.
+
+    Returns:
+        :class:`NNKChunkResult` (numpy arrays on the CPU).
+    """
+    dev = torch.device(chunk.device)
+    th, err, dist = _solve_batch(
+        torch.from_numpy(chunk.features).to(dev),
+        torch.from_numpy(chunk.centers).to(dev),
+        torch.from_numpy(chunk.idx).to(dev),
+        chunk.kernel,
+        chunk.sigma,
+        chunk.tol,
+        chunk.ridge,
+    )
+    return NNKChunkResult(chunk.start, th.cpu().numpy(), err.cpu().numpy(), dist.cpu().numpy())
+
+
+def _solve_batch(
+    ref: torch.Tensor,
+    centers: torch.Tensor,
+    idx: torch.Tensor,
+    kernel: str,
+    sigma: float | None,
+    tol: float,
+    ridge: float,
+    buffer: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """θ (B, k), errors (B,) and candidate distances (B, k) of one batch of nodes."""
+    K, kb, d2 = local_kernels(ref, centers, idx, kernel, sigma, buffer)
+    th, _, _ = solve_nnqp_inplace(K, kb, tol, ridge)  # K gains the ridge
+    q = (th * torch.bmm(K, th[:, :, None]).squeeze(2)).sum(1)
+    err = (1.0 - 2.0 * (th * kb).sum(1) + q).clamp_min(0.0)
+    return th, err, d2.sqrt()
 
 
 def prepare_features(X: np.ndarray | torch.Tensor, kernel: str) -> np.ndarray:
@@ -385,21 +576,3 @@ def _torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def _build_index(Z: np.ndarray, kernel: str) -> faiss.Index:
-    index = faiss.IndexFlatIP(Z.shape[1]) if kernel == "cosine" else faiss.IndexFlatL2(Z.shape[1])
-    index.add(Z)
-    return index
-
-
-def _drop_self(idx: np.ndarray, k: int) -> np.ndarray:
-    """Remove each node from its own (k+1)-NN list by index (not position); rows where it is
-    absent (more than k duplicates) drop their last candidate instead."""
-    n = idx.shape[0]
-    is_self = idx == np.arange(n)[:, None]
-    order = np.argsort(is_self, axis=1, kind="stable")[:, :k]
-    out = np.take_along_axis(idx, order, 1)
-    if (out < 0).any():
-        raise InputError("faiss returned fewer neighbours than k: lower k")
-    return out.astype(np.int64)
