@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     lenet = sub.add_parser("lenet", help="LeNet-5 on MNIST: hot/cold conv1 filter table")
     lenet.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
+    lenet.add_argument(
+        "--limit", type=int, default=None, help="first N MNIST train/test images (quick runs)"
+    )
     lenet.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     lenet.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
     lenet.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
@@ -113,6 +116,7 @@ def _run_lenet(args: argparse.Namespace) -> int:
         window=window,
         velocity=args.velocity,
         data_dir=args.data_dir,
+        limit=args.limit,
         device=resolve_device(args.device),
         log=_log(args),
     )

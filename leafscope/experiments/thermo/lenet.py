@@ -98,11 +98,11 @@ PUBLISHED = [
 ]  # fmt: skip
 
 
-def _load_mnist(data_dir: str | None, val_fraction: float, seed: int):
+def _load_mnist(data_dir: str | None, val_fraction: float, seed: int, limit: int | None = None):
     from leafscope.data.images import load_images
 
-    train = load_images("mnist", "train", data_dir=data_dir)
-    test = load_images("mnist", "test", data_dir=data_dir)
+    train = load_images("mnist", "train", data_dir=data_dir, limit=limit)
+    test = load_images("mnist", "test", data_dir=data_dir, limit=limit)
     n = train.images.shape[0]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = int(round(val_fraction * n))
@@ -272,6 +272,7 @@ def run_lenet_experiment(
     val_fraction: float = 0.1,
     taylor_batches: int = 4,
     data_dir: str | None = None,
+    limit: int | None = None,
     device: str | torch.device = "cpu",
     data: tuple | None = None,
     log: Callable[[str], None] | None = None,
@@ -289,6 +290,7 @@ def run_lenet_experiment(
         val_fraction: fraction of the 60k training images held out for validation.
         taylor_batches: training batches of 256 used for the Taylor scores.
         data_dir: folder searched first for the MNIST files.
+        limit: use only the first ``limit`` MNIST training and test images (quick runs).
         device: torch device.
         data: optional ``(train, val, test)`` pairs of tensors instead of MNIST (for tests).
         log: optional callable receiving progress lines.
@@ -298,7 +300,7 @@ def run_lenet_experiment(
     """
     seed_list = _check_lenet_args(seeds, velocity, window, val_fraction)
     device = torch.device(device)
-    train, val, test = data if data is not None else _load_mnist(data_dir, val_fraction, 0)
+    train, val, test = data if data is not None else _load_mnist(data_dir, val_fraction, 0, limit)
     test = (test[0].to(device), test[1].to(device))
     settings = {
         "epochs": epochs, "optimizer": optimizer, "lr": lr, "weight_decay": 0.0,
