@@ -25,7 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the two runs (val/, cw/)")
     p.add_argument("--train-points", type=int, default=None, help="default: all but validation")
     p.add_argument("--val-points", type=int, default=6000, help="validation images (default 6000)")
-    p.add_argument("--model", default="lenet", help="lenet, cnn or mlp (default lenet)")
+    p.add_argument(
+        "--model",
+        default="lenet",
+        help="a zoo model built for the data's shape (lenet, cnn, mlp, vgg, resnet18; default "
+        "lenet) or your factory MODULE:CALLABLE returning a fresh nn.Module",
+    )
+    p.add_argument(
+        "--model-args", default=None, metavar="JSON", help="keyword arguments of MODULE:CALLABLE"
+    )
     p.add_argument("--layer", default="conv2", help="layer whose channels are tracked (conv2)")
     p.add_argument("--epochs", type=int, default=15, help="at most this many epochs (15)")
     p.add_argument("--patience", type=int, default=2, help="epochs without improvement (2)")
@@ -38,6 +46,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     common.add_device_argument(p)
     p.set_defaults(func=run)
+
+
+def _model(args: argparse.Namespace, data):
+    """A zoo name (built by the experiment for the data) or a fresh user model, checked."""
+    import torch
+
+    from leafscope.data import check_model_input
+    from leafscope.models import build_model_for_input
+    from leafscope.models.loading import build_from_factory
+
+    if ":" not in args.model:  # built here to check the data and --layer before training
+        probe = build_model_for_input(args.model, data.input_shape, max(data.num_classes, 1))
+        common.parse_layers(args.layer, probe)
+        return args.model
+    torch.manual_seed(args.seed)
+    model = build_from_factory(args.model, common.parse_model_args(args.model_args))
+    check_model_input(model, data, source=f"the data ({args.dataset})")
+    common.parse_layers(args.layer, model)
+    return model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,14 +80,15 @@ def run(args: argparse.Namespace) -> int:
             f"--train-points {n_train} + --val-points {args.val_points} must fit in the "
             f"{len(data.images)} training images, with --points {args.points} <= --train-points"
         )
-    test = common.load_data(args, "test")
+    test = common.load_data_like(args, "test", args.dataset, data)
     x, y = data.images, data.labels
+    model = _model(args, data)
     result = compare_early_stopping(
         (x[:n_train], y[:n_train]),
         (x[n_train : n_train + args.val_points], y[n_train : n_train + args.val_points]),
         (test.images, test.labels),
         args.out,
-        model=args.model,
+        model=model,
         layer=args.layer,
         points=args.points,
         epochs=args.epochs,
