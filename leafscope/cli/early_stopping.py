@@ -28,11 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default="lenet",
-        help="a zoo model built for the data's shape (lenet, cnn, mlp, vgg, resnet18; default "
+        help="a zoo model built for the data's shape (lenet, cnn, vgg, resnet18; default "
         "lenet) or your factory MODULE:CALLABLE returning a fresh nn.Module",
     )
     p.add_argument(
-        "--model-args", default=None, metavar="JSON", help="keyword arguments of MODULE:CALLABLE"
+        "--model-args", default=None, metavar="JSON", help="keyword arguments of the model"
     )
     p.add_argument("--layer", default="conv2", help="layer whose channels are tracked (conv2)")
     p.add_argument("--epochs", type=int, default=15, help="at most this many epochs (15)")
@@ -49,21 +49,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _model(args: argparse.Namespace, data):
-    """A zoo name (built by the experiment for the data) or a fresh user model, checked."""
+    """A fresh model for the data (zoo name or MODULE:CALLABLE, seeded by ``--seed``), checked
+    on the data and on ``--layer`` (it must have channels with several values each)."""
     import torch
 
     from leafscope.data import check_model_input
     from leafscope.models import build_model_for_input
+    from leafscope.models.features import layer_features
     from leafscope.models.loading import build_from_factory
 
-    if ":" not in args.model:  # built here to check the data and --layer before training
-        probe = build_model_for_input(args.model, data.input_shape, max(data.num_classes, 1))
-        common.parse_layers(args.layer, probe)
-        return args.model
+    kwargs = common.parse_model_args(args.model_args)
     torch.manual_seed(args.seed)
-    model = build_from_factory(args.model, common.parse_model_args(args.model_args))
+    if ":" in args.model:
+        model = build_from_factory(args.model, kwargs)
+    else:
+        model = build_model_for_input(
+            args.model, data.input_shape, max(data.num_classes, 1), **kwargs
+        )
     check_model_input(model, data, source=f"the data ({args.dataset})")
-    common.parse_layers(args.layer, model)
+    layer = common.parse_layers(args.layer, model)[0]
+    with torch.no_grad():
+        feats = layer_features(model, data.images[:2], [layer], shape="channels")[layer]
+    if feats.ndim != 3 or feats.shape[2] < 2:
+        raise InputError(
+            f"--layer {layer} gives features of shape {tuple(feats.shape[1:])} per point: "
+            "CW-DeepNNK needs a layer with channels of several values each (a convolution, "
+            "output (N, C, H, W)); vectors (N, D) and dense layers have none"
+        )
     return model
 
 
