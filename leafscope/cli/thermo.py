@@ -2,6 +2,7 @@
 
 leafscope thermo lenet --seeds 5 --optimizer sgd --lr 0.01 --momentum 0 --epochs 8 --json OUT
 leafscope thermo gnn --dataset cora --task node --seeds 3 --json OUT
+leafscope thermo filters --model vgg --dataset cifar10 --layer block1.0 --seeds 3 --json OUT
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from leafscope.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``thermo`` command with its ``lenet`` and ``gnn`` experiments."""
+    """Add the ``thermo`` command with its ``lenet``, ``gnn`` and ``filters`` experiments."""
     from leafscope.experiments.thermo.gnn import DEFAULT_RATIOS
     from leafscope.experiments.thermo.lenet import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
 
@@ -75,6 +76,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     gnn.set_defaults(experiment_func=_run_gnn)
 
+    filters = _register_filters(sub)
+
+    for p in (lenet, gnn, filters):
+        p.add_argument("--json", dest="json_out", default=None, help="write the result here")
+        p.add_argument("--figure", default=None, help="write a PNG figure here")
+        add_data_dir_argument(p)
+        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+        p.add_argument("--quiet", action="store_true", help="no per-seed progress lines")
+        add_device_argument(p)
+    parser.set_defaults(func=run)
+
+
+def _register_filters(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``thermo filters``: the filters of ``--layer`` of any zoo or user CNN."""
+    from leafscope.experiments.thermo.lenet import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
+
     filters = sub.add_parser(
         "filters",
         help="any zoo or user CNN on any image data: temperature of the filters of --layer",
@@ -103,15 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     filters.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     filters.add_argument("--window", default="1", help="epochs averaged: a number or 'all'")
     filters.set_defaults(experiment_func=_run_filters)
-
-    for p in (lenet, gnn, filters):
-        p.add_argument("--json", dest="json_out", default=None, help="write the result here")
-        p.add_argument("--figure", default=None, help="write a PNG figure here")
-        add_data_dir_argument(p)
-        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
-        p.add_argument("--quiet", action="store_true", help="no per-seed progress lines")
-        add_device_argument(p)
-    parser.set_defaults(func=run)
+    return filters
 
 
 def run(args: argparse.Namespace) -> int:

@@ -287,7 +287,8 @@ def test_invariance_rotates_rgb_and_refuses_vectors(world, tmp_path, capsys) -> 
 def test_thermo_lists_one_temperature_per_filter_of_the_layer(world, tmp_path, capsys) -> None:
     out = tmp_path / "th.json"
     base = ["thermo", "filters", "--dataset", world.rgb, "--seeds", 1, "--epochs", 1,
-            "--batch-size", 8, "--quiet", "--json", out]  # fmt: skip
+            "--batch-size", 8, "--quiet", "--json", out,
+            "--figure", tmp_path / "th.png"]  # fmt: skip
     vgg_args = '{"widths": [4, 6], "convs_per_block": 1}'
     for model, extra, layer, filters in (
         (f"{USER_MODULE}:make", [], "conv1", 5),
@@ -299,6 +300,7 @@ def test_thermo_lists_one_temperature_per_filter_of_the_layer(world, tmp_path, c
         assert len(temps) == filters and all(t >= 0 for t in temps) and max(temps) > 0
         assert res["config"]["input_shape"] == [3, 16, 16]
         assert res["rows"][0]["condition"] == "original" and len(res["rows"]) == 4
+        assert (tmp_path / "th.png").stat().st_size > 0
     msg = error_of(capsys, *base, "--model", "vgg", "--model-args", vgg_args, "--layer", "fc")
     assert "not a convolution" in msg
     assert "vectors" in error_of(capsys, *base[:2], "--dataset", world.vec, "--layer", "fc1")
