@@ -10,7 +10,7 @@ import torch
 
 from leafscope.cli.common import add_data_arguments, add_device_argument, load_data, resolve_device
 from leafscope.errors import InputError
-from leafscope.models import ACTIVATIONS, IMAGE_MODEL_NAMES, build_model
+from leafscope.models import ACTIVATIONS, IMAGE_MODEL_NAMES, build_model_for_input
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -122,12 +122,8 @@ def run(args: argparse.Namespace) -> int:
     train_idx, val_idx = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
     images, labels = data.images, data.labels
     torch.manual_seed(args.seed)
-    model = build_model(
-        args.model,
-        activation=args.activation,
-        num_classes=data.num_classes,
-        in_channels=images.shape[1],
-        image_size=images.shape[-1],
+    model = build_model_for_input(  # images (C, H, W) or vectors (D,), at the data's shape
+        args.model, data.input_shape, data.num_classes, activation=args.activation
     )
     val = (images[val_idx], labels[val_idx]) if len(val_idx) else None
     meta = {

@@ -282,6 +282,8 @@ def test_invariance_rotates_rgb_and_refuses_vectors(world, tmp_path, capsys) -> 
     msg = error_of(capsys, "invariance", "--models", f"m={world.dir / 'mlp.pt'}", "--layers",
                    "fc1", "--points", 4, "--dataset", world.vec)  # fmt: skip
     assert "rotates images" in msg and "vectors" in msg
+    msg = error_of(capsys, "denoise", *world.mlp, "--dataset", world.vec, "--points", 2)
+    assert "image denoisers" in msg and "vectors of shape (5,)" in msg
 
 
 def test_thermo_lists_one_temperature_per_filter_of_the_layer(world, tmp_path, capsys) -> None:
@@ -322,6 +324,16 @@ def test_early_stopping_builds_the_model_for_the_data(world, tmp_path, capsys) -
     assert len(read(out)["cw_deepnnk"]["frozen_at"]) == 5
     msg = error_of(capsys, *base, "--dataset", world.vec, "--model", "mlp", "--layer", "fc1")
     assert "channels" in msg and "vectors" in msg
+
+
+def test_train_builds_the_zoo_model_for_vectors(world, tmp_path) -> None:
+    from leafscope.training import load_checkpoint, select_checkpoint
+
+    out = tmp_path / "run"
+    assert cli("train", "--model", "mlp", "--dataset", world.vec, "--epochs", 1,
+               "--batch-size", 8, "--out", out, "--no-progress") == 0  # fmt: skip
+    model = load_checkpoint(select_checkpoint(out))
+    assert model.config["in_features"] == 5 and model(torch.rand(2, 5)).shape == (2, 3)
 
 
 def test_figures_draw_rgb_in_colour_grey_in_grey_and_vectors_as_bars(tmp_path) -> None:
