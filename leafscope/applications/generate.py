@@ -138,9 +138,11 @@ def generate_class(
     steps: int = 200,
     step: float = 0.1,
     seed: int = 0,
+    box: tuple[float, float] | None = (0.0, 1.0),
 ) -> LeafWalk:
     """``n`` new images of class ``label`` from random training images of that class that the
-    model classifies correctly (chosen with ``seed``), by :func:`leaf_random_walk`."""
+    model classifies correctly (chosen with ``seed``), by :func:`leaf_random_walk` (``box``: the
+    pixel box, None for vectors)."""
     probs = penultimate_features(model, images).logits.argmax(dim=1)
     pool = torch.nonzero((labels == label) & (probs == label)).flatten().numpy()
     if len(pool) == 0:
@@ -150,6 +152,7 @@ def generate_class(
         )
     rng = np.random.default_rng(seed)
     pick = rng.choice(pool, size=n, replace=len(pool) < n)
-    walk = leaf_random_walk(model, images[torch.as_tensor(pick)], steps=steps, step=step, seed=seed)
+    start = images[torch.as_tensor(pick)]
+    walk = leaf_random_walk(model, start, steps=steps, step=step, seed=seed, box=box)
     walk.start_index = torch.as_tensor(pick, dtype=torch.long)
     return walk

@@ -24,10 +24,12 @@ __all__ = [
     "finish_json",
     "load_data",
     "load_data_for",
+    "load_data_like",
     "load_model_spec",
     "model_from_args",
     "model_source",
     "parse_layers",
+    "parse_model_args",
     "resolve_device",
     "write_json",
 ]
@@ -116,6 +118,53 @@ def load_data_for(
     data = load_data(args, split, limit=limit, name=name)
     check_model_input(model, data, source=f"the data ({data.name}:{split})")
     return data
+
+
+def load_data_like(
+    args: argparse.Namespace, split: str, name: str, like: Any, *, limit: int | None = None
+) -> Any:
+    """:func:`load_data` of ``name`` for comparison with the data set ``like``, at one shape.
+
+    ``noise`` becomes uniform [0, 1) noise of ``like``'s point shape (the built-in noise set is
+    MNIST's (1, 28, 28)); any other set must have ``like``'s point shape after ``--grey`` /
+    ``--resize``.
+
+    Raises:
+        InputError: the shapes differ; the message names both and the flags that fix it.
+    """
+    from leafscope.data import ImageDataset, canonical_name
+
+    data = load_data(args, split, limit=limit, name=name)
+    if data.input_shape == like.input_shape:
+        return data
+    if canonical_name(name) == "noise":
+        gen = torch.Generator().manual_seed(0)
+        return ImageDataset(
+            torch.rand(len(data), *like.input_shape, generator=gen),
+            torch.full((len(data),), -1, dtype=torch.int64),
+            "noise", split, 0, data.normalization,
+            source=f"torch.rand uniform [0,1) of the shape of {like.name}, seed 0",
+        )  # fmt: skip
+    raise InputError(
+        f"{data.name} has points of shape {data.input_shape} but {like.name} has "
+        f"{like.input_shape}: the sets are compared at one shape; "
+        + _shape_fix(data.input_shape, like.input_shape)
+    )
+
+
+def _shape_fix(got: tuple[int, ...], want: tuple[int, ...]) -> str:
+    """The flags that turn points of shape ``got`` into ``want``, or why none can."""
+    if len(got) != len(want):
+        return "images and vectors cannot be compared: use sets of one kind"
+    flags = []
+    if len(got) == 3 and got[0] != want[0]:
+        flags.append("--grey")  # applies to every set: all become one channel
+    if len(got) == 3 and got[1:] != want[1:]:
+        flags.append(f"--resize {want[1]},{want[2]}")
+    if not flags:
+        return "vectors of different lengths cannot be compared: use sets of one width"
+    grey = " (every set in one channel: for a model of grey images)" if "--grey" in flags else ""
+    return f"pass {' '.join(flags)}{grey}"
 
 
 def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -210,6 +259,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, model_help: str | No
         metavar="KEY|INDEX",
         help="the logits in a dict, tuple or object output (e.g. logits or 0)",
     )
+
+
+def parse_model_args(text: str | None) -> dict[str, Any]:
+    """The ``--model-args`` JSON object as a dict (``{}`` when None)."""
+    return _model_args(text)
 
 
 def _model_args(text: str | None) -> dict[str, Any]:

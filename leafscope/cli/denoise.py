@@ -10,8 +10,8 @@ from leafscope.cli.common import (
     add_device_argument,
     add_model_arguments,
     finish_json,
-    load_data,
     load_data_for,
+    load_data_like,
     model_from_args,
     model_source,
     resolve_device,
@@ -68,7 +68,12 @@ def run(args: argparse.Namespace) -> int:
         )
     model = model_from_args(args, resolve_device(args.device))
     train = load_data_for(model, args, "train", limit=args.pool)
-    test = load_data(args, "test", limit=args.points)
+    if not train.is_image:
+        raise InputError(
+            f"denoise compares image denoisers (blur, total variation) but {args.dataset} holds "
+            f"vectors of shape {train.input_shape}: use an image data set"
+        )
+    test = load_data_like(args, "test", args.dataset, train, limit=args.points)
     if (test.labels < 0).any():
         raise InputError(f"{args.dataset} test images are unlabelled: use a labelled data set")
     result = denoise_benchmark(

@@ -25,7 +25,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the two runs (val/, cw/)")
     p.add_argument("--train-points", type=int, default=None, help="default: all but validation")
     p.add_argument("--val-points", type=int, default=6000, help="validation images (default 6000)")
-    p.add_argument("--model", default="lenet", help="lenet, cnn or mlp (default lenet)")
+    p.add_argument(
+        "--model",
+        default="lenet",
+        help="a zoo model built for the data's shape (lenet, cnn, vgg, resnet18; default "
+        "lenet) or your factory MODULE:CALLABLE returning a fresh nn.Module",
+    )
+    p.add_argument(
+        "--model-args", default=None, metavar="JSON", help="keyword arguments of the model"
+    )
     p.add_argument("--layer", default="conv2", help="layer whose channels are tracked (conv2)")
     p.add_argument("--epochs", type=int, default=15, help="at most this many epochs (15)")
     p.add_argument("--patience", type=int, default=2, help="epochs without improvement (2)")
@@ -38,6 +46,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     common.add_device_argument(p)
     p.set_defaults(func=run)
+
+
+def _model(args: argparse.Namespace, data):
+    """A fresh model for the data (zoo name or MODULE:CALLABLE, seeded by ``--seed``), checked
+    on the data and on ``--layer`` (it must have channels with several values each)."""
+    import torch
+
+    from leafscope.data import check_model_input
+    from leafscope.models import build_model_for_input
+    from leafscope.models.features import layer_features
+    from leafscope.models.loading import build_from_factory
+
+    kwargs = common.parse_model_args(args.model_args)
+    torch.manual_seed(args.seed)
+    if ":" in args.model:
+        model = build_from_factory(args.model, kwargs)
+    else:
+        model = build_model_for_input(
+            args.model, data.input_shape, max(data.num_classes, 1), **kwargs
+        )
+    check_model_input(model, data, source=f"the data ({args.dataset})")
+    layer = common.parse_layers(args.layer, model)[0]
+    with torch.no_grad():
+        feats = layer_features(model, data.images[:2], [layer], shape="channels")[layer]
+    if feats.ndim != 3 or feats.shape[2] < 2:
+        raise InputError(
+            f"--layer {layer} gives features of shape {tuple(feats.shape[1:])} per point: "
+            "CW-DeepNNK needs a layer with channels of several values each (a convolution, "
+            "output (N, C, H, W)); vectors (N, D) and dense layers have none"
+        )
+    return model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,14 +92,15 @@ def run(args: argparse.Namespace) -> int:
             f"--train-points {n_train} + --val-points {args.val_points} must fit in the "
             f"{len(data.images)} training images, with --points {args.points} <= --train-points"
         )
-    test = common.load_data(args, "test")
+    test = common.load_data_like(args, "test", args.dataset, data)
     x, y = data.images, data.labels
+    model = _model(args, data)
     result = compare_early_stopping(
         (x[:n_train], y[:n_train]),
         (x[n_train : n_train + args.val_points], y[n_train : n_train + args.val_points]),
         (test.images, test.labels),
         args.out,
-        model=args.model,
+        model=model,
         layer=args.layer,
         points=args.points,
         epochs=args.epochs,

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         step=args.step,
         seed=args.seed,
+        box=(0.0, 1.0) if data.is_image else None,  # pixels stay pixels; vectors are free
     )
     with torch.no_grad():
         start_probs = torch.softmax(model(walk.start.to(model_device(model))), 1)
@@ -106,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     }
     write_json(args.out / "generate.json", summary)
     print(
-        f"{args.n} images of class {args.label}: kept class {100 * summary['kept_class']:.0f}%, "
+        f"{args.n} {'images' if data.is_image else 'vectors'} of class {args.label}: kept class "
+        f"{100 * summary['kept_class']:.0f}%, "
         f"mean displacement {summary['mean_displacement']:.2f}; wrote {args.out}/grid.png"
     )
     return 0

@@ -72,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
     models = {label: common.load_model_spec(path, device) for label, path in specs}
     layers = common.parse_layers(args.layers, next(iter(models.values())))
     data = common.load_data_for(next(iter(models.values())), args, "test", limit=args.points)
+    if not data.is_image:
+        raise InputError(
+            f"invariance rotates images, but {args.dataset} holds vectors of shape "
+            f"{data.input_shape}: use an image data set"
+        )
     results, accuracy = {}, {}
     for label, model in models.items():
         with torch.no_grad():

@@ -58,7 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_inputs(kind: str, n: int, shape, dataset: str, seed: int, data_dir=None) -> torch.Tensor:
-    """``n`` points: uniform noise in [0, 1) of ``shape`` or the first ``n`` test images."""
+    """``n`` points: uniform noise in [0, 1) of ``shape`` (one point's shape, e.g. (C, H, W) or
+    (D,)) or the first ``n`` test points of ``dataset``."""
     if kind not in INPUTS:
         raise InputError(f"unknown --inputs {kind!r}: use noise or data")
     if isinstance(n, bool) or n < 1:
@@ -71,23 +72,33 @@ def load_inputs(kind: str, n: int, shape, dataset: str, seed: int, data_dir=None
     return load_images(dataset, "test", data_dir=data_dir, limit=n).images
 
 
+def noise_shape(model: torch.nn.Module, args: argparse.Namespace) -> tuple[int, ...]:
+    """The shape of one noise point for ``model``: the input shape it records (leafscope
+    checkpoints), else that of the data set ``--dataset`` (with ``--grey``/``--resize``), checked
+    against the model."""
+    from leafscope.data import expected_input_shape
+
+    shape = expected_input_shape(model)
+    if shape is None:
+        shape = load_data_for(model, args, "test", limit=1).input_shape
+    return tuple(shape)
+
+
 def run(args: argparse.Namespace) -> int:
     """Compute the involutivity numbers and write OUT; 0 on success."""
+    from leafscope.data import check_model_input
     from leafscope.foliation import fisher_involutivity, involutivity
 
     device = resolve_device(args.device)
     model = model_from_args(args, device)
     config = getattr(model, "config", {}) or {}
-    shape = (
-        config.get("in_channels", 1),
-        config.get("image_size", 28),
-        config.get("image_size", 28),
-    )
     if args.inputs == "data":  # with --grey / --resize, checked against the model
         check_minimum(args, 1, "points")
         x = load_data_for(model, args, "test", limit=args.points).images
     else:
+        shape = noise_shape(model, args) if args.inputs == "noise" else ()
         x = load_inputs(args.inputs, args.points, shape, args.dataset, args.seed, args.data_dir)
+        check_model_input(model, x, source=f"noise points of shape {shape}")
     meta = {"checkpoint": model_source(args), "model": config}
     res = involutivity(
         model,

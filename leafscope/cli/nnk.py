@@ -11,7 +11,8 @@ from leafscope.cli.common import (
     add_data_arguments,
     add_device_argument,
     finish_json,
-    load_data,
+    load_data_for,
+    load_data_like,
     parse_layers,
     resolve_device,
 )
@@ -51,13 +52,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _layers(text: str, run_dir: Path) -> list[str]:
+def _layers(text: str, run_dir: Path) -> tuple[list[str], torch.nn.Module]:
+    """The checked layer names and the run's last epoch model."""
     from leafscope.training import list_checkpoints, load_checkpoint
 
     infos = [i for i in list_checkpoints(run_dir) if i.kind == "epoch"]
     if not infos:
         raise InputError(f"{run_dir} holds no epoch checkpoints: train the run first")
-    return parse_layers(text, load_checkpoint(infos[-1].path))
+    model = load_checkpoint(infos[-1].path)
+    return parse_layers(text, model), model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
     if args.points < 3:
         raise InputError(f"--points must be >= 3 for an NNK graph (got {args.points})")
     device = resolve_device(args.device)
-    layers = _layers(args.layers, args.run)
-    train = load_data(args, "train", limit=args.points)
-    test = load_data(args, "test", limit=args.test_points)
+    layers, last = _layers(args.layers, args.run)
+    train = load_data_for(last, args, "train", limit=args.points)
+    test = load_data_like(args, "test", args.dataset, train, limit=args.test_points)
     with torch.no_grad():
         geometry = run_geometry(
             args.run,

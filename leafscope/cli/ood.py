@@ -12,6 +12,7 @@ from leafscope.cli.common import (
     add_transform_arguments,
     finish_json,
     load_data,
+    load_data_like,
     model_from_args,
     model_source,
     resolve_device,
@@ -72,7 +73,7 @@ def _train_seeds(args, device) -> list[Path]:
     import torch
 
     from leafscope.data import train_val_split
-    from leafscope.models import build_model
+    from leafscope.models import build_model_for_input
     from leafscope.training import fit
 
     arch = args.model or "lenet"
@@ -81,7 +82,7 @@ def _train_seeds(args, device) -> list[Path]:
     for seed in range(args.seeds):
         tr, va = train_val_split(len(data), 0.1, seed)
         torch.manual_seed(seed)
-        model = build_model(arch, num_classes=data.num_classes)
+        model = build_model_for_input(arch, data.input_shape, data.num_classes)
         out = args.runs_dir / f"{args.in_dataset}-{arch}-s{seed}"
         result = fit(
             model,
@@ -143,9 +144,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         checkpoints = [args.checkpoint]  # None with --model MODULE:CALLABLE
     fit_set = load_data(args, "train", limit=args.fit_points, name=args.in_dataset)
-    x_in = load_data(args, "test", limit=args.points, name=args.in_dataset).images
-    outs = {
-        name: load_data(args, "test", limit=args.points, name=name).images
+    in_set = load_data_like(args, "test", args.in_dataset, fit_set, limit=args.points)
+    x_in = in_set.images
+    outs = {  # at the in-set's point shape (noise drawn at it)
+        name: load_data_like(args, "test", name, in_set, limit=args.points).images
         for name in _list(args.out, "--out")
     }
     options = _options(args)

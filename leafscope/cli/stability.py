@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from leafscope.data import check_model_input
     from leafscope.nnk.stability import geometric_stability
     from leafscope.report.figures.nnk import plot_stability
     from leafscope.report.save import save_figure
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     models = [common.load_model_spec(s, device) for s in specs]
     layers = common.parse_layers(args.layers, models[0])
     data = common.load_data_for(models[0], args, args.split, limit=args.points)
+    for spec, model in zip(specs[1:], models[1:], strict=True):
+        check_model_input(model, data, source=f"the data ({args.dataset}) for {spec}")
     with torch.no_grad():
         result = geometric_stability(
             models,

@@ -2,6 +2,7 @@
 
 leafscope thermo lenet --seeds 5 --optimizer sgd --lr 0.01 --momentum 0 --epochs 8 --json OUT
 leafscope thermo gnn --dataset cora --task node --seeds 3 --json OUT
+leafscope thermo filters --model vgg --dataset cifar10 --layer block1.0 --seeds 3 --json OUT
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from leafscope.cli.common import (
     add_data_dir_argument,
     add_device_argument,
+    add_transform_arguments,
     resolve_device,
     write_json,
 )
@@ -21,7 +23,7 @@ from leafscope.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``thermo`` command with its ``lenet`` and ``gnn`` experiments."""
+    """Add the ``thermo`` command with its ``lenet``, ``gnn`` and ``filters`` experiments."""
     from leafscope.experiments.thermo.gnn import DEFAULT_RATIOS
     from leafscope.experiments.thermo.lenet import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
 
@@ -77,7 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     gnn.set_defaults(experiment_func=_run_gnn)
 
-    for p in (lenet, gnn):
+    filters = _register_filters(sub)
+
+    for p in (lenet, gnn, filters):
         p.add_argument("--json", dest="json_out", default=None, help="write the result here")
         p.add_argument("--figure", default=None, help="write a PNG figure here")
         add_data_dir_argument(p)
@@ -87,10 +91,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _register_filters(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``thermo filters``: the filters of ``--layer`` of any zoo or user CNN."""
+    from leafscope.experiments.thermo.lenet import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
+
+    filters = sub.add_parser(
+        "filters",
+        help="any zoo or user CNN on any image data: temperature of the filters of --layer",
+        description="Train --model on --dataset (90/10 train/validation split of its training "
+        "set) per seed with a temperature monitor on the filters of the convolution --layer; "
+        "report one temperature per filter and the test accuracy without the k hottest, the "
+        "k coldest and k random filters (masked, no retraining).",
+    )
+    filters.add_argument(
+        "--model",
+        default="lenet",
+        help="zoo model built for the data (lenet, cnn, vgg, resnet18) or MODULE:CALLABLE",
+    )
+    filters.add_argument("--model-args", default=None, metavar="JSON", help="factory kwargs")
+    filters.add_argument("--layer", required=True, help="the convolution, e.g. conv1, block1.0")
+    filters.add_argument("--dataset", default="mnist", help="data set name or path (mnist)")
+    add_transform_arguments(filters)
+    filters.add_argument("--train-points", type=int, default=None, help="first N training points")
+    filters.add_argument("--test-points", type=int, default=None, help="first N test points")
+    filters.add_argument("--k", type=int, default=None, help="filters removed (default: a third)")
+    filters.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    filters.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    filters.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    filters.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
+    filters.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    filters.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    filters.add_argument("--window", default="1", help="epochs averaged: a number or 'all'")
+    filters.set_defaults(experiment_func=_run_filters)
+    return filters
+
+
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the chosen experiment."""
     if not getattr(args, "experiment_func", None):
-        raise InputError("thermo needs an experiment: use 'leafscope thermo lenet' or '... gnn'")
+        raise InputError(
+            "thermo needs an experiment: use 'leafscope thermo lenet', '... gnn' or '... filters'"
+        )
     if args.threads:
         if args.threads < 0:
             raise InputError(f"--threads must be >= 0, got {args.threads}")
@@ -121,6 +162,59 @@ def _run_lenet(args: argparse.Namespace) -> int:
         log=_log(args),
     )
     print(f"{'condition':28s} {'test accuracy (%)':>20s} {'test loss':>18s}")
+    for row in result.rows:
+        print(
+            f"{row.condition:28s} {row.accuracy_mean:11.2f} ± {row.accuracy_std:5.2f} "
+            f"{row.loss_mean:10.3f} ± {row.loss_std:5.3f}"
+        )
+    _write(args, result)
+    return 0
+
+
+def _filter_model(args: argparse.Namespace, data):
+    """A factory of fresh models: the zoo model for the data's shape, or the user's."""
+    from leafscope.cli.common import parse_model_args
+    from leafscope.models import build_model_for_input
+    from leafscope.models.loading import build_from_factory
+
+    kwargs = parse_model_args(args.model_args)
+    if ":" in args.model:
+        return lambda: build_from_factory(args.model, kwargs)
+    classes = max(data.num_classes, 1)
+    return lambda: build_model_for_input(args.model, data.input_shape, classes, **kwargs)
+
+
+def _run_filters(args: argparse.Namespace) -> int:
+    from leafscope.cli.common import load_data, load_data_for, load_data_like
+    from leafscope.data import train_val_split
+    from leafscope.experiments.thermo.filters import run_filter_experiment
+
+    window = None if args.window == "all" else _parse_int(args.window, "--window")
+    data = load_data(args, "train", limit=args.train_points)
+    if not data.is_image or (data.labels < 0).any():
+        raise InputError(
+            f"thermo filters trains a CNN on labelled images, but {args.dataset} holds "
+            f"{'vectors' if not data.is_image else 'unlabelled points'} of shape "
+            f"{data.input_shape}: use a labelled image data set"
+        )
+    make_model = _filter_model(args, data)
+    data = load_data_for(make_model(), args, "train", limit=args.train_points)
+    test = load_data_like(args, "test", args.dataset, data, limit=args.test_points)
+    tr, va = train_val_split(len(data), 0.1, 0)
+    result = run_filter_experiment(
+        make_model,
+        (data.images[tr], data.labels[tr]),
+        (data.images[va], data.labels[va]),
+        (test.images, test.labels),
+        layer=args.layer, seeds=args.seeds, k=args.k, window=window,
+        device=resolve_device(args.device), log=_log(args), epochs=args.epochs,
+        optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
+        momentum=args.momentum if args.optimizer == "sgd" else 0.0, weight_decay=0.0,
+    )  # fmt: skip
+    result.config.update({"model": args.model, "dataset": data.describe()})
+    for seed in result.per_seed:
+        temps = ", ".join(f"{t:.3g}" for t in seed["temperatures"])
+        print(f"seed {seed['seed']}: temperature per filter of {args.layer}: {temps}")
     for row in result.rows:
         print(
             f"{row.condition:28s} {row.accuracy_mean:11.2f} ± {row.accuracy_std:5.2f} "

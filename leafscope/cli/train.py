@@ -144,8 +144,8 @@ def run(args: argparse.Namespace) -> int:
     train_idx, val_idx = torch.as_tensor(train_idx), torch.as_tensor(val_idx)
     images, labels = data.images, data.labels
     torch.manual_seed(args.seed)
-    model = build_model_for_input(
-        args.model, tuple(images.shape[1:]), data.num_classes, activation=args.activation
+    model = build_model_for_input(  # images (C, H, W) or vectors (D,), at the data's shape
+        args.model, data.input_shape, data.num_classes, activation=args.activation
     )
     val = (images[val_idx], labels[val_idx]) if len(val_idx) else None
     meta = {

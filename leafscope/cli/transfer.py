@@ -12,8 +12,8 @@ from leafscope.cli.common import (
     add_model_arguments,
     add_transform_arguments,
     finish_json,
-    load_data,
     load_data_for,
+    load_data_like,
     model_from_args,
     model_source,
     resolve_device,
@@ -72,16 +72,18 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{what} must be >= 1 (got {value})")
     device = resolve_device(args.device)
     model = model_from_args(args, device)
+    # Every set at the reference's point shape (noise drawn at it); --resize / --grey align them.
+    ref = load_data_for(model, args, "test", limit=args.points, name=args.train_dataset)
     sets = {}
     for name in _names(args.datasets, "--datasets"):
-        train = load_data(args, "train", limit=max(args.points, args.transfer_train), name=name)
+        n_train = max(args.points, args.transfer_train)
+        train = load_data_like(args, "train", name, ref, limit=n_train)
         check_model_input(model, train, source=f"the data ({name})")
         try:
-            val = load_data(args, "test", limit=args.transfer_val, name=name)
+            val = load_data_like(args, "test", name, ref, limit=args.transfer_val)
         except InputError:
             val = None
         sets[name] = (train, val)
-    ref = load_data_for(model, args, "test", limit=args.points, name=args.train_dataset)
     result = transfer_table(
         model,
         sets,

@@ -65,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = model_from_args(args, device)
     data = load_data_for(model, args, args.split, limit=args.pool)
-    path_config = PathConfig(step=args.step, threshold=args.threshold, max_steps=args.max_steps)
+    box = (0.0, 1.0) if data.is_image else None  # pixels stay in [0, 1]; vectors are free
+    path_config = PathConfig(
+        step=args.step, threshold=args.threshold, max_steps=args.max_steps, box=box
+    )
     walk_config = WalkConfig(steps=args.vertical_steps, seed=args.seed)
     res = walk_experiment(
         model,

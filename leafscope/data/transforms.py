@@ -179,7 +179,11 @@ def rotate(images: torch.Tensor, degrees: torch.Tensor | float) -> torch.Tensor:
     """
     if not torch.is_tensor(images) or images.ndim != 4 or not images.is_floating_point():
         shape = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
-        raise InputError(f"images must be a float (N, C, H, W) tensor, got {shape}")
+        vectors = torch.is_tensor(images) and images.ndim == 2
+        raise InputError(
+            f"rotate needs float (N, C, H, W) images, got {shape}"
+            + (": vectors (N, D) cannot be rotated; use image data" if vectors else "")
+        )
     n = images.shape[0]
     angle = torch.as_tensor(degrees, dtype=images.dtype, device=images.device)
     if angle.ndim == 0:

@@ -11,12 +11,14 @@ held-out data. :func:`compare_early_stopping`: both stopping rules from the same
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from leafscope.errors import CheckpointError, InputError
 from leafscope.models.features import layer_features
@@ -162,7 +164,7 @@ def compare_early_stopping(
     test: tuple[torch.Tensor, torch.Tensor],
     out_dir: str | os.PathLike,
     *,
-    model: str = "lenet",
+    model: str | nn.Module = "lenet",
     layer: str = "conv2",
     points: int = 1000,
     epochs: int = 6,
@@ -176,7 +178,9 @@ def compare_early_stopping(
     Args:
         train, val, test: ``(images, labels)``; CW-DeepNNK measures the first ``points`` of train.
         out_dir: two runs are written to ``out_dir/val`` and ``out_dir/cw``.
-        model: a :func:`leafscope.models.build_model` name; layer: the channel layer.
+        model: a zoo name, built for the data's point shape and class count with
+            :func:`leafscope.models.build_model_for_input`, or a fresh ``nn.Module`` (its
+            initial weights are used for both runs); layer: the channel layer.
         epochs: at most this many epochs; patience: for both rules; fit_kwargs: passed to fit.
 
     Returns:
@@ -184,20 +188,25 @@ def compare_early_stopping(
         epochs and test accuracy at the best epoch; the CW stop epoch, frozen epochs, per-epoch
         channel LOO errors and final test accuracy.
     """
-    from leafscope.models import build_model
-    from leafscope.training import evaluate, list_checkpoints, load_checkpoint
+    from leafscope.models import build_model_for_input, load_weights
+    from leafscope.training import evaluate, list_checkpoints
 
     out = Path(out_dir)
     fit_kwargs.setdefault("progress", False)
     device = fit_kwargs.get("device", "cpu")
     torch.manual_seed(seed)
-    net = build_model(model)
+    if isinstance(model, nn.Module):
+        net = model
+    else:
+        classes = int(max(int(t[1].max()) for t in (train, val, test) if len(t[1]))) + 1
+        net = build_model_for_input(model, tuple(train[0].shape[1:]), classes)
     init = {n: t.clone() for n, t in net.state_dict().items()}
     res = fit(net, train, val, epochs=epochs, seed=seed, out_dir=out / "val", overwrite=True,
               **fit_kwargs)  # fmt: skip
     val_acc = [r["val_accuracy"] for r in res.history]
+    saved = copy.deepcopy(net)  # each epoch's weights loaded into it (any nn.Module works)
     test_acc = {
-        i.epoch: evaluate(load_checkpoint(i.path, device=device), test, device=device)[1]
+        i.epoch: evaluate(load_weights(saved, i.path), test, device=device)[1]
         for i in list_checkpoints(out / "val")
         if i.kind == "epoch" and i.epoch > 0
     }

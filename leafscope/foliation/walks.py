@@ -256,9 +256,16 @@ def total_variation(images: Tensor) -> Tensor:
 
 
 def flip_horizontal(images: Tensor) -> Tensor:
-    """Mirror images left-right (a symbol not in MNIST, e.g. a flipped 3)."""
+    """Mirror images ``(N, C, H, W)`` (or ``(N, H, W)``) left-right (a symbol not in MNIST, e.g. a
+    flipped 3).
+
+    Raises:
+        InputError: ``images`` are vectors ``(N, D)``: mirroring needs images.
+    """
     if images.dim() < 3:
-        raise InputError(f"images must be (N, ..., H, W) (got shape {tuple(images.shape)})")
+        shape = tuple(images.shape)
+        hint = ": vectors (N, D) have no left and right; use image data" if len(shape) == 2 else ""
+        raise InputError(f"flip_horizontal mirrors images (N, C, H, W), got shape {shape}{hint}")
     return images.flip(-1)
 
 

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from leafscope.applications.metrics import roc_points  # noqa: E402
+from leafscope.report.figures.samples import draw_sample, is_image, shared_range  # noqa: E402
 
 __all__ = ["denoising_strips", "image_grid", "roc_curves", "spectra_histograms"]
 
@@ -59,18 +60,25 @@ def roc_curves(results: list, out_dataset: str, max_detectors: int = 10) -> Figu
 
 
 def denoising_strips(examples: dict[str, Tensor], n: int = 8) -> Figure:
-    """One row per method (``clean``, ``noisy``, ...), ``n`` images per row."""
+    """One row per method (``clean``, ``noisy``, ...), ``n`` images per row.
+
+    Args:
+        examples: method → ``(N, C, H, W)`` images (grey or RGB, drawn in colour) or ``(N, D)``
+            vectors (bar plots on shared y-limits).
+        n: images per row (at most the fewest examples of a method).
+    """
     names = list(examples)
     n = min(n, min(len(v) for v in examples.values()))
     fig, axes = plt.subplots(
         len(names), n, figsize=(1.1 * n, 1.15 * len(names)), squeeze=False, constrained_layout=True
     )
+    first = np.asarray(examples[names[0]][0]) if n else np.zeros((1, 1))
+    limits = None
+    if not is_image(first):
+        limits = shared_range(np.concatenate([np.asarray(v[:n]) for v in examples.values()]))
     for i, name in enumerate(names):
         for j in range(n):
-            ax = axes[i, j]
-            ax.imshow(np.asarray(examples[name][j]).reshape(28, 28), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            draw_sample(axes[i, j], examples[name][j], value_range=limits)
         axes[i, 0].set_ylabel(name, fontsize=8)
     return fig
 
@@ -82,21 +90,28 @@ def image_grid(
     ncols: int = 8,
     title: str | None = None,
 ) -> Figure:
-    """A grid of grey images, each titled with its predicted label and probability."""
+    """A grid of points, each titled with its predicted label and probability.
+
+    Args:
+        images: ``(N, C, H, W)`` images (grey, or RGB drawn in colour), ``(N, H, W)`` grey
+            images, or ``(N, D)`` vectors (bar plots on shared y-limits).
+        predicted, probability: per point, for the titles.
+        ncols: points per row. title: figure title.
+    """
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(1.2 * ncols, 1.35 * nrows), squeeze=False, constrained_layout=True
     )
+    limits = None if n == 0 or is_image(images[0]) else shared_range(images)
     for k, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
         if k >= n:
             ax.axis("off")
             continue
-        side = int(round(np.sqrt(np.asarray(images[k]).size)))
-        ax.imshow(np.asarray(images[k]).reshape(side, side), cmap="gray", vmin=0, vmax=1)
+        draw_sample(ax, images[k], value_range=limits)
         if predicted is not None:
             text = f"{int(predicted[k])}"
             if probability is not None:

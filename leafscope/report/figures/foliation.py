@@ -22,6 +22,12 @@ from leafscope.foliation.brackets import InvolutivityResult  # noqa: E402
 from leafscope.foliation.equilibrium import TraceRankResult  # noqa: E402
 from leafscope.foliation.paths import PathResult  # noqa: E402
 from leafscope.foliation.walks import WalkResult  # noqa: E402
+from leafscope.report.figures.samples import (  # noqa: E402
+    draw_sample,
+    image_array,
+    is_image,
+    shared_range,
+)
 
 __all__ = [
     "accuracy_vs_distance",
@@ -41,30 +47,27 @@ def _frame_indices(n: int, count: int) -> list[int]:
     return sorted({round(i * (n - 1) / (count - 1)) for i in range(count)})
 
 
-def _image(ax, img: torch.Tensor) -> None:
-    arr = img.detach().float().cpu()
-    arr = arr[0] if arr.dim() == 3 else arr
-    ax.imshow(arr.numpy(), cmap="gray", vmin=0.0, vmax=1.0)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def _check_index(index: int, n: int, what: str) -> None:
     if not 0 <= index < n:
         raise InputError(f"{what} index {index} out of range: there are {n} (use 0..{n - 1})")
 
 
 def path_strip(result: PathResult, index: int = 0, frames: int = 8) -> Figure:
-    """Recorded points of path ``index`` as a strip, each titled ``label (probability)``."""
+    """Recorded points of path ``index`` as a strip, each titled ``label (probability)``.
+
+    Images are drawn in grey or colour (RGB), vectors as bar plots on shared y-limits (see
+    :func:`~leafscope.report.figures.samples.draw_sample`).
+    """
     _check_index(index, len(result), "path")
     pts, steps = result.points[index], result.point_steps[index]
     if len(pts) == 0:
         raise InputError(f"path {index} has no recorded points: run it first")
     picks = _frame_indices(len(pts), frames)
     fig, axes = plt.subplots(1, len(picks), figsize=(1.6 * len(picks), 2.0), squeeze=False)
+    limits = None if is_image(pts[0]) else shared_range(pts[picks])
     for ax, k in zip(axes[0], picks, strict=True):
         s = steps[k]
-        _image(ax, pts[k])
+        draw_sample(ax, pts[k], value_range=limits)
         pred, prob = result.predicted[index][s], result.max_prob[index][s]
         ax.set_title(f"{pred} ({prob:.2f})\nstep {s}", fontsize=8)
     dist = result.distance[index]
@@ -98,9 +101,12 @@ def save_path_animation(
     """Write an animated GIF of path ``index`` (matplotlib PillowWriter).
 
     Returns:
-        The file written, or None when Pillow is not installed (nothing is written).
+        The file written, or None when Pillow is not installed or the points are vectors (an
+        animation of images only; nothing is written).
     """
     _check_index(index, len(result), "path")
+    if len(result.points[index]) == 0 or not is_image(result.points[index][0]):
+        return None
     if importlib.util.find_spec("PIL") is None:
         return None
     from matplotlib.animation import FuncAnimation, PillowWriter
@@ -108,14 +114,13 @@ def save_path_animation(
     pts, steps = result.points[index], result.point_steps[index]
     picks = _frame_indices(len(pts), max_frames)
     fig, ax = plt.subplots(figsize=(2.6, 2.9))
-    first = pts[picks[0]].float()
-    im = ax.imshow((first[0] if first.dim() == 3 else first).numpy(), cmap="gray", vmin=0, vmax=1)
+    first, cmap = image_array(pts[picks[0]])
+    im = ax.imshow(first, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
 
     def update(k: int):
-        img = pts[k].float()
-        im.set_data((img[0] if img.dim() == 3 else img).numpy())
+        im.set_data(image_array(pts[k])[0])
         s = steps[k]
         ax.set_title(
             f"{result.predicted[index][s]} ({result.max_prob[index][s]:.2f}) step {s}", fontsize=9
@@ -133,13 +138,15 @@ def save_path_animation(
 def walk_strip(walk: WalkResult, index: int = 0, frames: int = 8) -> Figure:
     """Recorded points of vertical walk ``index``, titled ``label (probability)`` and distance.
 
-    Pixels outside [0, 1] (an unclamped walk) are shown clipped.
+    Pixels outside [0, 1] (an unclamped walk) are shown clipped; vectors are drawn as bar plots
+    on shared y-limits.
     """
     _check_index(index, walk.points.shape[0], "walk")
     picks = _frame_indices(walk.points.shape[1], frames)
     fig, axes = plt.subplots(1, len(picks), figsize=(1.6 * len(picks), 2.0), squeeze=False)
+    limits = None if walk.points.dim() > 3 else shared_range(walk.points[index, picks])
     for ax, k in zip(axes[0], picks, strict=True):
-        _image(ax, walk.points[index, k].clamp(0, 1))
+        draw_sample(ax, walk.points[index, k], value_range=limits)
         ax.set_title(
             f"{int(walk.predicted[index, k])} ({float(walk.max_prob[index, k]):.2f})\n"
             f"d={float(walk.distance[index, k]):.1f}",

@@ -1,0 +1,171 @@
+"""Temperature of the filters of one convolution of any CNN, and hot/cold pruning (theory §4).
+
+The LeNet-5 experiment (:mod:`leafscope.experiments.thermo.lenet`) fixes the model, the data
+and the layer; this one takes them: a factory of fresh models (a zoo model built for the data,
+or a user module), image data at their own shape, and the name of a ``Conv2d`` layer. Per seed:
+train with :func:`leafscope.training.fit` and a :class:`~leafscope.thermo.TemperatureMonitor`
+on the layer's filters, then mask filters (no retraining) and evaluate on the test set:
+without the ``k`` hottest, without the ``k`` coldest, without ``k`` random filters; each
+filter alone removed gives its accuracy drop, compared with its temperature by rank correlation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from leafscope.errors import InputError
+from leafscope.experiments.thermo.common import (
+    PruningRow,
+    aggregate_rows,
+    spearman,
+    validate_seeds,
+)
+from leafscope.thermo.groups import resolve_layer
+from leafscope.thermo.monitor import TemperatureMonitor
+from leafscope.thermo.pruning import magnitude_scores, masked, random_scores, select_groups
+
+__all__ = ["FilterThermoResult", "run_filter_experiment"]
+
+
+@dataclass
+class FilterThermoResult:
+    """Outcome of :func:`run_filter_experiment`.
+
+    Attributes:
+        config: the settings (layer, number of filters, k, optimizer, epochs, ...).
+        rows: test accuracy (%) and loss (nats), mean ± std over seeds, of ``original``,
+            ``without_k_hottest``, ``without_k_coldest`` and ``without_k_random``.
+        per_seed: per seed: one temperature per filter, L1 norms, single-filter accuracy drops,
+            rank correlations, training history.
+    """
+
+    config: dict[str, Any]
+    rows: list[PruningRow]
+    per_seed: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dictionary."""
+        return asdict(self)
+
+    @property
+    def temperatures(self) -> list[list[float]]:
+        """Per seed, one temperature per filter of the layer."""
+        return [s["temperatures"] for s in self.per_seed]
+
+
+def _score(model: nn.Module, layer: str, test: tuple, device: torch.device):
+    from leafscope.training import evaluate
+
+    cache: dict[tuple[int, ...], tuple[float, float]] = {}
+
+    def score(mask: list[int]) -> tuple[float, float]:
+        key = tuple(mask)
+        if key not in cache:
+            with masked(model, layer, mask):
+                loss, acc = evaluate(model, test, device=device)
+            cache[key] = (100.0 * acc, loss)
+        return cache[key]
+
+    return score
+
+
+def _run_seed(make_model, seed, layer, k, train, val, test, window, settings, device):
+    from leafscope.training import fit
+
+    torch.manual_seed(seed)
+    model = make_model().to(device)
+    monitor = TemperatureMonitor({layer: "filters"})
+    result = fit(model, train, val, seed=seed, device=device, callbacks=[monitor],
+                 progress=False, **settings)  # fmt: skip
+    model.eval()
+    temps = monitor.temperatures(window=window)[layer]
+    n = temps.numel()
+    score = _score(model, layer, test, device)
+    values = {
+        "original": score([]),
+        f"without_{k}_hottest": score(select_groups(temps, k, "remove", "highest")),
+        f"without_{k}_coldest": score(select_groups(temps, k, "remove", "lowest")),
+        f"without_{k}_random": score(select_groups(random_scores(n, 1000 + seed), k)),
+    }
+    drop = torch.tensor([values["original"][0] - score([i])[0] for i in range(n)])
+    l1 = magnitude_scores(model, layer)
+    record = {
+        "seed": seed,
+        "temperatures": temps.tolist(),
+        "l1": l1.tolist(),
+        "single_filter_accuracy_drop": drop.tolist(),
+        "spearman_temperature_vs_drop": spearman(temps, drop),
+        "spearman_l1_vs_drop": spearman(l1, drop),
+        "spearman_temperature_vs_l1": spearman(temps, l1),
+        "train_history": result.history,
+    }
+    return values, record
+
+
+def run_filter_experiment(
+    make_model: Callable[[], nn.Module],
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    test: tuple[torch.Tensor, torch.Tensor],
+    *,
+    layer: str,
+    seeds: int = 3,
+    k: int | None = None,
+    window: int | None = 1,
+    device: str | torch.device = "cpu",
+    log: Callable[[str], None] | None = None,
+    **fit_settings: Any,
+) -> FilterThermoResult:
+    """Train ``seeds`` fresh models, measure the temperature of ``layer``'s filters, prune.
+
+    Args:
+        make_model: returns a fresh classifier (called after ``torch.manual_seed(seed)``).
+        train, val, test: ``(inputs, labels)``; inputs (N, C, H, W) at the data's own shape.
+        layer: a convolution of the model (``named_modules`` name, e.g. ``"conv1"``,
+            ``"block1.0"``); its filters are the groups.
+        seeds: number of seeds (0..seeds-1: init, batch order, random control).
+        k: filters removed per condition (default: a third of them, at least 1).
+        window: epochs averaged for the temperature (None = all, 1 = last epoch).
+        device: torch device.
+        log: optional callable receiving one progress line per seed.
+        **fit_settings: passed to :func:`leafscope.training.fit` (``epochs`` required;
+            ``optimizer``, ``lr``, ``momentum``, ``batch_size``, ...).
+
+    Returns:
+        A :class:`FilterThermoResult` (accuracies in percent, losses in nats).
+
+    Raises:
+        InputError: ``layer`` is not a convolution of the model, or ``k`` is not in
+            ``1..filters-1``.
+    """
+    seed_list = validate_seeds(seeds)
+    device = torch.device(device)
+    n = resolve_layer(make_model(), layer, "filters").n_groups
+    k = max(1, n // 3) if k is None else k
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n:
+        raise InputError(f"k must be an integer in 1..{n - 1} for {layer!r} with {n} filters")
+    test = (test[0].to(device), test[1].to(device))
+    per_seed_values, per_seed = [], []
+    for seed in seed_list:
+        values, record = _run_seed(
+            make_model, seed, layer, k, train, val, test, window, fit_settings, device
+        )
+        per_seed_values.append(values)
+        per_seed.append(record)
+        if log is not None:
+            log(
+                f"seed {seed}: test acc {values['original'][0]:.2f}%, T({layer}) = "
+                f"{[f'{t:.2e}' for t in record['temperatures']]}"
+            )
+    settings = {key: v for key, v in fit_settings.items() if isinstance(v, (int, float, str))}
+    config = {
+        "layer": layer, "filters": n, "k": k, "seeds": seeds, "window": window,
+        "train_size": int(train[0].shape[0]), "test_size": int(test[0].shape[0]),
+        "input_shape": list(train[0].shape[1:]), "device": str(device), **settings,
+    }  # fmt: skip
+    return FilterThermoResult(config, aggregate_rows(per_seed_values, list(values)), per_seed)
