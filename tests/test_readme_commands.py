@@ -147,7 +147,9 @@ _SUBCOMMANDS: dict[str, tuple[list[str], str, Check | None]] = {
 _THERMO: dict[str, tuple[list[str], Check]] = {
     "lenet": (["--seeds", "1", "--epochs", "1", "--limit", "1500", "--quiet"], _check_thermo),
     "gnn": (["--seeds", "1", "--epochs", "5", "--quiet"], _check_thermo),
-}
+    "filters": (["--train-points", "300", "--test-points", "100", "--seeds", "1", "--epochs",
+                 "1", "--quiet"], _check_thermo),
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +178,7 @@ def _substitute(words: list[str], runs: dict[str, Path], tmp: Path) -> list[str]
         "plain=RUN_A,rotated=RUN_B": f"plain={runs['seed0']},rotated={runs['seed1']}",
         "OUT": str(tmp / "out.json"),
         "DIR": str(tmp / "dir"),
+        "D": "mnist",
     }
     return [table.get(w, w) for w in words]
 
