@@ -40,7 +40,7 @@ DETECTORS: dict[str, type[OODDetector]] = {
         DIMSpectrumDetector,
         LeafDistanceDetector,
         LeafPixelDetector,
-        )
+    )
 }
 BASELINES = ("msp", "maxlogit", "energy", "react", "vim", "mahalanobis", "knn", "pixel-nn")
 LEAF_BASED = ("dim-trace", "dim-spectrum", "leaf-distance", "leaf-pixel")

@@ -21,7 +21,14 @@ from leafscope.applications.metrics import aupr_in, aupr_out, auroc, fpr_at_tpr
 from leafscope.errors import InputError, NotFittedError
 from leafscope.information import check_inputs
 
-__all__ = ["METRICS", "OODDetector", "OODResult", "aggregate_seeds", "evaluate_detectors"]
+__all__ = [
+    "METRICS",
+    "OODDetector",
+    "OODResult",
+    "aggregate_seeds",
+    "evaluate_detectors",
+    "score_result",
+]
 
 #: The metrics of every :class:`OODResult` (FPR95: lower is better; the others higher).
 METRICS = ("auroc", "fpr95", "aupr_in", "aupr_out")
@@ -118,6 +125,28 @@ class OODResult:
         return out
 
 
+def score_result(
+    detector: str,
+    out_dataset: str,
+    s_in: np.ndarray,
+    s_out: np.ndarray,
+    seed: int | None = None,
+    keep_scores: bool = True,
+) -> OODResult:
+    """Every metric of in-scores ``s_in`` (N_in,) against out-scores ``s_out`` (N_out,)."""
+    return OODResult(
+        detector=detector,
+        out_dataset=out_dataset,
+        auroc=auroc(s_in, s_out),
+        fpr95=fpr_at_tpr(s_in, s_out, 0.95),
+        seed=seed,
+        aupr_in=aupr_in(s_in, s_out),
+        aupr_out=aupr_out(s_in, s_out),
+        in_scores=np.asarray(s_in).tolist() if keep_scores else [],
+        out_scores=np.asarray(s_out).tolist() if keep_scores else [],
+    )
+
+
 def evaluate_detectors(
     detectors: dict[str, OODDetector],
     x_in: Tensor,
@@ -143,19 +172,7 @@ def evaluate_detectors(
         s_in = det.score_samples(x_in)
         for out_name, x_out in outs.items():
             s_out = det.score_samples(x_out)
-            results.append(
-                OODResult(
-                    detector=name,
-                    out_dataset=out_name,
-                    auroc=auroc(s_in, s_out),
-                    fpr95=fpr_at_tpr(s_in, s_out, 0.95),
-                    seed=seed,
-                    aupr_in=aupr_in(s_in, s_out),
-                    aupr_out=aupr_out(s_in, s_out),
-                    in_scores=s_in.tolist() if keep_scores else [],
-                    out_scores=s_out.tolist() if keep_scores else [],
-                )
-            )
+            results.append(score_result(name, out_name, s_in, s_out, seed, keep_scores))
     return results
 
 

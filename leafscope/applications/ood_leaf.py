@@ -225,4 +225,3 @@ class LeafPixelDetector(LeafDistanceDetector):
 
     def _score(self, x: Tensor) -> np.ndarray:
         return self.combine(*self._leaf_distance(x))
-
