@@ -24,10 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "ood",
         help="out-of-distribution detection: DIM and leaf detectors against standard baselines",
-        description="Fits every detector on in-distribution training images and reports AUROC "
-        "FPR at 95%% TPR, AUPR-in and AUPR-out (in = positive) on in-distribution test images against each --out "
-        "set. With several models (--checkpoints, or --seeds N --train-epochs E to train them) "
-        "the table gives mean and std over models.",
+        description="Fits every detector on in-distribution training images and reports AUROC, "
+        "FPR at 95%% TPR, AUPR-in and AUPR-out (in = positive) on in-distribution test images "
+        "against each --out set. With several models (--checkpoints, or --seeds N "
+        "--train-epochs E to train them) the table gives mean and std over models.",
     )
     add_model_arguments(
         p,
