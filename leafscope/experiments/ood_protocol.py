@@ -39,6 +39,7 @@ __all__ = [
     "TRAINING",
     "ProtocolResult",
     "blurred",
+    "markdown_table",
     "out_sets",
     "LEAF_SCORES",
     "PROTOCOL_BASELINES",
@@ -319,3 +320,26 @@ def run_protocol(
     }
     result.seconds = time.perf_counter() - start
     return result
+
+
+def markdown_table(table: list[dict]) -> str:
+    """The protocol's table as Markdown: one row per (setting, detector, out set), each metric
+    as ``mean ± std``; the best AUROC of each (setting, out set) in bold."""
+    from leafscope.applications.ood import METRICS
+
+    best: dict[tuple[str, str], float] = {}
+    for r in table:
+        key = (r["setting"], r["out_dataset"])
+        best[key] = max(best.get(key, -1.0), r["auroc"])
+    lines = [
+        "| setting | out set | detector | AUROC | FPR95 | AUPR-in | AUPR-out |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(table, key=lambda r: (r["setting"], r["out_dataset"])):
+        cells = [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in METRICS]
+        if r["auroc"] == best[(r["setting"], r["out_dataset"])]:
+            cells[0] = f"**{cells[0]}**"
+        lines.append(
+            f"| {r['setting']} | {r['out_dataset']} | {r['detector']} | {' | '.join(cells)} |"
+        )
+    return "\n".join(lines)
