@@ -64,6 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-steps-per-epoch", type=int, default=None, help="with --protocol: cap training"
     )
+    p.add_argument(
+        "--leaf-scale-points",
+        type=int,
+        default=200,
+        help="with --protocol: held-out training points for the leaf-pixel medians",
+    )
     add_data_dir_argument(p)
     add_transform_arguments(p)
     p.add_argument("--json", type=Path, default=None, help="write the result here")
@@ -144,6 +150,7 @@ def _run_protocol(args: argparse.Namespace, device) -> int:
         points=args.points,
         fit_points=args.fit_points,
         leaf_steps=args.leaf_steps,
+        leaf_scale_points=args.leaf_scale_points,
         data_dir=args.data_dir,
         device=device,
         random_state=args.seed,
