@@ -4,18 +4,22 @@ from leafscope.applications.denoise import DenoiseResult, DenoiseRow, add_noise,
 from leafscope.applications.detectors import BASELINES, DETECTORS, LEAF_BASED, make_detector
 from leafscope.applications.generate import LeafWalk, generate_class, leaf_random_walk
 from leafscope.applications.leaf import LeafProjection, NearestImages, project_onto_leaf
-from leafscope.applications.metrics import auroc, fpr_at_tpr, psnr
+from leafscope.applications.metrics import aupr_in, aupr_out, auroc, fpr_at_tpr, psnr
 from leafscope.applications.ood import OODDetector, OODResult, aggregate_seeds, evaluate_detectors
 from leafscope.applications.ood_baselines import (
     EnergyDetector,
     KNNDetector,
     MahalanobisDetector,
+    MaxLogitDetector,
     MSPDetector,
+    ReActDetector,
+    ViMDetector,
 )
 from leafscope.applications.ood_leaf import (
     DIMSpectrumDetector,
     DIMTraceDetector,
     LeafDistanceDetector,
+    LeafPixelDetector,
     PixelNNDetector,
 )
 from leafscope.applications.transfer import (
@@ -27,6 +31,12 @@ from leafscope.applications.transfer import (
 )
 
 __all__ = [
+    "aupr_out",
+    "aupr_in",
+    "LeafPixelDetector",
+    "ViMDetector",
+    "ReActDetector",
+    "MaxLogitDetector",
     "BASELINES",
     "DETECTORS",
     "DIMSpectrumDetector",

@@ -9,12 +9,16 @@ from leafscope.applications.ood_baselines import (
     EnergyDetector,
     KNNDetector,
     MahalanobisDetector,
+    MaxLogitDetector,
     MSPDetector,
+    ReActDetector,
+    ViMDetector,
 )
 from leafscope.applications.ood_leaf import (
     DIMSpectrumDetector,
     DIMTraceDetector,
     LeafDistanceDetector,
+    LeafPixelDetector,
     PixelNNDetector,
 )
 from leafscope.errors import InputError
@@ -25,17 +29,21 @@ DETECTORS: dict[str, type[OODDetector]] = {
     cls.name: cls
     for cls in (
         MSPDetector,
+        MaxLogitDetector,
         EnergyDetector,
+        ReActDetector,
+        ViMDetector,
         MahalanobisDetector,
         KNNDetector,
         PixelNNDetector,
         DIMTraceDetector,
         DIMSpectrumDetector,
         LeafDistanceDetector,
+        LeafPixelDetector,
     )
 }
-BASELINES = ("msp", "energy", "mahalanobis", "knn", "pixel-nn")
-LEAF_BASED = ("dim-trace", "dim-spectrum", "leaf-distance")
+BASELINES = ("msp", "maxlogit", "energy", "react", "vim", "mahalanobis", "knn", "pixel-nn")
+LEAF_BASED = ("dim-trace", "dim-spectrum", "leaf-distance", "leaf-pixel")
 
 
 def make_detector(name: str, model: nn.Module, **kwargs) -> OODDetector:

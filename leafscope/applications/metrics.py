@@ -1,14 +1,14 @@
-"""Scores used by the applications: PSNR, AUROC and FPR at 95% TPR."""
+"""Scores used by the applications: PSNR, AUROC, FPR at 95% TPR, AUPR-in and AUPR-out."""
 
 from __future__ import annotations
 
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from leafscope.errors import InputError
 
-__all__ = ["auroc", "fpr_at_tpr", "psnr", "roc_points"]
+__all__ = ["aupr_in", "aupr_out", "auroc", "fpr_at_tpr", "psnr", "roc_points"]
 
 
 def psnr(reference: np.ndarray, estimate: np.ndarray, data_range: float = 1.0) -> np.ndarray:
@@ -51,6 +51,21 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
     """Area under the ROC curve with in-distribution as the positive class (higher score = in)."""
     labels, scores = _labels_scores(in_scores, out_scores)
     return float(roc_auc_score(labels, scores))
+
+
+def aupr_in(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
+    """Area under the precision-recall curve with in-distribution as the positive class
+    (average precision, :func:`sklearn.metrics.average_precision_score`; higher score = in).
+    Chance level is the share of in-distribution points."""
+    labels, scores = _labels_scores(in_scores, out_scores)
+    return float(average_precision_score(labels, scores))
+
+
+def aupr_out(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
+    """Area under the precision-recall curve with out-of-distribution as the positive class
+    (scores negated, so lower score = out). Chance level is the share of out points."""
+    labels, scores = _labels_scores(in_scores, out_scores)
+    return float(average_precision_score(1.0 - labels, -scores))
 
 
 def roc_points(in_scores: np.ndarray, out_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

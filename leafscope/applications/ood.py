@@ -3,8 +3,9 @@
 Every detector follows the scikit-learn convention: parameters in the constructor,
 ``fit(x_train, y=None) -> self``, ``score_samples(x) -> (N,)`` with **higher = more
 in-distribution**, :class:`NotFittedError` before ``fit``, ``random_state`` for every random
-choice (subsampling). Detectors: :mod:`ood_baselines` (MSP, energy, Mahalanobis, kNN) and
-:mod:`ood_leaf` (DIM trace, DIM spectrum, pixel nearest neighbour, distance to the data leaf).
+choice (subsampling). Detectors: :mod:`ood_baselines` (MSP, MaxLogit, energy, ReAct, ViM,
+Mahalanobis, kNN) and :mod:`ood_leaf` (DIM trace, DIM spectrum, pixel nearest neighbour, distance
+to the data leaf, leaf distance combined with pixel distance).
 """
 
 from __future__ import annotations
@@ -16,11 +17,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from leafscope.applications.metrics import auroc, fpr_at_tpr
+from leafscope.applications.metrics import aupr_in, aupr_out, auroc, fpr_at_tpr
 from leafscope.errors import InputError, NotFittedError
 from leafscope.information import check_inputs
 
-__all__ = ["OODDetector", "OODResult", "aggregate_seeds", "evaluate_detectors"]
+__all__ = [
+    "METRICS",
+    "OODDetector",
+    "OODResult",
+    "aggregate_seeds",
+    "evaluate_detectors",
+    "score_result",
+]
+
+#: The metrics of every :class:`OODResult` (FPR95: lower is better; the others higher).
+METRICS = ("auroc", "fpr95", "aupr_in", "aupr_out")
 
 
 class OODDetector(ABC):
@@ -93,13 +104,16 @@ class OODDetector(ABC):
 
 @dataclass
 class OODResult:
-    """AUROC and FPR@95TPR of one detector on one in/out pair (in = positive class)."""
+    """AUROC, FPR@95TPR, AUPR-in and AUPR-out of one detector on one in/out pair (in = positive
+    class for all but AUPR-out)."""
 
     detector: str
     out_dataset: str
     auroc: float
     fpr95: float
     seed: int | None = None
+    aupr_in: float = float("nan")
+    aupr_out: float = float("nan")
     in_scores: list[float] = field(default_factory=list, repr=False)
     out_scores: list[float] = field(default_factory=list, repr=False)
 
@@ -109,6 +123,28 @@ class OODResult:
             out.pop("in_scores")
             out.pop("out_scores")
         return out
+
+
+def score_result(
+    detector: str,
+    out_dataset: str,
+    s_in: np.ndarray,
+    s_out: np.ndarray,
+    seed: int | None = None,
+    keep_scores: bool = True,
+) -> OODResult:
+    """Every metric of in-scores ``s_in`` (N_in,) against out-scores ``s_out`` (N_out,)."""
+    return OODResult(
+        detector=detector,
+        out_dataset=out_dataset,
+        auroc=auroc(s_in, s_out),
+        fpr95=fpr_at_tpr(s_in, s_out, 0.95),
+        seed=seed,
+        aupr_in=aupr_in(s_in, s_out),
+        aupr_out=aupr_out(s_in, s_out),
+        in_scores=np.asarray(s_in).tolist() if keep_scores else [],
+        out_scores=np.asarray(s_out).tolist() if keep_scores else [],
+    )
 
 
 def evaluate_detectors(
@@ -136,17 +172,7 @@ def evaluate_detectors(
         s_in = det.score_samples(x_in)
         for out_name, x_out in outs.items():
             s_out = det.score_samples(x_out)
-            results.append(
-                OODResult(
-                    detector=name,
-                    out_dataset=out_name,
-                    auroc=auroc(s_in, s_out),
-                    fpr95=fpr_at_tpr(s_in, s_out, 0.95),
-                    seed=seed,
-                    in_scores=s_in.tolist() if keep_scores else [],
-                    out_scores=s_out.tolist() if keep_scores else [],
-                )
-            )
+            results.append(score_result(name, out_name, s_in, s_out, seed, keep_scores))
     return results
 
 
@@ -154,25 +180,18 @@ def aggregate_seeds(results: list[OODResult]) -> list[dict]:
     """Mean and standard deviation (ddof=0 over seeds) per (detector, out set), in input order.
 
     Returns:
-        dicts ``detector, out_dataset, auroc, auroc_std, fpr95, fpr95_std, n_seeds, seeds``.
+        dicts ``detector, out_dataset``, then ``M`` and ``M_std`` for each metric ``M`` in
+        ``auroc, fpr95, aupr_in, aupr_out``, then ``n_seeds, seeds``.
     """
     groups: dict[tuple[str, str], list[OODResult]] = {}
     for r in results:
         groups.setdefault((r.detector, r.out_dataset), []).append(r)
     table = []
     for (det, out), rs in groups.items():
-        a = np.array([r.auroc for r in rs])
-        f = np.array([r.fpr95 for r in rs])
-        table.append(
-            {
-                "detector": det,
-                "out_dataset": out,
-                "auroc": float(a.mean()),
-                "auroc_std": float(a.std()),
-                "fpr95": float(f.mean()),
-                "fpr95_std": float(f.std()),
-                "n_seeds": len(rs),
-                "seeds": [r.seed for r in rs],
-            }
-        )
+        row: dict = {"detector": det, "out_dataset": out}
+        for metric in METRICS:
+            values = np.array([getattr(r, metric) for r in rs], dtype=np.float64)
+            row[metric], row[f"{metric}_std"] = float(values.mean()), float(values.std())
+        row.update(n_seeds=len(rs), seeds=[r.seed for r in rs])
+        table.append(row)
     return table

@@ -10,6 +10,9 @@
 - :class:`LeafDistanceDetector` — minus the distance from the input to the closest point that a
   horizontal path from its nearest training images reaches on their leaf
   (:func:`project_onto_leaf`, capped at ``max_steps``).
+- :class:`LeafPixelDetector` — the leaf distance and the pixel distance to the nearest training
+  image, each divided by its median over held-out training points (leave-one-out: no out data),
+  blended with a weight ``w`` (``w = 0``: leaf distance, ``w = 1``: pixel-NN).
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ from leafscope.dtypes import check_dtype
 from leafscope.errors import InputError
 from leafscope.information.spectrum import point_spectra
 
-__all__ = ["DIMSpectrumDetector", "DIMTraceDetector", "LeafDistanceDetector", "PixelNNDetector"]
+__all__ = [
+    "DIMSpectrumDetector",
+    "DIMTraceDetector",
+    "LeafDistanceDetector",
+    "LeafPixelDetector",
+    "PixelNNDetector",
+]
 
 
 def _spectrum_features(model: nn.Module, x: Tensor, dtype: torch.dtype) -> np.ndarray:
@@ -144,12 +153,75 @@ class LeafDistanceDetector(OODDetector):
     def _fit(self, x: Tensor, y: Tensor | None) -> None:
         self.nearest_ = NearestImages(x)
 
-    def _score(self, x: Tensor) -> np.ndarray:
-        k = min(self.n_anchors, len(self.nearest_.reference))
-        _, idx = self.nearest_.search(x, k)
+    def _leaf_distance(self, x: Tensor, skip_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(d_leaf, d_pixel)`` (N,) of ``x``; ``skip_self``: x are reference points, whose
+        own copy is not an anchor (leave-one-out)."""
+        k = min(self.n_anchors, len(self.nearest_.reference) - int(skip_self))
+        dist, idx = self.nearest_.search(x, k + int(skip_self))
+        dist, idx = dist[:, int(skip_self) :], idx[:, int(skip_self) :]
         anchors = self.nearest_.reference[torch.as_tensor(idx.reshape(-1))]
         targets = x.detach().float().cpu().repeat_interleave(k, dim=0)
         proj = project_onto_leaf(
             self.model, anchors, targets, max_steps=self.max_steps, step=self.step, dtype=self.dtype
         )
-        return -proj.final_distance.reshape(len(x), k).min(axis=1)
+        d_leaf = proj.final_distance.reshape(len(x), k).min(axis=1).astype(np.float64)
+        return d_leaf, dist[:, 0].astype(np.float64)
+
+    def _score(self, x: Tensor) -> np.ndarray:
+        return -self._leaf_distance(x)[0]
+
+
+class LeafPixelDetector(LeafDistanceDetector):
+    """Leaf distance blended with the pixel distance, each on the scale of the training data.
+
+    ``fit`` holds out ``n_scale_points`` random training points and measures, for each, its
+    pixel distance to the nearest *other* training image and its leaf distance from there;
+    ``s_leaf`` and ``s_pixel`` are their medians. The score is
+    ``−[(1 − w) d_leaf / s_leaf + w d_pixel / s_pixel]``: no out-of-distribution data enter.
+    :meth:`components` returns both distances, so several weights (or
+    :class:`LeafDistanceDetector`'s and :class:`PixelNNDetector`'s scores, ``w = 0`` and
+    ``w = 1`` up to scale) come from one set of paths.
+
+    Args:
+        weight: w in [0, 1] (default 0.5: equal weight after normalisation).
+        n_scale_points: held-out training points for the two medians.
+        n_anchors, max_steps, step, dtype: as in :class:`LeafDistanceDetector`.
+    """
+
+    name = "leaf-pixel"
+
+    def __init__(
+        self, model: nn.Module, *, weight: float = 0.5, n_scale_points: int = 200, **kwargs
+    ):
+        super().__init__(model, **kwargs)
+        if not 0 <= weight <= 1:
+            raise InputError(f"weight must be in [0, 1] (got {weight})")
+        if isinstance(n_scale_points, bool) or not isinstance(n_scale_points, int):
+            raise InputError(f"n_scale_points must be an integer >= 1 (got {n_scale_points!r})")
+        if n_scale_points < 1:
+            raise InputError(f"n_scale_points must be an integer >= 1 (got {n_scale_points!r})")
+        self.weight, self.n_scale_points = float(weight), n_scale_points
+
+    def _fit(self, x: Tensor, y: Tensor | None) -> None:
+        if len(x) < 2:
+            raise InputError(f"{self.name} needs at least 2 training points (got {len(x)})")
+        super()._fit(x, y)
+        rng = np.random.default_rng(self.random_state)
+        held = rng.choice(len(x), min(self.n_scale_points, len(x)), replace=False)
+        d_leaf, d_pixel = self._leaf_distance(x[torch.as_tensor(np.sort(held))], skip_self=True)
+        self.scale_leaf_ = max(float(np.median(d_leaf)), 1e-12)
+        self.scale_pixel_ = max(float(np.median(d_pixel)), 1e-12)
+
+    def components(self, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``(d_leaf, d_pixel)``: (N,) float64 leaf and pixel distances of inputs x (N, ...)."""
+        if not self.fitted_:
+            self.score_samples(x)  # raises NotFittedError
+        return self._leaf_distance(torch.as_tensor(x))
+
+    def combine(self, d_leaf: np.ndarray, d_pixel: np.ndarray, weight: float | None = None):
+        """The score from :meth:`components` with ``weight`` (default ``self.weight``)."""
+        w = self.weight if weight is None else float(weight)
+        return -((1 - w) * d_leaf / self.scale_leaf_ + w * d_pixel / self.scale_pixel_)
+
+    def _score(self, x: Tensor) -> np.ndarray:
+        return self.combine(*self._leaf_distance(x))

@@ -25,10 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "ood",
         help="out-of-distribution detection: DIM and leaf detectors against standard baselines",
-        description="Fits every detector on in-distribution training images and reports AUROC "
-        "and FPR at 95%% TPR (in = positive) on in-distribution test images against each --out "
-        "set. With several models (--checkpoints, or --seeds N --train-epochs E to train them) "
-        "the table gives mean and std over models.",
+        description="Fits every detector on in-distribution training images and reports AUROC, "
+        "FPR at 95%% TPR, AUPR-in and AUPR-out (in = positive) on in-distribution test images "
+        "against each --out set. With several models (--checkpoints, or --seeds N "
+        "--train-epochs E to train them) the table gives mean and std over models.",
     )
     add_model_arguments(
         p,
@@ -52,8 +52,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=["mahalanobis", "knn"],
         help="density of dim-spectrum on log-eigenvalue vectors (default mahalanobis)",
     )
-    p.add_argument("--knn-k", type=int, default=10, help="k of the kNN detector (default 10)")
+    p.add_argument("--knn-k", type=int, default=50, help="k of the kNN detector (default 50)")
     p.add_argument("--seed", type=int, default=0, help="random_state of the detectors")
+    p.add_argument(
+        "--protocol",
+        action="store_true",
+        help="issue 14's protocol (leafscope.experiments.ood_protocol): train --seeds N models "
+        "per setting (converged, partial) under --runs-dir (reused when present), every baseline "
+        "and the leaf scores, leaf blend tuned only on blurred training images; --out default: "
+        "all out sets of --in that are present",
+    )
+    p.add_argument(
+        "--max-steps-per-epoch", type=int, default=None, help="with --protocol: cap training"
+    )
+    p.add_argument(
+        "--leaf-scale-points",
+        type=int,
+        default=200,
+        help="with --protocol: held-out training points for the leaf-pixel medians",
+    )
     add_data_dir_argument(p)
     add_transform_arguments(p)
     p.add_argument("--json", type=Path, default=None, help="write the result here")
@@ -112,13 +129,64 @@ def _options(args) -> dict[str, dict]:
     }
 
 
+def _run_protocol(args: argparse.Namespace, device) -> int:
+    from dataclasses import asdict
+
+    from leafscope.applications.ood import METRICS
+    from leafscope.experiments.ood_protocol import run_protocol, train_models
+
+    if args.seeds is None or args.seeds < 1:
+        raise InputError(f"--protocol needs --seeds N >= 1 (got {args.seeds})")
+    checkpoints = train_models(
+        ["converged", "partial"],
+        list(range(args.seeds)),
+        args.runs_dir,
+        in_dataset=args.in_dataset,
+        arch=args.model or "lenet",
+        data_dir=args.data_dir,
+        device=device,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+    )
+    outs = None if args.out == "fashion-mnist,noise" else _list(args.out, "--out")
+    result = run_protocol(
+        checkpoints,
+        in_dataset=args.in_dataset,
+        out_names=outs,
+        points=args.points,
+        fit_points=args.fit_points,
+        leaf_steps=args.leaf_steps,
+        leaf_scale_points=args.leaf_scale_points,
+        data_dir=args.data_dir,
+        device=device,
+        random_state=args.seed,
+    )
+    for note in result.notes:
+        print(f"note: {note}")
+    print("| setting | detector | out set | AUROC | FPR95 | AUPR-in | AUPR-out |")
+    print("|---|---|---|---|---|---|---|")
+    for r in result.table:
+        cells = " | ".join(f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in METRICS)
+        print(f"| {r['setting']} | {r['detector']} | {r['out_dataset']} | {cells} |")
+    if args.json:
+        finish_json(args.json, asdict(result))
+    if args.roc_dir:
+        from leafscope.report.figures.applications import ood_protocol_bars
+        from leafscope.report.save import save_figure
+
+        save_figure(ood_protocol_bars(result.table), args.roc_dir / "ood_protocol.png")
+        print(f"wrote {args.roc_dir / 'ood_protocol.png'}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Fit and score every detector for every model; print and write the table; 0 on success."""
     from leafscope.applications.detectors import DETECTORS, make_detector
-    from leafscope.applications.ood import aggregate_seeds, evaluate_detectors
+    from leafscope.applications.ood import METRICS, aggregate_seeds, evaluate_detectors
     from leafscope.data import check_model_input
 
     device = resolve_device(args.device)
+    if args.protocol:
+        return _run_protocol(args, device)
     # With --seeds, --model names the architecture to train, not a source of its own.
     factory = None if args.seeds is not None else args.model
     sources = [args.checkpoint, args.checkpoints, args.seeds, factory]
@@ -169,16 +237,15 @@ def run(args: argparse.Namespace) -> int:
         for r in results:
             print(
                 f"model {k} {r.detector:>14} vs {r.out_dataset}: AUROC {r.auroc:.4f} "
-                f"FPR95 {r.fpr95:.4f}",
+                f"FPR95 {r.fpr95:.4f} AUPR-in {r.aupr_in:.4f} AUPR-out {r.aupr_out:.4f}",
                 flush=True,
             )
     table = aggregate_seeds(all_results)
-    print("| detector | out set | AUROC | FPR@95TPR |\n|---|---|---|---|")
+    print("| detector | out set | AUROC | FPR@95TPR | AUPR-in | AUPR-out |")
+    print("|---|---|---|---|---|---|")
     for r in table:
-        print(
-            f"| {r['detector']} | {r['out_dataset']} | {r['auroc']:.4f} ± {r['auroc_std']:.4f} "
-            f"| {r['fpr95']:.4f} ± {r['fpr95_std']:.4f} |"
-        )
+        cells = " | ".join(f"{r[m]:.4f} ± {r[m + '_std']:.4f}" for m in METRICS)
+        print(f"| {r['detector']} | {r['out_dataset']} | {cells} |")
     if args.json:
         payload = {
             "results": table,

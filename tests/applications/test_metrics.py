@@ -56,3 +56,24 @@ def test_roc_points_of_a_perfect_and_a_tied_detector():
     assert any(f == 0 and t == 1 for f, t in zip(fpr, tpr, strict=True))  # separates fully
     fpr, tpr = roc_points(np.array([0.5, 0.5]), np.array([0.5, 0.5]))
     assert fpr.tolist() == [0.0, 1.0] and tpr.tolist() == [0.0, 1.0]  # one tie: the diagonal
+
+
+def test_aupr_matches_average_precision_and_a_hand_value():
+    from sklearn.metrics import average_precision_score
+
+    from leafscope.applications.metrics import aupr_in, aupr_out
+
+    s_in = np.array([0.9, 0.8, 0.7, 0.3])
+    s_out = np.array([0.75, 0.2, 0.1, 0.05])
+    # ranked: 0.9 in, 0.8 in, 0.75 out, 0.7 in, 0.3 in → AP = (1 + 1 + 3/4 + 4/5) / 4
+    assert aupr_in(s_in, s_out) == pytest.approx((1 + 1 + 0.75 + 0.8) / 4)
+    labels = np.r_[np.ones(4), np.zeros(4)]
+    assert aupr_in(s_in, s_out) == pytest.approx(
+        average_precision_score(labels, np.r_[s_in, s_out])
+    )
+    assert aupr_out(s_in, s_out) == pytest.approx(
+        average_precision_score(1 - labels, -np.r_[s_in, s_out])
+    )
+    # lowest first: 0.05, 0.1, 0.2 out (3/3), 0.3 in, 0.7 in, 0.75 out (4/6) → (1+1+1+4/6)/4
+    assert aupr_out(s_in, s_out) == pytest.approx((3 + 4 / 6) / 4)
+    assert aupr_in(s_in + 10, s_out) == 1.0 == aupr_out(s_in + 10, s_out)

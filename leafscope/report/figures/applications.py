@@ -120,3 +120,41 @@ def image_grid(
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
+
+
+def ood_protocol_bars(table: list[dict], metric: str = "auroc") -> Figure:
+    """One panel per training setting: ``metric`` (mean ± std over seeds) of every detector on
+    every out set, as grouped bars.
+
+    Args:
+        table: rows of :func:`leafscope.experiments.ood_protocol.run_protocol`'s table (keys
+            ``setting, detector, out_dataset, metric, metric_std``).
+        metric: ``auroc``, ``fpr95``, ``aupr_in`` or ``aupr_out``.
+    """
+    settings = list(dict.fromkeys(r["setting"] for r in table))
+    outs = list(dict.fromkeys(r["out_dataset"] for r in table))
+    dets = list(dict.fromkeys(r["detector"] for r in table))
+    fig, axes = plt.subplots(len(settings), 1, figsize=(11, 3.2 * len(settings)), squeeze=False)
+    width = 0.8 / max(len(dets), 1)
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(dets), 2)))
+    for ax, setting in zip(axes[:, 0], settings, strict=True):
+        rows = {(r["detector"], r["out_dataset"]): r for r in table if r["setting"] == setting}
+        for i, det in enumerate(dets):
+            have = [(j, rows[(det, o)]) for j, o in enumerate(outs) if (det, o) in rows]
+            ax.bar(
+                [j + (i - len(dets) / 2 + 0.5) * width for j, _ in have],
+                [r[metric] for _, r in have],
+                width,
+                yerr=[r[f"{metric}_std"] for _, r in have],
+                color=colours[i],
+                label=det,
+                hatch="//" if det.startswith("leaf") else None,
+            )
+        ax.set_xticks(range(len(outs)), outs)
+        ax.set_ylabel(metric.upper().replace("_", "-"))
+        ax.set_title(f"{setting} models (mean ± std over seeds)")
+        if metric != "fpr95":
+            ax.set_ylim(0.4, 1.01)
+    axes[0, 0].legend(ncol=6, fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig

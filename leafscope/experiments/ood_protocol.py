@@ -1,0 +1,345 @@
+"""The OOD protocol of issue 14: every detector, several seeds, two training regimes, fair
+leaf-based scores.
+
+- :data:`TRAINING` — the two model settings: ``converged`` (LeNet on MNIST near its plateau:
+  two epochs, momentum 0.9, the LR divided by 10 after the first; the OOD literature's setting;
+  ``max_steps_per_epoch`` caps the epochs on slow machines) and ``partial`` (100 steps with
+  momentum 0.9, a ninth of an epoch: partially trained).
+- :func:`train_models` — train (or reuse) one model per seed and setting with
+  :func:`leafscope.training.fit`.
+- :func:`out_sets` — the reported out sets (Fashion-MNIST, uniform noise, scikit-learn digits,
+  rotated MNIST by 90°, KMNIST / EMNIST letters when their files are present) and the
+  *validation* out set (Gaussian-blurred MNIST training images), which is never reported: the
+  only place a leaf-based score may be tuned.
+- :func:`run_protocol` — fit every detector on in-distribution training points, score the
+  in-distribution test points and every out set, per model; AUROC, FPR95, AUPR-in and AUPR-out,
+  aggregated over seeds per setting.
+
+CIFAR-10 against SVHN / CIFAR-100 is the same protocol with ``in_dataset="cifar10"`` and a
+``cifar`` architecture; it runs only when those files are present (:func:`out_sets` skips
+missing sets with a note).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from leafscope.errors import DataFileError, InputError
+
+__all__ = [
+    "TRAINING",
+    "ProtocolResult",
+    "blurred",
+    "markdown_table",
+    "out_sets",
+    "LEAF_SCORES",
+    "PROTOCOL_BASELINES",
+    "run_protocol",
+    "train_models",
+]
+
+#: Training settings: keyword arguments of :func:`leafscope.training.fit` per setting.
+TRAINING: dict[str, dict[str, Any]] = {
+    "converged": {"epochs": 2, "lr": 0.05, "momentum": 0.9, "lr_step": 1, "lr_gamma": 0.1},
+    "partial": {"epochs": 1, "lr": 0.05, "momentum": 0.9, "max_steps_per_epoch": 100},
+}
+
+
+def train_models(
+    settings: list[str],
+    seeds: list[int],
+    runs_dir: str | os.PathLike,
+    *,
+    in_dataset: str = "mnist",
+    arch: str = "lenet",
+    data_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    max_steps_per_epoch: int | None = None,
+    val_points: int = 1000,
+) -> dict[str, list[Path]]:
+    """Train one model per (setting, seed), or reuse the final checkpoint of an earlier run.
+
+    Args:
+        settings: keys of :data:`TRAINING`.
+        seeds: training seeds (the weights, the batch order and the 90/10 train/val split).
+        runs_dir: runs go to ``runs_dir/{in_dataset}-{arch}-{setting}-s{seed}``.
+        in_dataset, arch: data set and :func:`leafscope.models.build_model` architecture.
+        data_dir: folder searched first for the data files.
+        device: where to train.
+        max_steps_per_epoch: cap the epochs of every setting (slow machines; recorded in the
+            run's metrics.json); None keeps :data:`TRAINING`.
+        val_points: validation images evaluated after each epoch (of the 10% held out).
+
+    Returns:
+        ``{setting: [final checkpoint per seed]}``.
+    """
+    from leafscope.data import load_images, train_val_split
+    from leafscope.models import build_model
+    from leafscope.training import fit
+
+    unknown = [s for s in settings if s not in TRAINING]
+    if unknown:
+        raise InputError(f"unknown training settings {unknown}: use some of {list(TRAINING)}")
+    data = load_images(in_dataset, "train", data_dir=data_dir)
+    out: dict[str, list[Path]] = {}
+    for setting in settings:
+        out[setting] = []
+        for seed in seeds:
+            run = Path(runs_dir) / f"{in_dataset}-{arch}-{setting}-s{seed}"
+            options = dict(TRAINING[setting])
+            if max_steps_per_epoch is not None:
+                options["max_steps_per_epoch"] = min(
+                    max_steps_per_epoch, options.get("max_steps_per_epoch") or max_steps_per_epoch
+                )
+            epochs = options["epochs"]
+            final = run / f"epoch_{epochs:04d}.pt"
+            if not final.exists():
+                tr, va = train_val_split(len(data), 0.1, seed)
+                torch.manual_seed(seed)
+                model = build_model(arch, num_classes=data.num_classes)
+                result = fit(
+                    model,
+                    (data.images[tr], data.labels[tr]),
+                    (data.images[va[:val_points]], data.labels[va[:val_points]]),
+                    seed=seed,
+                    device=device,
+                    out_dir=run,
+                    overwrite=True,
+                    progress=False,
+                    meta={"data": in_dataset, "setting": setting},
+                    **options,
+                )
+                acc = result.history[-1]["val_accuracy"]
+                print(f"{setting} seed {seed}: val accuracy {acc:.4f}", flush=True)
+                final = result.checkpoints[-1]
+            out[setting].append(final)
+    return out
+
+
+def blurred(images: Tensor, sigma: float = 2.0) -> Tensor:
+    """Gaussian blur (N, C, H, W) images with standard deviation ``sigma`` pixels (kernel
+    radius 3σ, zero padding, the kernel normalised to sum 1) — the validation out set."""
+    if not sigma > 0:
+        raise InputError(f"sigma must be > 0 (got {sigma})")
+    r = max(int(np.ceil(3 * sigma)), 1)
+    t = torch.arange(-r, r + 1, dtype=images.dtype)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = k / k.sum()
+    c = images.shape[1]
+    x = F.conv2d(images, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), padding=(0, r), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), padding=(r, 0), groups=c)
+
+
+#: Out sets of each in-distribution set: built-in names, plus ``rotated-90`` (the in set's
+#: test images rotated by 90°).
+OUT_SETS: dict[str, tuple[str, ...]] = {
+    "mnist": ("fashion-mnist", "noise", "digits", "rotated-90", "kmnist", "emnist-letters"),
+    "cifar10": ("svhn", "cifar100", "noise"),
+}
+
+
+def out_sets(
+    in_dataset: str,
+    names: list[str] | None,
+    points: int,
+    *,
+    data_dir: str | os.PathLike | None = None,
+) -> tuple[dict[str, Tensor], list[str]]:
+    """Load the out sets (test splits, first ``points`` images), skipping absent files.
+
+    Returns:
+        ``(sets, notes)``: name → (points, ...) images, and one note per skipped set.
+    """
+    from leafscope.data import load_images, rotate
+
+    sets, notes = {}, []
+    for name in names or list(OUT_SETS.get(in_dataset, ("noise",))):
+        try:
+            if name.startswith("rotated-"):
+                x = load_images(in_dataset, "test", data_dir=data_dir, limit=points).images
+                sets[name] = rotate(x, float(name.split("-", 1)[1]))
+            else:
+                kw = {"download": False, "limit": points, "data_dir": data_dir}
+                sets[name] = load_images(name, "test", **kw).images
+        except (DataFileError, FileNotFoundError) as exc:
+            notes.append(f"{name}: skipped, its files are not present ({type(exc).__name__})")
+        except ValueError as exc:
+            raise InputError(f"bad out set {name!r}: {exc}") from exc
+    return sets, notes
+
+
+@dataclass
+class ProtocolResult:
+    """Per-model results (``OODResult`` dicts with ``setting``), the table aggregated over
+    seeds per setting, the tuned blend weights, notes and settings."""
+
+    per_model: list[dict] = field(default_factory=list)
+    table: list[dict] = field(default_factory=list)
+    tuned_weights: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+#: Baselines of the protocol with their options (Mahalanobis: tied covariance, and the
+#: Ledoit-Wolf shrinkage variant).
+PROTOCOL_BASELINES: dict[str, tuple[str, dict]] = {
+    "msp": ("msp", {}),
+    "maxlogit": ("maxlogit", {}),
+    "energy": ("energy", {}),
+    "react": ("react", {"percentile": 90.0}),
+    "vim": ("vim", {}),
+    "mahalanobis": ("mahalanobis", {}),
+    "mahalanobis-lw": ("mahalanobis", {"shrinkage": "ledoit-wolf"}),
+    "knn": ("knn", {"k": 50}),
+    "pixel-nn": ("pixel-nn", {}),
+}
+#: Scores computed from one set of leaf paths (:class:`LeafPixelDetector.components`).
+LEAF_SCORES = ("leaf-distance", "leaf-pixel", "leaf-pixel-tuned")
+WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
+
+
+def _tune_weight(det, val_in: Tensor, val_out: Tensor) -> tuple[float, float]:
+    """The blend weight with the best AUROC on the validation pair (ties: the smallest)."""
+    from leafscope.applications.metrics import auroc
+
+    c_in, c_out = det.components(val_in), det.components(val_out)
+    scores = [auroc(det.combine(*c_in, w), det.combine(*c_out, w)) for w in WEIGHT_GRID]
+    best = int(np.argmax(scores))
+    return float(WEIGHT_GRID[best]), float(scores[best])
+
+
+def _leaf_results(det, x_in, outs, weight, seed) -> list:
+    from leafscope.applications.ood import score_result
+
+    comp_in = det.components(x_in)
+    comp_out = {name: det.components(x) for name, x in outs.items()}
+    results = []
+    for name, w in (
+        ("leaf-distance", 0.0),
+        ("leaf-pixel", det.weight),
+        ("leaf-pixel-tuned", weight),
+    ):
+        s_in = det.combine(*comp_in, w)
+        for out_name, c in comp_out.items():
+            results.append(score_result(name, out_name, s_in, det.combine(*c, w), seed, False))
+    return results
+
+
+def run_protocol(
+    checkpoints: dict[str, list[str | os.PathLike]],
+    *,
+    in_dataset: str = "mnist",
+    out_names: list[str] | None = None,
+    points: int = 500,
+    fit_points: int = 2000,
+    leaf_steps: int = 10,
+    leaf_scale_points: int = 200,
+    blur_sigma: float = 2.0,
+    data_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    random_state: int = 0,
+) -> ProtocolResult:
+    """Every baseline of :data:`PROTOCOL_BASELINES` and the leaf scores of :data:`LEAF_SCORES`
+    for every model, aggregated over the seeds of each setting.
+
+    The fit set is the first ``fit_points`` training images; the in-distribution test set the
+    first ``points`` test images. ``leaf-pixel-tuned`` takes the blend weight (grid
+    :data:`WEIGHT_GRID`) with the best AUROC on the validation pair — ``points`` training images
+    after the fit set against Gaussian-blurred (``blur_sigma``) training images after those —
+    which is never reported; every other score is untuned.
+
+    Args:
+        checkpoints: setting → checkpoint files (one per seed).
+        leaf_steps: path steps of the leaf scores. leaf_scale_points: see
+            :class:`~leafscope.applications.ood_leaf.LeafPixelDetector`.
+
+    Returns:
+        A :class:`ProtocolResult`; its table rows carry ``setting``.
+    """
+    from leafscope.applications import aggregate_seeds, evaluate_detectors, make_detector
+    from leafscope.data import check_model_input, load_images
+    from leafscope.training import load_checkpoint
+
+    start = time.perf_counter()
+    train = load_images(in_dataset, "train", data_dir=data_dir, limit=fit_points + 2 * points)
+    fit_x, fit_y = train.images[:fit_points], train.labels[:fit_points]
+    val_in = train.images[fit_points : fit_points + points]
+    val_out = blurred(train.images[fit_points + points :], blur_sigma)
+    x_in = load_images(in_dataset, "test", data_dir=data_dir, limit=points).images
+    outs, notes = out_sets(in_dataset, out_names, points, data_dir=data_dir)
+    result = ProtocolResult(notes=notes)
+    for setting, paths in checkpoints.items():
+        runs = []
+        for seed, path in enumerate(paths):
+            model = load_checkpoint(path, device=device)
+            for name, x in {in_dataset: x_in, **outs}.items():
+                check_model_input(model, x, source=f"the data ({name})")
+            dets = {
+                name: make_detector(kind, model, random_state=random_state, **opts).fit(
+                    fit_x, fit_y
+                )
+                for name, (kind, opts) in PROTOCOL_BASELINES.items()
+            }
+            runs += evaluate_detectors(dets, x_in, outs, seed=seed, keep_scores=seed == 0)
+            leaf = make_detector(
+                "leaf-pixel",
+                model,
+                max_steps=leaf_steps,
+                n_scale_points=leaf_scale_points,
+                random_state=random_state,
+            ).fit(fit_x, fit_y)
+            weight, val_auroc = _tune_weight(leaf, val_in, val_out)
+            result.tuned_weights.append(
+                {"setting": setting, "seed": seed, "weight": weight, "val_auroc": val_auroc}
+            )
+            runs += _leaf_results(leaf, x_in, outs, weight, seed)
+            print(f"{setting} seed {seed} done ({time.perf_counter() - start:.0f} s)", flush=True)
+        result.per_model += [{"setting": setting, **r.to_json()} for r in runs]
+        result.table += [{"setting": setting, **row} for row in aggregate_seeds(runs)]
+    result.settings = {
+        "checkpoints": {k: [str(p) for p in v] for k, v in checkpoints.items()},
+        "in": in_dataset,
+        "out": list(outs),
+        "points": points,
+        "fit_points": fit_points,
+        "leaf_steps": leaf_steps,
+        "leaf_scale_points": leaf_scale_points,
+        "validation_out": f"{in_dataset} train images blurred, sigma {blur_sigma}",
+        "baselines": {k: {"detector": d, **o} for k, (d, o) in PROTOCOL_BASELINES.items()},
+        "std": "population std over seeds (ddof=0)",
+    }
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def markdown_table(table: list[dict]) -> str:
+    """The protocol's table as Markdown: one row per (setting, detector, out set), each metric
+    as ``mean ± std``; the best AUROC of each (setting, out set) in bold."""
+    from leafscope.applications.ood import METRICS
+
+    best: dict[tuple[str, str], float] = {}
+    for r in table:
+        key = (r["setting"], r["out_dataset"])
+        best[key] = max(best.get(key, -1.0), r["auroc"])
+    lines = [
+        "| setting | out set | detector | AUROC | FPR95 | AUPR-in | AUPR-out |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(table, key=lambda r: (r["setting"], r["out_dataset"])):
+        cells = [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in METRICS]
+        if r["auroc"] == best[(r["setting"], r["out_dataset"])]:
+            cells[0] = f"**{cells[0]}**"
+        lines.append(
+            f"| {r['setting']} | {r['out_dataset']} | {r['detector']} | {' | '.join(cells)} |"
+        )
+    return "\n".join(lines)
