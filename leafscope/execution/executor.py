@@ -152,6 +152,17 @@ def worker_device(device: str | torch.device) -> torch.device:
     return torch.device("cuda", gpu_for_worker(name, torch.cuda.device_count()))
 
 
+def _restore_environment(before: dict[str, str]) -> None:
+    """Undo what starting worker processes wrote into this process's environment (Dask's nanny
+    sets ``OMP_NUM_THREADS=1`` and the like for its workers; this process and the programs it
+    starts later keep their own settings)."""
+    for key in set(os.environ) - set(before):
+        del os.environ[key]
+    for key, value in before.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
 class DaskExecutor(Executor):
     """Runs items on a Dask cluster: a new local one, an existing scheduler, or a given client.
 
@@ -198,16 +209,19 @@ class DaskExecutor(Executor):
             n = gpus
         else:
             n = workers if workers is not None else max(1, os.cpu_count() or 1)
-        cluster = distributed.LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=processes,
-            host=LOCAL_HOST if processes else None,
-            dashboard_address=None,
-            worker_dashboard_address=None,
-            silence_logs=40,
-        )
-        return cluster
+        before = dict(os.environ)
+        try:
+            return distributed.LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=processes,
+                host=LOCAL_HOST if processes else None,
+                dashboard_address=None,
+                worker_dashboard_address=None,
+                silence_logs=40,
+            )
+        finally:
+            _restore_environment(before)
 
     def map(
         self,
@@ -227,8 +241,9 @@ class DaskExecutor(Executor):
         with bar:
             for future in as_completed(futures):
                 if future.status == "error":
+                    error = future.exception()  # the worker's exception, raised here
                     self.client.cancel(futures)
-                    future.result()  # raises the worker's exception here
+                    raise error
                 bar.update(1)
         return self.client.gather(futures)
 
