@@ -21,6 +21,7 @@ __all__ = [
     "add_executor_arguments",
     "add_model_arguments",
     "add_transform_arguments",
+    "check_executor_args",
     "check_minimum",
     "data_spec_from_args",
     "executor_from_args",
@@ -71,6 +72,17 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="join a running Dask scheduler (e.g. tcp://10.0.0.5:8786) instead of starting one; "
         "the workers must see the same files",
+    )
+
+
+def check_executor_args(args: argparse.Namespace) -> None:
+    """Refuse bad executor flags before any work (see :func:`executor_from_args`)."""
+    from leafscope.execution.executor import check_executor_options
+
+    check_executor_options(
+        getattr(args, "executor", "inprocess"),
+        getattr(args, "workers", None),
+        getattr(args, "scheduler", None),
     )
 
 

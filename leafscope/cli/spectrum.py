@@ -15,6 +15,7 @@ from leafscope.cli.common import (
     add_data_arguments,
     add_device_argument,
     add_executor_arguments,
+    check_executor_args,
     add_model_arguments,
     data_spec_from_args,
     executor_from_args,
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if args.points is not None and args.points < 1:
         raise InputError(f"--points must be >= 1 (got {args.points})")
     part = parse_slice(args.shard) if args.shard else (0, 1)
+    check_executor_args(args)
     device = resolve_device(args.device)
     model_spec, data_spec = model_spec_from_args(args), data_spec_from_args(args, args.split)
     model = model_from_args(args, device)

@@ -27,6 +27,7 @@ __all__ = [
     "DaskExecutor",
     "Executor",
     "InProcessExecutor",
+    "check_executor_options",
     "make_executor",
     "gpu_for_worker",
     "require_distributed",
@@ -262,6 +263,18 @@ class DaskExecutor(Executor):
         self._cluster = None
 
 
+def check_executor_options(kind: str, workers: int | None, scheduler: str | None) -> None:
+    """Raise :class:`InputError` for options :func:`make_executor` refuses (before any work)."""
+    if kind not in EXECUTORS:
+        raise InputError(f"unknown executor {kind!r}: use one of {', '.join(EXECUTORS)}")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be >= 1 (got {workers})")
+    if kind == "inprocess":
+        for flag, value in (("--scheduler", scheduler), ("--workers", workers)):
+            if value is not None and value != 1:
+                raise InputError(f"{flag} {value} needs --executor dask (got --executor inprocess)")
+
+
 def make_executor(
     kind: str = "inprocess",
     *,
@@ -291,13 +304,7 @@ def make_executor(
         ...     ex.map(abs, [-1, 2, -3])
         [1, 2, 3]
     """
-    if kind not in EXECUTORS:
-        raise InputError(f"unknown executor {kind!r}: use one of {', '.join(EXECUTORS)}")
-    if workers is not None and workers < 1:
-        raise InputError(f"--workers must be >= 1 (got {workers})")
+    check_executor_options(kind, workers, scheduler)
     if kind == "inprocess":
-        for flag, value in (("--scheduler", scheduler), ("--workers", workers)):
-            if value is not None and value != 1:
-                raise InputError(f"{flag} {value} needs --executor dask (got --executor inprocess)")
         return InProcessExecutor()
     return DaskExecutor(workers, scheduler=scheduler, device=device, processes=processes)
