@@ -22,6 +22,7 @@ ALGORITHMS = (
     "models",
     "training",
     "testing",
+    "execution",
 )
 OUTER = ("leafscope.cli", "leafscope.report", "leafscope.demo", "leafscope.experiments")
 PLOTTING = ("report", "cli")

@@ -18,15 +18,20 @@ __all__ = [
     "add_data_arguments",
     "add_data_dir_argument",
     "add_device_argument",
+    "add_executor_arguments",
     "add_model_arguments",
     "add_transform_arguments",
+    "check_executor_args",
     "check_minimum",
+    "data_spec_from_args",
+    "executor_from_args",
     "finish_json",
     "load_data",
     "load_data_for",
     "load_data_like",
     "load_model_spec",
     "model_from_args",
+    "model_spec_from_args",
     "model_source",
     "parse_layers",
     "parse_model_args",
@@ -41,6 +46,91 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
         "--device",
         default="auto",
         help="torch device: auto (CUDA when available, else cpu), cpu, cuda or cuda:N",
+    )
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--executor`` (inprocess | dask), ``--workers N`` and ``--scheduler ADDRESS`` (read
+    them back with :func:`executor_from_args`)."""
+    from leafscope.execution.executor import EXECUTORS
+
+    group = parser.add_argument_group("execution (results do not depend on these)")
+    group.add_argument(
+        "--executor",
+        default="inprocess",
+        choices=EXECUTORS,
+        help="inprocess (default: here, no cluster) or dask (pip install 'leafscope[dask]')",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Dask workers of a local cluster on 127.0.0.1 (default: the CPU count; with "
+        "--device cuda: one per GPU)",
+    )
+    group.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="join a running Dask scheduler (e.g. tcp://10.0.0.5:8786) instead of starting one; "
+        "the workers must see the same files",
+    )
+
+
+def check_executor_args(args: argparse.Namespace) -> None:
+    """Refuse bad executor flags before any work (see :func:`executor_from_args`)."""
+    from leafscope.execution.executor import check_executor_options
+
+    check_executor_options(
+        getattr(args, "executor", "inprocess"),
+        getattr(args, "workers", None),
+        getattr(args, "scheduler", None),
+    )
+
+
+def executor_from_args(args: argparse.Namespace, device: torch.device | str = "cpu") -> Any:
+    """The :class:`leafscope.execution.Executor` that :func:`add_executor_arguments` describe
+    (use it as a context manager)."""
+    from leafscope.execution import make_executor
+
+    return make_executor(
+        getattr(args, "executor", "inprocess"),
+        workers=getattr(args, "workers", None),
+        scheduler=getattr(args, "scheduler", None),
+        device=device,
+    )
+
+
+def model_spec_from_args(args: argparse.Namespace) -> Any:
+    """The model options as a :class:`leafscope.execution.ModelSpec` (paths made absolute), what
+    a worker needs to load the same model as :func:`model_from_args`."""
+    from leafscope.execution import ModelSpec
+
+    def absolute(path: Path | None) -> str | None:
+        return None if path is None else str(Path(path).expanduser().resolve())
+
+    return ModelSpec(
+        checkpoint=absolute(args.checkpoint),
+        factory=args.model,
+        factory_kwargs=json.dumps(_model_args(args.model_args), sort_keys=True),
+        weights=absolute(args.weights),
+        normalize=args.normalize,
+        output=args.output,
+    )
+
+
+def data_spec_from_args(args: argparse.Namespace, split: str, name: str | None = None) -> Any:
+    """The data options as a :class:`leafscope.execution.DataSpec` (see :func:`load_data`)."""
+    from leafscope.execution import DataSpec
+
+    data_dir = getattr(args, "data_dir", None)
+    return DataSpec(
+        name=name if name is not None else args.dataset,
+        split=split,
+        data_dir=None if data_dir is None else str(data_dir),
+        grey=getattr(args, "grey", False),
+        resize=getattr(args, "resize", None),
+        label_column=getattr(args, "label_column", "label"),
     )
 
 

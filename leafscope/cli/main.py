@@ -21,6 +21,7 @@ COMMANDS = [
     "demo",
     "train",
     "spectrum",
+    "merge",
     "path",
     "walk",
     "involutivity",

@@ -8,8 +8,11 @@ from pathlib import Path
 from leafscope.cli.common import (
     add_data_dir_argument,
     add_device_argument,
+    add_executor_arguments,
     add_model_arguments,
     add_transform_arguments,
+    check_executor_args,
+    executor_from_args,
     finish_json,
     load_data,
     load_data_like,
@@ -76,6 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--roc-dir", type=Path, default=None, help="save ROC curves (PNG) here")
     add_device_argument(p)
+    add_executor_arguments(p)  # one task per model: --checkpoints / --seeds in parallel
     p.set_defaults(func=run)
 
 
@@ -178,15 +182,58 @@ def _run_protocol(args: argparse.Namespace, device) -> int:
     return 0
 
 
+def _ood_data(args: argparse.Namespace) -> tuple:
+    """The fit set, the in-distribution test images and the out sets (once per worker)."""
+    from leafscope.execution import cached
+
+    key = ("ood-data", args.in_dataset, args.out, args.points, args.fit_points,
+           str(args.data_dir), args.grey, args.resize)  # fmt: skip
+
+    def load() -> tuple:
+        fit_set = load_data(args, "train", limit=args.fit_points, name=args.in_dataset)
+        in_set = load_data_like(args, "test", args.in_dataset, fit_set, limit=args.points)
+        outs = {  # at the in-set's point shape (noise drawn at it)
+            name: load_data_like(args, "test", name, in_set, limit=args.points).images
+            for name in _list(args.out, "--out")
+        }
+        return fit_set, in_set.images, outs
+
+    return cached(key, load)
+
+
+def _score_model(task: tuple) -> list:
+    """Fit and score every detector for one model (a top-level task for any executor)."""
+    from leafscope.applications.detectors import make_detector
+    from leafscope.applications.ood import evaluate_detectors
+    from leafscope.data import check_model_input
+    from leafscope.execution import worker_device
+
+    settings, k, path, factory, names, device = task
+    args = argparse.Namespace(**settings)
+    device = worker_device(device)
+    fit_set, x_in, outs = _ood_data(args)
+    options = _options(args)
+    model = model_from_args(argparse.Namespace(**{**settings, "model": factory}), device, path)
+    for name, x in {args.in_dataset: x_in, **outs}.items():
+        check_model_input(model, x, source=f"the data ({name})")
+    detectors = {
+        n: make_detector(n, model, random_state=args.seed, **options.get(n, {})).fit(
+            fit_set.images, fit_set.labels if (fit_set.labels >= 0).all() else None
+        )
+        for n in names
+    }
+    return evaluate_detectors(detectors, x_in, outs, seed=k)
+
+
 def run(args: argparse.Namespace) -> int:
     """Fit and score every detector for every model; print and write the table; 0 on success."""
-    from leafscope.applications.detectors import DETECTORS, make_detector
-    from leafscope.applications.ood import METRICS, aggregate_seeds, evaluate_detectors
-    from leafscope.data import check_model_input
+    from leafscope.applications.detectors import DETECTORS
+    from leafscope.applications.ood import METRICS, aggregate_seeds
 
     device = resolve_device(args.device)
     if args.protocol:
         return _run_protocol(args, device)
+    check_executor_args(args)
     # With --seeds, --model names the architecture to train, not a source of its own.
     factory = None if args.seeds is not None else args.model
     sources = [args.checkpoint, args.checkpoints, args.seeds, factory]
@@ -211,35 +258,20 @@ def run(args: argparse.Namespace) -> int:
         checkpoints = [Path(p) for p in _list(args.checkpoints, "--checkpoints")]
     else:
         checkpoints = [args.checkpoint]  # None with --model MODULE:CALLABLE
-    fit_set = load_data(args, "train", limit=args.fit_points, name=args.in_dataset)
-    in_set = load_data_like(args, "test", args.in_dataset, fit_set, limit=args.points)
-    x_in = in_set.images
-    outs = {  # at the in-set's point shape (noise drawn at it)
-        name: load_data_like(args, "test", name, in_set, limit=args.points).images
-        for name in _list(args.out, "--out")
-    }
-    options = _options(args)
-    all_results = []
-    for k, path in enumerate(checkpoints):
-        model = model_from_args(
-            argparse.Namespace(**{**vars(args), "model": factory}), device, path
-        )
-        for name, x in {args.in_dataset: x_in, **outs}.items():
-            check_model_input(model, x, source=f"the data ({name})")
-        detectors = {
-            n: make_detector(n, model, random_state=args.seed, **options.get(n, {})).fit(
-                fit_set.images, fit_set.labels if (fit_set.labels >= 0).all() else None
-            )
-            for n in names
-        }
-        results = evaluate_detectors(detectors, x_in, outs, seed=k)
-        all_results += results
+    outs = _list(args.out, "--out")
+    settings = {k: v for k, v in vars(args).items() if k != "func"}
+    tasks = [(settings, k, path, factory, names, str(device)) for k, path in enumerate(checkpoints)]
+    with executor_from_args(args, device) as executor:
+        per_model = executor.map(_score_model, tasks)
+    all_results = [r for results in per_model for r in results]
+    for (_, k, *_), results in zip(tasks, per_model, strict=True):
         for r in results:
             print(
                 f"model {k} {r.detector:>14} vs {r.out_dataset}: AUROC {r.auroc:.4f} "
                 f"FPR95 {r.fpr95:.4f} AUPR-in {r.aupr_in:.4f} AUPR-out {r.aupr_out:.4f}",
                 flush=True,
             )
+    options = _options(args)
     table = aggregate_seeds(all_results)
     print("| detector | out set | AUROC | FPR@95TPR | AUPR-in | AUPR-out |")
     print("|---|---|---|---|---|---|")

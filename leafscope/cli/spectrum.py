@@ -1,4 +1,9 @@
-"""``leafscope spectrum``: per-point spectra of G on a data set, and the summary medians."""
+"""``leafscope spectrum``: per-point spectra of G on a data set, and the summary medians.
+
+Small jobs write one JSON (``--json``); large ones write Parquet shards and a summary under
+``--out DIR`` (resumable, sliceable into job arrays, on any executor: see
+:mod:`leafscope.execution`).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,16 @@ from leafscope.cli.common import (
     DTYPES,
     add_data_arguments,
     add_device_argument,
+    add_executor_arguments,
     add_model_arguments,
+    check_executor_args,
+    data_spec_from_args,
+    executor_from_args,
     finish_json,
     load_data_for,
     model_from_args,
     model_source,
+    model_spec_from_args,
     resolve_device,
 )
 from leafscope.errors import InputError
@@ -25,12 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="eigenvalues, trace and rank of G at the points of a data set",
         description="Spectrum of the data information matrix G at the first N points of a split "
         "(or at --indices). JSON: per point the C-1 nonzero log10 eigenvalues (descending), "
-        "log10 trace, rank, predicted class and max probability; summary medians.",
+        "log10 trace, rank, predicted class and max probability; summary medians. With --out "
+        "DIR: the same per point as Parquet shards plus DIR/_summary.json (resumable).",
     )
     add_model_arguments(p)
     add_data_arguments(p, "data set name or .npz/folder path")
-    p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--points", type=int, default=256, help="first N points (default 256)")
+    p.add_argument(
+        "--split", default="test", choices=["train", "test", "all"], help="all: train then test"
+    )
+    p.add_argument(
+        "--points", type=_points, default=256, help="first N points, or 'all' (default 256)"
+    )
     p.add_argument("--indices", default=None, help="comma-separated indices instead of --points")
     p.add_argument("--dtype", default="float64", choices=sorted(DTYPES))
     p.add_argument("--batch-size", type=int, default=64)
@@ -42,8 +57,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="only the K largest eigenvalues, matrix-free (jvp/vjp), with error bounds",
     )
+    _add_scale_arguments(p)
     add_device_argument(p)
     p.set_defaults(func=run)
+
+
+def _add_scale_arguments(p: argparse.ArgumentParser) -> None:
+    """``--out DIR``, ``--shard-size``, ``--resume``, ``--shard I/N``, ``--no-progress`` and the
+    executor flags."""
+    group = p.add_argument_group("results at scale (Parquet shards under --out DIR)")
+    group.add_argument(
+        "--out", type=Path, default=None, help="write Parquet shards + _summary.json here"
+    )
+    group.add_argument("--shard-size", type=int, default=1000, help="points per shard")
+    group.add_argument("--resume", action="store_true", help="skip the finished shards in --out")
+    group.add_argument(
+        "--shard", default=None, metavar="I/N", help="run only slice I of N (job arrays; merge)"
+    )
+    group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_executor_arguments(p)
+
+
+def _points(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'all' (got {text!r})") from exc
 
 
 def _indices(text: str, n: int) -> list[int]:
@@ -57,47 +98,94 @@ def _indices(text: str, n: int) -> list[int]:
     return idx
 
 
-def run(args: argparse.Namespace) -> int:
-    from leafscope.information import point_spectra
-
-    if args.points < 1:
-        raise InputError(f"--points must be >= 1 (got {args.points})")
-    device = resolve_device(args.device)
-    model = model_from_args(args, device)
-    data = load_data_for(model, args, args.split)
+def _selection(args: argparse.Namespace, n: int) -> list[int]:
     if args.indices:
-        idx = _indices(args.indices, len(data))
-    else:
-        if args.points > len(data):
-            raise InputError(f"--points {args.points} exceeds the {len(data)} points of the split")
-        idx = list(range(args.points))
-    if args.top_k is not None:
-        return _run_top_k(args, model, data, idx, device)
-    spectra = point_spectra(
-        model,
-        data.images[idx],
-        batch_size=args.batch_size,
-        dtype=DTYPES[args.dtype],
-        device=device,
-        rtol=args.rtol,
-        progress=True,
+        return _indices(args.indices, n)
+    if args.points is None:
+        return list(range(n))
+    if args.points > n:
+        raise InputError(f"--points {args.points} exceeds the {n} points of the split")
+    return list(range(args.points))
+
+
+def run(args: argparse.Namespace) -> int:
+    from leafscope.data import check_model_input
+    from leafscope.execution import (
+        SpectrumJob,
+        put_cached_data,
+        put_cached_model,
+        rows_to_points,
+        run_spectrum_job,
     )
-    points = spectra.to_points()
-    for i, record in zip(idx, points, strict=True):
-        record["index"] = i
-        record["label"] = int(data.labels[i])
-    summary = spectra.summary().to_json()
-    result = {
+    from leafscope.execution.results import parse_slice
+
+    if args.points is not None and args.points < 1:
+        raise InputError(f"--points must be >= 1 (got {args.points})")
+    part = parse_slice(args.shard) if args.shard else (0, 1)
+    check_executor_args(args)
+    device = resolve_device(args.device)
+    if args.top_k is not None:
+        model = model_from_args(args, device)
+        data = load_data_for(model, args, args.split)
+        return _run_top_k(args, model, data, _selection(args, len(data)), device)
+    model_spec, data_spec = model_spec_from_args(args), data_spec_from_args(args, args.split)
+    model = model_from_args(args, device)
+    source = data_spec.load()
+    check_model_input(model, source.first, source=f"the data ({data_spec.name}:{args.split})")
+    put_cached_model(model_spec, device, model)  # in process: no second load
+    put_cached_data(data_spec, source)
+    info = {
         "checkpoint": model_source(args),
-        "dataset": data.describe(),
+        "dataset": source.describe(),
         "split": args.split,
-        "dtype": args.dtype,
-        "normalization": data.normalization,
-        "points": points,
-        "summary": summary,
+        "normalization": source.first.normalization,
     }
+    job = SpectrumJob(
+        model=model_spec,
+        data=data_spec,
+        indices=_selection(args, len(source)),
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        rtol=args.rtol,
+        device=str(device),
+        shard_size=args.shard_size,
+        info=info,
+    )
+    with executor_from_args(args, device) as executor:
+        done = run_spectrum_job(
+            job,
+            executor,
+            out=args.out,
+            resume=args.resume,
+            part=part,
+            progress=not args.no_progress,
+        )
+    if not done.complete:
+        print(
+            f"slice {part[0]}/{part[1]}: computed {len(done.computed)} shard(s), skipped "
+            f"{len(done.skipped)}; when every slice is done: leafscope merge {args.out}"
+        )
+        return 0
+    summary = done.summary["summary"]
     print(" ".join(f"{k}={v:.3f}" for k, v in summary.items()))
-    finish_json(args.json, result)
+    if args.out is not None:
+        print(f"wrote {len(job.shards)} shard(s) and _summary.json under {args.out}")
+    if args.json is not None:
+        columns = done.columns
+        if columns is None:
+            from leafscope.execution import ResultFolder
+
+            columns = ResultFolder(args.out).read_columns(len(job.shards))
+        result = {
+            "checkpoint": info["checkpoint"],
+            "dataset": info["dataset"],
+            "split": args.split,
+            "dtype": args.dtype,
+            "normalization": info["normalization"],
+            "points": rows_to_points(columns),
+            "summary": summary,
+        }
+        finish_json(args.json, result)
     return 0
 
 
@@ -117,7 +205,7 @@ def _run_top_k(args: argparse.Namespace, model, data, idx: list[int], device) ->
         record["label"] = int(data.labels[i])
     summary = spec.summary()
     result = {
-        "checkpoint": str(args.checkpoint),
+        "checkpoint": model_source(args),
         "dataset": data.describe(),
         "split": args.split,
         "dtype": args.dtype,

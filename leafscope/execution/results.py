@@ -1,0 +1,212 @@
+"""Results at scale: a folder of Parquet shards, its recorded settings, resume and merge.
+
+Layout of a result folder::
+
+    DIR/_settings.json         what defines the rows (compared on --resume) and descriptive info
+    DIR/shard-00000.parquet    rows of points [0, S), written atomically: it exists only complete
+    DIR/shard-00001.parquet    rows of points [S, 2S) ...
+    DIR/_summary.json          summary over all rows (written when every shard is there)
+
+The JSON names start with ``_`` (and temporary files with ``.``) so that Parquet readers given
+the folder (``pandas.read_parquet(DIR)``, ``pyarrow.dataset.dataset(DIR)``) skip them.
+
+Every file is written with :func:`leafscope.io.atomic_write`, so a job killed at any moment
+leaves only complete shards; ``resume=True`` skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leafscope.errors import InputError
+from leafscope.io import atomic_write, write_json
+
+__all__ = [
+    "SETTINGS_FILE",
+    "SUMMARY_FILE",
+    "ResultFolder",
+    "parse_slice",
+    "plan_shards",
+    "require_pyarrow",
+    "slice_shards",
+]
+
+SETTINGS_FILE = "_settings.json"
+SUMMARY_FILE = "_summary.json"
+SHARD_NAME = "shard-{:05d}.parquet"
+_SHARD_RE = re.compile(r"^shard-(\d{5,})\.parquet$")
+
+
+def require_pyarrow() -> Any:
+    """Import :mod:`pyarrow.parquet` or raise one clear :class:`InputError`."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise InputError(
+            "Parquet results (--out) need pyarrow, which is not installed: pip install pyarrow "
+            "(or write a small job with --json)"
+        ) from exc
+    return pq
+
+
+def plan_shards(n_points: int, shard_size: int) -> list[range]:
+    """Positions ``[0, n_points)`` cut into consecutive shards of ``shard_size`` (the last one
+    shorter)."""
+    if shard_size < 1:
+        raise InputError(f"--shard-size must be >= 1 (got {shard_size})")
+    return [range(s, min(s + shard_size, n_points)) for s in range(0, n_points, shard_size)]
+
+
+def parse_slice(text: str) -> tuple[int, int]:
+    """``"I/N"`` (slice I of N, 0-based) as ``(I, N)``."""
+    try:
+        i, n = (int(t) for t in text.split("/"))
+    except ValueError as exc:
+        raise InputError(f"--shard must look like I/N, e.g. 0/4 (got {text!r})") from exc
+    if n < 1 or not 0 <= i < n:
+        raise InputError(f"--shard {text}: need N >= 1 and 0 <= I < N (e.g. 0/{max(n, 1)})")
+    return i, n
+
+
+def slice_shards(n_shards: int, part: int, parts: int) -> range:
+    """The shards of slice ``part`` of ``parts``: consecutive blocks differing by at most one."""
+    return range(part * n_shards // parts, (part + 1) * n_shards // parts)
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out += _diff(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [f"{prefix.rstrip('.')}: {b!r} here, {a!r} in the folder"]
+
+
+class ResultFolder:
+    """A folder of Parquet shards with its settings (see the module docstring).
+
+    Args:
+        path: the folder (created on :meth:`prepare`).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def shard_path(self, shard: int) -> Path:
+        return self.path / SHARD_NAME.format(shard)
+
+    def finished(self) -> set[int]:
+        """Shards whose file exists (each is complete: files are written atomically)."""
+        if not self.path.is_dir():
+            return set()
+        return {int(m.group(1)) for p in self.path.iterdir() if (m := _SHARD_RE.match(p.name))}
+
+    def read_settings(self) -> dict[str, Any] | None:
+        path = self.path / SETTINGS_FILE
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def prepare(
+        self, settings: Mapping[str, Any], info: Mapping[str, Any], *, resume: bool, own: range
+    ) -> set[int]:
+        """Check or record ``settings`` and return the shards of ``own`` already done.
+
+        Args:
+            settings: everything that defines the rows (JSON-able); compared with the folder's.
+            info: descriptive values stored beside them (model source, data description).
+            resume: skip the finished shards of ``own``; without it finished shards are an error.
+            own: the shards this run computes.
+
+        Raises:
+            InputError: the folder holds results of other settings, or finished shards of
+                ``own`` without ``resume``.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(f"--out {self.path} is a file: pass a folder")
+        settings = json.loads(json.dumps(dict(settings)))
+        recorded = self.read_settings()
+        if recorded is not None and recorded.get("settings") != settings:
+            diff = "; ".join(_diff(recorded.get("settings"), settings)) or "unreadable settings"
+            raise InputError(
+                f"--out {self.path} holds results of other settings ({diff}): pass the same "
+                "settings to resume, or another --out folder"
+            )
+        done = self.finished() & set(own)
+        if done and not resume:
+            raise InputError(
+                f"--out {self.path} already holds {len(done)} finished shard(s) of this job: "
+                "pass --resume to continue it, or another --out folder"
+            )
+        if recorded is None:
+            write_json(self.path / SETTINGS_FILE, {"settings": settings, "info": dict(info)})
+        return done
+
+    def write_shard(self, shard: int, columns: Mapping[str, np.ndarray]) -> Path:
+        """Write one shard atomically. 2-D arrays become ``list<double>`` columns."""
+        pq = require_pyarrow()
+        table = columns_to_table(columns)
+        return atomic_write(self.shard_path(shard), lambda handle: pq.write_table(table, handle))
+
+    def check_complete(self, n_shards: int) -> None:
+        """Raise :class:`InputError` naming the missing shards (and how to make them)."""
+        missing = sorted(set(range(n_shards)) - self.finished())
+        if missing:
+            shown = ", ".join(str(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise InputError(
+                f"{self.path} misses {len(missing)} of {n_shards} shards ({shown}): run the "
+                "missing --shard I/N slices (or the job again with --resume), then merge"
+            )
+
+    def read_columns(self, n_shards: int, columns: Sequence[str] | None = None) -> dict:
+        """The rows of shards ``0..n_shards-1`` in order, as NumPy arrays (list columns as 2-D
+        arrays)."""
+        pq = require_pyarrow()
+        import pyarrow as pa
+
+        tables = [pq.read_table(self.shard_path(s), columns=columns) for s in range(n_shards)]
+        return table_to_columns(pa.concat_tables(tables))
+
+    def write_summary(self, payload: Mapping[str, Any]) -> Path:
+        return write_json(self.path / SUMMARY_FILE, dict(payload))
+
+
+def columns_to_table(columns: Mapping[str, np.ndarray]) -> Any:
+    """A :class:`pyarrow.Table` of 1-D columns and 2-D ``(n, k)`` float columns (as
+    ``list<double>``)."""
+    import pyarrow as pa
+
+    arrays = {}
+    for name, value in columns.items():
+        value = np.asarray(value)
+        if value.ndim == 2:
+            n, k = value.shape
+            offsets = np.arange(0, (n + 1) * k, k, dtype=np.int32)
+            arrays[name] = pa.ListArray.from_arrays(
+                pa.array(offsets), pa.array(value.reshape(-1).astype(np.float64))
+            )
+        else:
+            arrays[name] = pa.array(value)
+    return pa.table(arrays)
+
+
+def table_to_columns(table: Any) -> dict[str, np.ndarray]:
+    """The inverse of :func:`columns_to_table` (list columns of equal length become 2-D)."""
+    import pyarrow as pa
+
+    out: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            n = len(column)
+            flat = column.flatten().to_numpy(zero_copy_only=False)
+            out[name] = flat.reshape(n, -1) if n else flat.reshape(0, 0)
+        else:
+            out[name] = column.to_numpy(zero_copy_only=False)
+    return out

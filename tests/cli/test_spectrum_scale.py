@@ -1,0 +1,211 @@
+"""``leafscope spectrum --out DIR`` at small scale: Parquet rows equal the library's spectra,
+Dask workers give the in-process rows, a job killed with SIGKILL resumes to the same rows, job
+array slices merge to the whole, and the default install needs neither Dask nor pyarrow."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from leafscope.cli.main import main
+from leafscope.data import load_images
+from leafscope.information import point_spectra
+from leafscope.models import build_model
+from leafscope.testing import shared_data_dir
+from leafscope.training import load_checkpoint, save_checkpoint
+
+pq = pytest.importorskip("pyarrow.parquet")
+pytestmark = pytest.mark.skipif(shared_data_dir() is None, reason="shared MNIST files absent")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def lenet(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ck") / "lenet.pt"
+    return save_checkpoint(path, model=build_model("lenet"), epoch=0, step=0, history=[])
+
+
+def _spectrum(ckpt, out, *extra):
+    argv = ["spectrum", "--checkpoint", str(ckpt), "--device", "cpu", "--no-progress"]
+    return main([*argv, "--out", str(out), *extra])
+
+
+def _rows(folder):
+    table = pq.read_table(folder)  # the folder as a Parquet data set: the JSON files are skipped
+    return table.sort_by("index").to_pydict()
+
+
+def _assert_rows_close(a, b, tol):
+    assert a.keys() == b.keys() and len(a["index"]) == len(b["index"])
+    for key in a:
+        x, y = np.asarray(a[key], dtype=float), np.asarray(b[key], dtype=float)
+        np.testing.assert_allclose(x, y, rtol=0, atol=tol, err_msg=key)
+
+
+def test_rows_equal_the_library_and_the_summary_all_rows(lenet, tmp_path):
+    out = tmp_path / "d0"
+    assert (
+        _spectrum(
+            lenet, out, "--points", "40", "--shard-size", "16", "--json", str(tmp_path / "r.json")
+        )
+        == 0
+    )  # noqa: E501
+    assert sorted(p.name for p in out.glob("shard-*.parquet")) == [
+        "shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"
+    ]  # fmt: skip
+    rows = _rows(out)
+    assert rows["index"] == list(range(40))
+    x = load_images("mnist", "test", limit=40)
+    ref = point_spectra(load_checkpoint(lenet), x.images, batch_size=16, dtype=torch.float64)
+    assert np.array_equal(np.array(rows["eigenvalues"]), ref.eigenvalues.numpy())
+    assert np.array_equal(np.array(rows["trace"]), ref.trace.numpy())
+    assert rows["label"] == x.labels.tolist() and rows["predicted"] == ref.predicted.tolist()
+    assert rows["rank"] == ref.rank.tolist()
+    logs = np.log10(np.array(rows["eigenvalues"]))
+    np.testing.assert_allclose(np.array(rows["log10_eigenvalues"]), logs, rtol=0, atol=1e-12)
+    summary = json.loads((out / "_summary.json").read_text())
+    assert summary["num_points"] == 40 and summary["num_shards"] == 3
+    medians = summary["summary"]
+    assert medians["median_log10_highest"] == pytest.approx(np.median(logs[:, 0]), abs=1e-12)
+    assert medians["median_delta"] == pytest.approx(np.median(logs[:, 0] - logs[:, -1]), abs=1e-12)
+    assert medians["median_log10_trace"] == pytest.approx(
+        np.median(np.log10(rows["trace"])), abs=1e-12
+    )
+    document = json.loads((tmp_path / "r.json").read_text())  # --json beside --out: same rows
+    assert [p["index"] for p in document["points"]] == list(range(40))
+    assert document["summary"] == medians
+
+
+def test_dask_workers_give_the_in_process_rows(lenet, tmp_path):
+    """The issue's bar at small scale."""
+    common = ["--points", "64", "--dtype", "float64", "--shard-size", "16"]
+    assert _spectrum(lenet, tmp_path / "d0", *common) == 0
+    assert _spectrum(lenet, tmp_path / "d", *common, "--executor", "dask", "--workers", "2") == 0
+    a, b = _rows(tmp_path / "d0"), _rows(tmp_path / "d")
+    assert len(b["index"]) == 64
+    _assert_rows_close(a, b, 1e-10)
+    s0, s1 = (json.loads((tmp_path / d / "_summary.json").read_text()) for d in ("d0", "d"))
+    assert s0["summary"] == pytest.approx(s1["summary"], abs=1e-10)
+
+
+SLOW_MODEL = """
+import time
+import torch
+from torch import nn
+
+
+class Slow(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.Tanh(), nn.Linear(16, 4))
+
+    def forward(self, x):
+        time.sleep(0.25)  # slow enough to kill the job between two shards
+        return self.net(x)
+
+
+def make():
+    return Slow()
+"""
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_rows(tmp_path):
+    factory = tmp_path / "slow_model.py"
+    factory.write_text(textwrap.dedent(SLOW_MODEL))
+    argv = ["spectrum", "--model", f"{factory}:make", "--points", "24", "--shard-size", "4",
+            "--device", "cpu", "--no-progress"]  # fmt: skip
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leafscope.cli.main", *argv, "--out", str(killed)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not (killed / "shard-00000.parquet").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no first shard"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done = {p.name for p in killed.glob("shard-*.parquet")}
+    assert (
+        "shard-00000.parquet" in done and len(done) < 6 and not (killed / "_summary.json").exists()
+    )
+    assert main([*argv, "--out", str(killed)]) == 2  # finished shards need --resume
+    # the other runs as processes too: the same threads, hence the same round-off, as the first
+    for extra in (["--out", str(killed), "--resume"], ["--out", str(tmp_path / "whole")]):
+        cmd = [sys.executable, "-m", "leafscope.cli.main", *argv, *extra]
+        assert subprocess.run(cmd, env=env, capture_output=True, timeout=300).returncode == 0
+    a, b = _rows(killed), _rows(tmp_path / "whole")
+    assert a == b and len(a["index"]) == 24  # exactly the same rows
+    s = [json.loads((tmp_path / d / "_summary.json").read_text()) for d in ("killed", "whole")]
+    assert s[0]["summary"] == s[1]["summary"]
+
+
+def test_slices_and_merge_equal_the_whole(lenet, tmp_path, capsys):
+    common = ["--points", "30", "--shard-size", "7"]  # 5 shards: slices of 2 and 3
+    parts = tmp_path / "parts"
+    assert _spectrum(lenet, parts, *common, "--shard", "1/2") == 0
+    assert "leafscope merge" in capsys.readouterr().out
+    assert sorted(p.name for p in parts.glob("shard-*")) == [
+        "shard-00002.parquet", "shard-00003.parquet", "shard-00004.parquet"
+    ]  # fmt: skip
+    assert main(["merge", str(parts)]) == 2
+    assert "misses 2 of 5 shards (0, 1)" in capsys.readouterr().err
+    assert _spectrum(lenet, parts, *common, "--shard", "0/2") == 0
+    (parts / "_summary.json").unlink()  # the last slice wrote it: merge must rebuild it
+    assert main(["merge", str(parts), "--json", str(tmp_path / "m.json")]) == 0
+    assert _spectrum(lenet, tmp_path / "whole", *common) == 0
+    assert _rows(parts) == _rows(tmp_path / "whole")
+    merged = json.loads((parts / "_summary.json").read_text())
+    whole = json.loads((tmp_path / "whole" / "_summary.json").read_text())
+    assert merged == whole == json.loads((tmp_path / "m.json").read_text())
+
+
+def test_resume_refuses_other_settings(lenet, tmp_path, capsys):
+    out = tmp_path / "d"
+    assert _spectrum(lenet, out, "--points", "8", "--shard-size", "4") == 0
+    assert _spectrum(lenet, out, "--points", "8", "--shard-size", "4", "--dtype", "float32",
+                     "--resume") == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "other settings (dtype: 'float32' here, 'float64' in the folder)" in err
+    assert _spectrum(lenet, out, "--points", "8", "--shard-size", "4", "--resume") == 0
+    assert main(["merge", str(tmp_path)]) == 2
+    assert "not a spectrum result folder" in capsys.readouterr().err
+
+
+BLOCK_OPTIONAL = """
+import sys
+for name in ("dask", "distributed", "pyarrow"):
+    sys.modules[name] = None  # as if not installed
+from leafscope.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_default_install_needs_neither_dask_nor_pyarrow(lenet, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    base = [sys.executable, "-c", BLOCK_OPTIONAL, "spectrum", "--checkpoint", str(lenet),
+            "--points", "3", "--device", "cpu", "--no-progress"]  # fmt: skip
+    ok = subprocess.run([*base, "--json", str(tmp_path / "s.json")], env=env, capture_output=True,
+                        text=True, timeout=300)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert len(json.loads((tmp_path / "s.json").read_text())["points"]) == 3
+    bad = subprocess.run([*base, "--executor", "dask"], env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert bad.returncode == 2
+    assert "pip install 'leafscope[dask]'" in bad.stderr and bad.stderr.count("\n") == 1
