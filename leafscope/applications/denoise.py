@@ -1,6 +1,6 @@
 """Denoising by projection onto the data leaf, against standard denoisers, in one run.
 
-Methods (images in [0, 1]; noisy images are ``clip(x + σ·ε, 0, 1)``):
+Methods (images ``(N, C, H, W)`` in [0, 1]; noisy images are ``clip(x + σ·ε, 0, 1)``):
 
 - ``noisy``: the input itself (reference).
 - ``nearest``: the nearest clean training image (pixel distance): the start of the leaf path.
@@ -8,56 +8,91 @@ Methods (images in [0, 1]; noisy images are ``clip(x + σ·ε, 0, 1)``):
   (:func:`project_onto_leaf`): its closest point on the data leaf within ``leaf_steps`` steps.
 - ``leaf``: the same path stopped after a tuned number of steps (the path's one parameter,
   chosen like the baselines' on separate noisy training images; 0 steps = ``nearest``).
-- ``blur``: Gaussian blur (:func:`scipy.ndimage.gaussian_filter`).
-- ``pca``: projection on the top principal components of clean training images (sklearn).
-- ``tv``: total variation (:func:`skimage.restoration.denoise_tv_chambolle`).
+- ``blur``, ``pca``, ``tv``, ``nl-means``, ``wavelet``, ``bm3d``: the denoisers of
+  :mod:`leafscope.applications.denoise_baselines` (``bm3d`` needs the optional ``bm3d``
+  package and runs only when asked for: about 1 s per 28×28 image on one idle core).
 
-Each method's single parameter is tuned per σ on separate noisy training images (best mean
-PSNR over a small grid); ``nearest`` and ``leaf-full`` have nothing tuned. Metrics: mean PSNR
-(data range 1) against the clean image and the classifier's accuracy on the output.
+Protocol: every tuned method's parameters are chosen per σ on separate noisy *training* images
+(the last ``tune_points`` of ``train_images``, their own noise draw) as the grid point of best
+mean PSNR (:data:`GRIDS`; first best on ties), then applied once to the noisy test images;
+``nearest`` and ``leaf-full`` have nothing tuned. Metrics per image, against the clean image:
+PSNR and SSIM with data range 1 (over all channels), and the classifier's accuracy on the
+output (not an independent judge of the leaf outputs, which are moved by that classifier).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
-from skimage.restoration import denoise_tv_chambolle
-from sklearn.decomposition import PCA
+from skimage.metrics import structural_similarity
 from torch import Tensor, nn
 
+from leafscope.applications.denoise_baselines import (
+    blur,
+    bm3d_denoise,
+    bm3d_unavailable,
+    nl_means,
+    pca_denoiser,
+    tv,
+    wavelet,
+)
 from leafscope.applications.leaf import NearestImages, project_onto_leaf
 from leafscope.applications.metrics import psnr
 from leafscope.errors import InputError
 from leafscope.models.features import penultimate_features
 
 __all__ = [
+    "DEFAULT_METHODS",
     "DenoiseResult",
     "DenoiseRow",
     "GRIDS",
     "METHODS",
+    "TUNED",
+    "Tuned",
     "add_noise",
     "blur",
     "denoise_benchmark",
+    "denoiser",
     "pca_denoiser",
+    "ssim",
+    "tune",
     "tv",
 ]
 
-METHODS = ("noisy", "nearest", "leaf-full", "leaf", "blur", "pca", "tv")
+TUNED = ("blur", "pca", "tv", "nl-means", "wavelet", "bm3d")
+METHODS = ("noisy", "nearest", "leaf-full", "leaf", *TUNED)
+DEFAULT_METHODS = tuple(m for m in METHODS if m != "bm3d")
 LEAF_STEP_GRID = (0, 5, 10, 20, 50)
-GRIDS = {
-    "blur": (0.5, 0.75, 1.0, 1.5, 2.0),
-    "pca": (5, 10, 20, 40, 80),
-    "tv": (0.03, 0.06, 0.1, 0.2, 0.4),
+GRIDS: dict[str, tuple[dict[str, Any], ...]] = {
+    "blur": tuple({"width": w} for w in (0.5, 0.75, 1.0, 1.5, 2.0)),
+    "pca": tuple({"n_components": n} for n in (5, 10, 20, 40, 80)),
+    "tv": tuple({"weight": w} for w in (0.03, 0.06, 0.1, 0.2, 0.4)),
+    "nl-means": tuple(
+        {"h": h, "patch_size": p, "patch_distance": d}
+        for h in (0.3, 0.5, 0.8, 1.2)
+        for p, d in ((3, 4), (5, 6))
+    ),
+    "wavelet": tuple(
+        {"sigma_factor": k, "method": m, "wavelet": w, "levels": lv}
+        for m in ("BayesShrink", "VisuShrink")
+        for w in ("db1", "sym4")
+        for lv in (1, 2)
+        for k in (0.25, 0.5, 1.0, 2.0)
+    ),
+    "bm3d": tuple({"sigma_factor": k} for k in (0.75, 1.0, 1.5)),
 }
+"""Per tuned method, the candidate keyword arguments of its denoiser (σ̂-relative for the
+blind ones: ``h``, ``sigma_factor`` multiply the image's estimated noise std)."""
 
 
 @dataclass
 class DenoiseRow:
-    """One method at one σ: mean PSNR (dB) and its std over images, accuracy in [0, 1]."""
+    """One method at one σ: mean PSNR (dB), SSIM and their std over images, accuracy in [0, 1];
+    ``parameter`` is the first tuned value, ``params`` all of them."""
 
     method: str
     sigma: float
@@ -66,9 +101,20 @@ class DenoiseRow:
     accuracy: float
     parameter: float | None = None
     points: int = 0
+    ssim: float = float("nan")
+    ssim_std: float = float("nan")
+    params: dict[str, Any] | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def _params_text(params: dict[str, Any] | None) -> str:
+    if not params:
+        return ""
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
 
 
 @dataclass
@@ -84,13 +130,36 @@ class DenoiseResult:
         return {"results": [r.to_json() for r in self.rows], "settings": self.settings}
 
     def markdown(self) -> str:
-        lines = ["| σ | method | PSNR (dB) | accuracy | parameter |", "|---|---|---|---|---|"]
+        """One line per (σ, method): PSNR ± std, SSIM ± std, accuracy, tuned parameters."""
+        lines = [
+            "| σ | method | PSNR (dB) | SSIM | accuracy | parameters |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in self.rows:
-            par = "" if r.parameter is None else f"{r.parameter:g}"
             lines.append(
                 f"| {r.sigma:g} | {r.method} | {r.psnr:.2f} ± {r.psnr_std:.2f} | "
-                f"{100 * r.accuracy:.1f}% | {par} |"
+                f"{r.ssim:.3f} ± {r.ssim_std:.3f} | {100 * r.accuracy:.1f}% | "
+                f"{_params_text(r.params)} |"
             )
+        return "\n".join(lines)
+
+    def wide_markdown(self) -> str:
+        """One line per method, PSNR / SSIM / accuracy for each σ side by side."""
+        sigmas = sorted({r.sigma for r in self.rows})
+        methods = list(dict.fromkeys(r.method for r in self.rows))
+        cell = {(r.method, r.sigma): r for r in self.rows}
+        head = "| method | " + " | ".join(f"σ={s:g} PSNR | SSIM | acc" for s in sigmas) + " |"
+        lines = [head, "|---|" + "---|---|---|" * len(sigmas)]
+        for m in methods:
+            parts = []
+            for s in sigmas:
+                r = cell.get((m, s))
+                parts.append(
+                    "— | — | —"
+                    if r is None
+                    else f"{r.psnr:.2f} | {r.ssim:.3f} | {100 * r.accuracy:.1f}%"
+                )
+            lines.append(f"| {m} | " + " | ".join(parts) + " |")
         return "\n".join(lines)
 
 
@@ -103,31 +172,95 @@ def add_noise(x: Tensor, sigma: float, seed: int = 0) -> Tensor:
     return (x.float().cpu() + sigma * eps).clamp(0.0, 1.0)
 
 
-def blur(x: Tensor, width: float) -> Tensor:
-    """Gaussian blur of each image (N, 1, H, W) with standard deviation ``width`` pixels."""
-    a = x.float().cpu().numpy()
-    out = np.stack([gaussian_filter(img[0], width, mode="nearest") for img in a])[:, None]
-    return torch.from_numpy(out.astype(np.float32)).clamp(0.0, 1.0)
+def ssim(reference: np.ndarray, estimate: np.ndarray, data_range: float = 1.0) -> np.ndarray:
+    """Structural similarity per image (:func:`skimage.metrics.structural_similarity`, 7×7
+    uniform window, ``data_range`` given explicitly; C > 1 channels: mean over channels).
+
+    Args:
+        reference: clean images ``(N, H, W)`` or ``(N, C, H, W)``.
+        estimate: images of the same shape.
+        data_range: peak value (1 for images in [0, 1]).
+
+    Returns:
+        ``(N,)`` float64 SSIM in [-1, 1] (1 where the images are equal).
+    """
+    ref, est = np.asarray(reference, np.float64), np.asarray(estimate, np.float64)
+    if ref.shape != est.shape or ref.ndim not in (3, 4):
+        raise InputError(
+            f"ssim needs two batches (N, H, W) or (N, C, H, W) of equal shape "
+            f"(got {ref.shape} and {est.shape})"
+        )
+    if min(ref.shape[-2:]) < 7:
+        raise InputError(f"ssim needs images of at least 7x7 pixels (got {ref.shape[-2:]})")
+    if not data_range > 0:
+        raise InputError(f"data_range must be > 0 (got {data_range})")
+    if ref.ndim == 4 and ref.shape[1] == 1:
+        ref, est = ref[:, 0], est[:, 0]
+    axis = 0 if ref.ndim == 4 else None
+    values = [
+        structural_similarity(r, e, data_range=data_range, channel_axis=axis)
+        for r, e in zip(ref, est, strict=True)
+    ]
+    return np.array(values, dtype=np.float64)
 
 
-def tv(x: Tensor, weight: float) -> Tensor:
-    """Chambolle total-variation denoising of each image (N, 1, H, W)."""
-    a = x.float().cpu().numpy().astype(np.float64)
-    out = np.stack([denoise_tv_chambolle(img[0], weight=weight) for img in a])[:, None]
-    return torch.from_numpy(out.astype(np.float32)).clamp(0.0, 1.0)
+def denoiser(
+    name: str, params: dict[str, Any], clean_train: Tensor | None = None, seed: int = 0
+) -> Callable[[Tensor], Tensor]:
+    """The denoiser ``name`` (one of :data:`TUNED`) with keyword arguments ``params``;
+    ``pca`` fits its components on ``clean_train``."""
+    functions = {"blur": blur, "tv": tv, "nl-means": nl_means, "wavelet": wavelet}
+    functions["bm3d"] = bm3d_denoise
+    if name == "pca":
+        if clean_train is None:
+            raise InputError("the pca denoiser needs clean_train images to fit its components")
+        return pca_denoiser(clean_train, int(params["n_components"]), seed)
+    if name not in functions:
+        raise InputError(f"unknown denoiser {name!r}: choose from {', '.join(TUNED)}")
+    fn = functions[name]
+    return lambda x: fn(x, **params)
 
 
-def pca_denoiser(clean: Tensor, n_components: int, seed: int = 0) -> Callable[[Tensor], Tensor]:
-    """A function projecting images onto the top ``n_components`` PCs of ``clean`` images."""
-    flat = clean.float().cpu().flatten(1).numpy()
-    n = min(n_components, flat.shape[0], flat.shape[1])
-    pca = PCA(n_components=n, random_state=seed).fit(flat)
+@dataclass
+class Tuned:
+    """Result of :func:`tune`: the chosen parameters, the mean PSNR of every grid point, the
+    denoiser with the chosen parameters."""
 
-    def apply(x: Tensor) -> Tensor:
-        z = pca.inverse_transform(pca.transform(x.float().cpu().flatten(1).numpy()))
-        return torch.from_numpy(z.astype(np.float32)).reshape(x.shape).clamp(0.0, 1.0)
+    params: dict[str, Any]
+    scores: list[float]
+    apply: Callable[[Tensor], Tensor] = field(repr=False)
 
-    return apply
+
+def tune(
+    name: str,
+    clean: Tensor,
+    noisy: Tensor,
+    *,
+    grid: tuple[dict[str, Any], ...] | None = None,
+    clean_train: Tensor | None = None,
+    seed: int = 0,
+) -> Tuned:
+    """Pick the grid point of ``name`` with the best mean PSNR of ``noisy`` → ``clean``.
+
+    Args:
+        name: one of :data:`TUNED`.
+        clean, noisy: ``(N, C, H, W)`` tuning images (not the images reported on).
+        grid: candidate parameters (default :data:`GRIDS` ``[name]``).
+        clean_train: PCA's training images.
+
+    Returns:
+        A :class:`Tuned`; ties go to the first grid point.
+    """
+    grid = GRIDS[name] if grid is None else grid
+    if not grid:
+        raise InputError(f"empty parameter grid for {name!r}: give at least one candidate")
+    scores, fns = [], []
+    for params in grid:
+        fn = denoiser(name, params, clean_train, seed)
+        scores.append(float(np.mean(psnr(clean.numpy(), fn(noisy).numpy()))))
+        fns.append(fn)
+    best = int(np.argmax(scores))
+    return Tuned(dict(grid[best]), scores, fns[best])
 
 
 def _anchors(nearest: NearestImages, pool: Tensor, x: Tensor, k: int) -> tuple[Tensor, np.ndarray]:
@@ -140,22 +273,63 @@ def _accuracy(model: nn.Module, x: Tensor, labels: Tensor) -> float:
     return float((penultimate_features(model, x).logits.argmax(dim=1) == labels).float().mean())
 
 
-def _tuned(name: str, clean_train: Tensor, tune_clean: Tensor, tune_noisy: Tensor, seed: int):
-    best = None
-    for value in GRIDS[name]:
-        fn = _baseline(name, value, clean_train, seed)
-        score = float(np.mean(psnr(tune_clean.numpy(), fn(tune_noisy).numpy())))
-        if best is None or score > best[0]:
-            best = (score, value, fn)
-    return best[1], best[2]
+def _resolve_methods(methods: tuple[str, ...] | None, shape: tuple[int, ...]):
+    """The methods to run (in :data:`METHODS` order) and ``{method: reason}`` for skipped ones."""
+    wanted = DEFAULT_METHODS if methods is None else tuple(methods)
+    unknown = [m for m in wanted if m not in METHODS]
+    if unknown or not wanted:
+        raise InputError(f"unknown methods {unknown or wanted}: choose from {', '.join(METHODS)}")
+    skipped = {}
+    if "bm3d" in wanted and (reason := bm3d_unavailable(shape)) is not None:
+        skipped["bm3d"] = reason
+    return [m for m in METHODS if m in wanted and m not in skipped], skipped
 
 
-def _baseline(name: str, value: float, clean_train: Tensor, seed: int) -> Callable:
-    if name == "blur":
-        return lambda x: blur(x, value)
-    if name == "tv":
-        return lambda x: tv(x, value)
-    return pca_denoiser(clean_train, int(value), seed)
+def _leaf_outputs(model, nearest, pool, clean, noisy, tune_clean, tune_noisy, *, steps, step, k):
+    """Outputs of ``nearest``, ``leaf-full`` and the tuned ``leaf`` on ``noisy``, and the
+    distance along each kept path."""
+    steps_grid = sorted({min(g, steps) for g in LEAF_STEP_GRID} | {steps})
+    every = max(1, min(5, steps))
+    t_anchor, _ = _anchors(nearest, pool, tune_noisy, 1)
+    t_proj = project_onto_leaf(
+        model, t_anchor, tune_noisy, max_steps=steps, step=step, record_every=every
+    )
+    scores = [psnr(tune_clean.numpy(), t_proj.at_step(g).numpy()).mean() for g in steps_grid]
+    best_steps = steps_grid[int(np.argmax(scores))]
+    anchors, idx = _anchors(nearest, pool, noisy, k)
+    proj = project_onto_leaf(
+        model,
+        anchors,
+        noisy.repeat_interleave(k, dim=0),
+        max_steps=steps,
+        step=step,
+        record_every=every,
+    )
+    best = proj.final_distance.reshape(len(clean), k).argmin(axis=1)
+    pick = torch.as_tensor(np.arange(len(clean)) * k + best)
+    outputs = {
+        "nearest": (pool[torch.as_tensor(idx[:, 0])], None),
+        "leaf-full": (proj.points[pick], None),
+        "leaf": (proj.at_step(best_steps)[pick], {"steps": best_steps}),
+    }
+    return outputs, [proj.distance[int(i)] for i in pick]
+
+
+def _row(name, sigma, images, params, clean, model, labels) -> DenoiseRow:
+    p = psnr(clean.numpy(), images.numpy())
+    s = ssim(clean.numpy(), images.numpy())
+    return DenoiseRow(
+        method=name,
+        sigma=float(sigma),
+        psnr=float(np.mean(p)),
+        psnr_std=float(np.std(p)),
+        accuracy=_accuracy(model, images, labels),
+        parameter=None if not params else float(next(iter(params.values()))),
+        points=len(clean),
+        ssim=float(np.mean(s)),
+        ssim_std=float(np.std(s)),
+        params=params,
+    )
 
 
 def denoise_benchmark(
@@ -171,90 +345,79 @@ def denoise_benchmark(
     n_anchors: int = 1,
     seed: int = 0,
     n_examples: int = 8,
+    methods: tuple[str, ...] | None = None,
+    bm3d_tune_points: int | None = None,
     progress: bool = False,
 ) -> DenoiseResult:
     """Run every method at every σ on the same noisy images.
 
     Args:
         model: the classifier (defines the leaf and scores the accuracy).
-        train_images: ``(M, 1, H, W)`` clean images: the last ``tune_points`` tune the
-            baselines, the rest are the nearest-image pool and the PCA training set.
-        test_images, test_labels: ``(N, 1, H, W)`` clean test images and labels.
+        train_images: ``(M, C, H, W)`` clean images: the last ``tune_points`` tune the
+            methods, the rest are the nearest-image pool and the PCA training set.
+        test_images, test_labels: ``(N, C, H, W)`` clean test images and labels.
         sigmas: noise standard deviations (pixel units).
         leaf_steps, leaf_step: path cap and largest step.
         n_anchors: leaf paths per image (from its nearest training images; the best is kept).
         seed: noise seed (σ index added, so σ levels get independent noise).
+        methods: subset of :data:`METHODS` (default :data:`DEFAULT_METHODS`, i.e. without
+            ``bm3d``); ``bm3d`` is skipped, with the reason in ``settings["skipped"]``, when
+            the package is missing or the images are too small.
+        bm3d_tune_points: tune BM3D on only the first this many tuning images (it is slow).
 
     Returns:
         A :class:`DenoiseResult` with one row per (σ, method).
     """
-    if len(train_images) <= tune_points or len(test_images) == 0:
+    if len(train_images) <= tune_points or len(test_images) == 0 or tune_points < 1:
         raise InputError(
-            f"need more than tune_points={tune_points} training images (got {len(train_images)}) "
-            f"and at least one test image (got {len(test_images)})"
+            f"need 1 <= tune_points < training images (got tune_points={tune_points}, "
+            f"{len(train_images)} training images) and a test image (got {len(test_images)})"
         )
+    run, skipped = _resolve_methods(methods, tuple(test_images.shape))
     pool, tune_clean = train_images[:-tune_points].float(), train_images[-tune_points:].float()
     nearest = NearestImages(pool)
     clean = test_images.float().cpu()
-    rows, examples, leaf_distance = [], {}, {}
+    rows, examples, leaf_distance, tuned_scores = [], {}, {}, {}
+    n_bm3d = tune_points if bm3d_tune_points is None else max(1, min(bm3d_tune_points, tune_points))
     for j, sigma in enumerate(sigmas):
         noisy = add_noise(clean, sigma, seed + 1000 * j)
         tune_noisy = add_noise(tune_clean, sigma, seed + 1000 * j + 1)
-        steps_grid = sorted({min(g, leaf_steps) for g in LEAF_STEP_GRID} | {leaf_steps})
-        every = max(1, min(5, leaf_steps))
-        t_anchor, _ = _anchors(nearest, pool, tune_noisy, 1)
-        t_proj = project_onto_leaf(
-            model, t_anchor, tune_noisy, max_steps=leaf_steps, step=leaf_step, record_every=every
-        )
-        scores = [psnr(tune_clean.numpy(), t_proj.at_step(g).numpy()).mean() for g in steps_grid]
-        best_steps = steps_grid[int(np.argmax(scores))]
-        k = min(n_anchors, len(pool))
-        anchors, idx = _anchors(nearest, pool, noisy, k)
-        proj = project_onto_leaf(
-            model,
-            anchors,
-            noisy.repeat_interleave(k, dim=0),
-            max_steps=leaf_steps,
-            step=leaf_step,
-            record_every=every,
-        )
-        best = proj.final_distance.reshape(len(clean), k).argmin(axis=1)
-        pick = torch.as_tensor(np.arange(len(clean)) * k + best)
-        outputs = {"noisy": (noisy, None), "nearest": (pool[torch.as_tensor(idx[:, 0])], None)}
-        outputs["leaf-full"] = (proj.points[pick], None)
-        outputs["leaf"] = (proj.at_step(best_steps)[pick], float(best_steps))
-        leaf_distance[f"{sigma:g}"] = [proj.distance[int(i)] for i in pick]
-        for name in ("blur", "pca", "tv"):
-            value, fn = _tuned(name, pool, tune_clean, tune_noisy, seed)
-            outputs[name] = (fn(noisy), value)
+        outputs: dict[str, tuple[Tensor, dict | None]] = {"noisy": (noisy, None)}
+        if {"nearest", "leaf-full", "leaf"} & set(run):
+            found, leaf_distance[f"{sigma:g}"] = _leaf_outputs(
+                model, nearest, pool, clean, noisy, tune_clean, tune_noisy,
+                steps=leaf_steps, step=leaf_step, k=min(n_anchors, len(pool)),
+            )  # fmt: skip
+            outputs.update(found)
+        for name in (m for m in run if m in TUNED):
+            n = n_bm3d if name == "bm3d" else tune_points
+            t = tune(name, tune_clean[:n], tune_noisy[:n], clean_train=pool, seed=seed)
+            outputs[name] = (t.apply(noisy), t.params)
+            tuned_scores[f"{sigma:g}/{name}"] = t.scores
         examples[f"{sigma:g}"] = {"clean": clean[:n_examples]}
-        for name, (images, value) in outputs.items():
-            p = psnr(clean.numpy(), images.numpy())
-            rows.append(
-                DenoiseRow(
-                    method=name,
-                    sigma=float(sigma),
-                    psnr=float(np.mean(p)),
-                    psnr_std=float(np.std(p)),
-                    accuracy=_accuracy(model, images, test_labels),
-                    parameter=None if value is None else float(value),
-                    points=len(clean),
-                )
-            )
+        for name in run:
+            images, params = outputs[name]
+            rows.append(_row(name, sigma, images, params, clean, model, test_labels))
             examples[f"{sigma:g}"][name] = images[:n_examples]
         if progress:
             print(f"sigma {sigma:g}: done", flush=True)
     settings = {
         "sigmas": list(sigmas),
+        "methods": run,
+        "skipped": skipped,
         "test_points": len(clean),
         "pool_points": len(pool),
         "tune_points": tune_points,
+        "bm3d_tune_points": n_bm3d if "bm3d" in run else None,
         "leaf_steps": leaf_steps,
         "leaf_step_grid": list(LEAF_STEP_GRID),
         "leaf_step": leaf_step,
         "n_anchors": n_anchors,
         "seed": seed,
         "noise": "clip(x + sigma * N(0, 1), 0, 1)",
-        "grids": {k: list(v) for k, v in GRIDS.items()},
+        "metrics": "PSNR and SSIM (7x7 window) per image, data_range=1, over all channels",
+        "tuning": "per sigma, best mean PSNR on the tuning images over the grid",
+        "grids": {k: [dict(p) for p in v] for k, v in GRIDS.items() if k in run},
+        "tune_scores": tuned_scores,
     }
     return DenoiseResult(rows, settings, examples, leaf_distance)

@@ -79,15 +79,17 @@ def test_ood_cli_trains_seeds_first(tmp_path, capsys):
     assert any(r["auroc_std"] > 0 for r in res)  # two seeds, two different models
 
 
-def test_denoise_cli(checkpoint, tmp_path):
+def test_denoise_cli(checkpoint, tmp_path, capsys):
     out = tmp_path / "d.json"
     argv = ["denoise", "--checkpoint", str(checkpoint), "--dataset", "digits", "--sigma", "0.25"]
     argv += ["--points", "4", "--pool", "40", "--tune-points", "10", "--leaf-steps", "3"]
     argv += ["--json", str(out), "--device", "cpu"]
     args = parse(denoise, argv)
     assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "| SSIM |" in printed and "| nl-means |" in printed and "σ=0.25 PSNR" in printed
     res = json.loads(out.read_text())["results"]
-    assert {r["method"] for r in res} == {
+    assert [r["method"] for r in res] == [
         "noisy",
         "nearest",
         "leaf-full",
@@ -95,10 +97,16 @@ def test_denoise_cli(checkpoint, tmp_path):
         "blur",
         "pca",
         "tv",
-    }
-    assert set(res[0]) >= {"method", "sigma", "psnr", "accuracy"}
+        "nl-means",
+        "wavelet",
+    ]
+    assert set(res[0]) >= {"method", "sigma", "psnr", "ssim", "ssim_std", "accuracy", "params"}
+    assert set(res[-1]["params"]) == {"sigma_factor", "method", "wavelet", "levels"}
     with pytest.raises(InputError, match="--sigma"):
         denoise._sigmas("0.1,x")
+    assert denoise._methods("noisy,tv") == ("noisy", "tv") and denoise._methods("default") is None
+    with pytest.raises(InputError, match="--methods"):
+        denoise._methods("noisy,median")
 
 
 def test_generate_cli(checkpoint, tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from leafscope.applications import NearestImages, add_noise, denoise_benchmark, project_onto_leaf
-from leafscope.applications.denoise import blur, pca_denoiser, tv
+from leafscope.applications.denoise import GRIDS, blur, pca_denoiser, tv
 from leafscope.applications.metrics import psnr
 from leafscope.errors import InputError
 
@@ -64,12 +64,17 @@ def test_denoise_benchmark_rows(toy):
         model, x, xt[:10], yt[:10], sigmas=(0.25,), tune_points=20, leaf_steps=5
     )
     methods = [r.method for r in res.rows]
-    assert methods == ["noisy", "nearest", "leaf-full", "leaf", "blur", "pca", "tv"]
+    assert methods == ["noisy", "nearest", "leaf-full", "leaf", "blur", "pca", "tv"] + [
+        "nl-means",
+        "wavelet",
+    ]
     row = {r.method: r for r in res.rows}
     assert row["blur"].parameter is not None and row["leaf-full"].parameter is None
     assert row["leaf"].parameter in (0.0, 5.0)
     assert all(0 <= r.accuracy <= 1 and np.isfinite(r.psnr) for r in res.rows)
-    assert set(res.to_json()["results"][0]) >= {"method", "sigma", "psnr", "accuracy"}
+    assert set(res.to_json()["results"][0]) >= {"method", "sigma", "psnr", "ssim", "accuracy"}
+    assert row["nl-means"].params in [dict(g) for g in GRIDS["nl-means"]]
+    assert all(-1 <= r.ssim <= 1 for r in res.rows)
     for d in res.leaf_distance["0.25"]:
         assert np.all(np.diff(d) <= 1e-6)
 
