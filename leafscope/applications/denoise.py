@@ -104,16 +104,21 @@ def add_noise(x: Tensor, sigma: float, seed: int = 0) -> Tensor:
 
 
 def blur(x: Tensor, width: float) -> Tensor:
-    """Gaussian blur of each image (N, 1, H, W) with standard deviation ``width`` pixels."""
+    """Gaussian blur of each image (N, C, H, W) with standard deviation ``width`` pixels (each
+    channel on its own)."""
     a = x.float().cpu().numpy()
-    out = np.stack([gaussian_filter(img[0], width, mode="nearest") for img in a])[:, None]
+    out = np.stack([gaussian_filter(img, (0, width, width), mode="nearest") for img in a])
     return torch.from_numpy(out.astype(np.float32)).clamp(0.0, 1.0)
 
 
 def tv(x: Tensor, weight: float) -> Tensor:
-    """Chambolle total-variation denoising of each image (N, 1, H, W)."""
+    """Chambolle total-variation denoising of each image (N, C, H, W) (colour TV when C > 1)."""
     a = x.float().cpu().numpy().astype(np.float64)
-    out = np.stack([denoise_tv_chambolle(img[0], weight=weight) for img in a])[:, None]
+    out = np.stack([
+        denoise_tv_chambolle(img[0], weight=weight)[None] if len(img) == 1
+        else denoise_tv_chambolle(img, weight=weight, channel_axis=0)
+        for img in a
+    ])  # fmt: skip
     return torch.from_numpy(out.astype(np.float32)).clamp(0.0, 1.0)
 
 

@@ -68,7 +68,12 @@ def denoising_strips(examples: dict[str, Tensor], n: int = 8) -> Figure:
     for i, name in enumerate(names):
         for j in range(n):
             ax = axes[i, j]
-            ax.imshow(np.asarray(examples[name][j]).reshape(28, 28), cmap="gray", vmin=0, vmax=1)
+            img = np.asarray(examples[name][j])
+            if img.ndim == 3 and img.shape[0] == 3:  # RGB (3, H, W): drawn in colour
+                ax.imshow(np.clip(img.transpose(1, 2, 0), 0, 1))
+            else:
+                side = int(round(np.sqrt(img.size)))
+                ax.imshow(img.reshape(side, side), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
         axes[i, 0].set_ylabel(name, fontsize=8)

@@ -43,8 +43,11 @@ def _frame_indices(n: int, count: int) -> list[int]:
 
 def _image(ax, img: torch.Tensor) -> None:
     arr = img.detach().float().cpu()
-    arr = arr[0] if arr.dim() == 3 else arr
-    ax.imshow(arr.numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+    if arr.dim() == 3 and arr.shape[0] == 3:  # RGB (3, H, W): drawn in colour
+        ax.imshow(arr.permute(1, 2, 0).clamp(0, 1).numpy())
+    else:
+        arr = arr[0] if arr.dim() == 3 else arr
+        ax.imshow(arr.numpy(), cmap="gray", vmin=0.0, vmax=1.0)
     ax.set_xticks([])
     ax.set_yticks([])
 
