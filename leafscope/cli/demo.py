@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train LeNet partially on MNIST (or ResNet-18 on CIFAR-10) and write an HTML report "
         "(the main job)",
         description="Train LeNet-5 partially on real MNIST (--dataset cifar10: ResNet-18 on a "
-        "CIFAR-10 subset, about 7 minutes on 2 CPU cores; the archive cifar-10-python.tar.gz "
+        "CIFAR-10 subset, about 6-8 minutes on 2 CPU cores; the archive cifar-10-python.tar.gz "
         "must be on the data search path, it is not downloaded), then write OUT/report.html and "
         "OUT/figures/*.png: training curves, the spectrum of G on data and noise points, G "
         "across checkpoints, filter temperatures and pruning, foliation, OOD, transfer, "
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--points",
         type=int,
         default=None,
-        help="points for the spectra (default: 256 for mnist, 24 for cifar10)",
+        help="points for the spectra (default: 256 for mnist, 16 for cifar10)",
     )
     p.add_argument("--seed", type=int, default=0)
     add_data_dir_argument(p)
