@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 from leafscope.experiments.demo import (
+    LEAF_DETECTOR,
     AcrossCheckpoints,
     DemoConfig,
     DemoData,
@@ -15,55 +15,77 @@ from leafscope.experiments.demo import (
     FoliationOutcome,
     NNKOutcome,
     OODOutcome,
+    ThermoOutcome,
     Training,
     TransferOutcome,
 )
 from leafscope.information.spectrum import PointSpectra
 from leafscope.report.figures import core as core_figures
 from leafscope.report.figures import foliation as fol_figures
+from leafscope.report.figures import thermo as thermo_figures
 from leafscope.report.figures.applications import denoising_strips, roc_curves, spectra_histograms
 from leafscope.report.figures.nnk import plot_loo_vs_test, plot_mgm_distributions, plot_mgm_epochs
 from leafscope.report.html import Report
 
 
+def _skipped_text(skipped: dict[str, str]) -> str:
+    """`` Skipped: name (reason); ...`` or an empty string."""
+    if not skipped:
+        return ""
+    return " Skipped: " + "; ".join(f"{k} ({why})" for k, why in skipped.items()) + "."
+
+
 def training_section(
-    report: Report, cfg: DemoConfig, data: DemoData, training: Training, across: AcrossCheckpoints
+    report: Report,
+    cfg: DemoConfig,
+    model: str,
+    data: DemoData,
+    training: Training,
+    across: AcrossCheckpoints,
 ) -> None:
-    """The partial training: settings, test accuracy, loss and accuracy curves."""
-    steps, train = across.steps, data.train
-    test_acc = training.test_accuracy
+    """The partial training: settings, test accuracy, per-step loss and checkpoint curves."""
+    history = training.fit_result.history
+    augment = ", random crop (padding 4) and horizontal flip" if cfg.augment else ""
+    decay = f", weight decay {cfg.weight_decay:g}" if cfg.weight_decay else ""
     sec = report.section("Training (partial, on purpose)")
     sec.text(
-        f"LeNet-5 (ReLU) trained on {len(train)} MNIST images with SGD (lr 0.01, momentum 0.9, "
-        f"batch 64) for {cfg.epochs} epoch(s), checkpoints every {cfg.checkpoint_every_steps} "
-        f"steps. Test accuracy of the final checkpoint: {100 * test_acc:.2f}% (loss "
+        f"{model} (ReLU) trained on {len(data.train)} {data.title} images with SGD (lr "
+        f"{cfg.lr:g}, momentum {cfg.momentum:g}{decay}, batch {cfg.batch_size}{augment}) for "
+        f"{cfg.epochs} epoch(s) = {training.fit_result.steps} steps, checkpoints every "
+        f"{cfg.checkpoint_every_steps} steps. Test accuracy of the final checkpoint on "
+        f"{training.test_points} test images: {100 * training.test_accuracy:.2f}% (loss "
         f"{training.test_loss:.4f}). A fully trained model has a collapsed information matrix "
         "(softmax saturates), so the analyses use this partially trained one."
     )
+    checkpoints = [
+        {"step": st, "val_loss": loss, "val_accuracy": acc}
+        for st, loss, acc in zip(across.steps, across.val_loss, across.val_accuracy, strict=True)
+    ]
     sec.figure(
-        core_figures.training_curve(
-            training.fit_result.history,
-            [
-                {"epoch_fraction": st / max(steps[-1], 1) * cfg.epochs, "val_accuracy": a}
-                for st, a in zip(steps, across.val_accuracy, strict=True)
-            ],
+        core_figures.training_steps_curve(
+            training.step_losses, checkpoints, [h["step"] for h in history]
         ),
         "training_curve.png",
-        "Loss and accuracy per epoch; dotted: validation accuracy (2000 images) per checkpoint.",
+        "Training loss of every optimizer step (and its moving mean); squares: loss and "
+        f"accuracy on {across.val_points} validation images at each checkpoint (step 0 = "
+        "initial weights); dotted lines: ends of epochs.",
     )
 
 
 def spectra_section(report: Report, cfg: DemoConfig, spectra: dict[str, PointSpectra]) -> None:
     """Medians of the spectrum of G on data and noise points, and their distributions."""
+    k = next(iter(spectra.values())).eigenvalues.shape[1]
+    names = list(spectra)
     sec = report.section("Spectrum of the data information matrix G(x, w)")
     sec.text(
-        f"G = Jᵀ(diag p − ppᵀ)J at {cfg.points} MNIST test images and {cfg.points} uniform-noise "
-        "images, float64, from the C×n factor (never the 784×784 matrix). Eigenvalues in "
-        "1/(pixel unit)²; rank ≤ C − 1 = 9. Columns as in the knowledge-transfer table "
-        "(Tron & Fioresi 2024): medians over points."
+        f"G = Jᵀ(diag p − ppᵀ)J at {cfg.points} {names[0]} images and {cfg.points} "
+        "uniform-noise images, float64, from the C×n factor (never the n×n matrix; each point "
+        f"costs C = {k + 1} backward passes). Eigenvalues in 1/(pixel unit)²; rank ≤ C − 1 = "
+        f"{k}. Columns as in the knowledge-transfer table (Tron & Fioresi 2024): medians over "
+        "points."
     )
     sec.table(
-        ["points", "median log10 λ1", "median log10 λ9", "median Δ", "median log10 tr G"],
+        ["points", "median log10 λ1", f"median log10 λ{k}", "median Δ", "median log10 tr G"],
         [[name, *asdict(s.summary()).values()] for name, s in spectra.items()],
     )
     sec.figure(
@@ -75,6 +97,7 @@ def spectra_section(report: Report, cfg: DemoConfig, spectra: dict[str, PointSpe
 
 def across_section(report: Report, cfg: DemoConfig, across: AcrossCheckpoints) -> None:
     """Trace and numerical rank of G for each checkpoint."""
+    k = across.spectra[0].eigenvalues.shape[1]
     sec = report.section("The information matrix during training")
     sec.text(
         f"Trace and numerical rank of G at the first {cfg.points_per_checkpoint} test images for "
@@ -82,8 +105,38 @@ def across_section(report: Report, cfg: DemoConfig, across: AcrossCheckpoints) -
         "eigenvalues ≥ 1e-6·λ1: as the softmax saturates, the smallest ones fall below it."
     )
     sec.figure(
-        core_figures.information_across_training(across.steps, across.spectra, max_rank=9),
+        core_figures.information_across_training(across.steps, across.spectra, max_rank=k),
         "information_across_training.png",
+    )
+
+
+def thermo_section(report: Report, outcome: ThermoOutcome, model: str) -> None:
+    """Filter temperatures during training and hot/cold pruning against L1 and random."""
+    o = outcome
+    sec = report.section(f"Thermodynamics: temperature of the {o.layer} filters")
+    sec.text(
+        f"Temperature of each of the {o.n_groups} filters of {model}'s {o.layer} during the "
+        "demo's training (theory §4: T = (1/d) Σ ½ (w_k(t) − w_k(t−1))², the actual change per "
+        "optimizer step, momentum included; time average over the run). Then, without "
+        f"retraining, the {o.removed} hottest / coldest filters are removed, or only the "
+        f"{o.kept} hottest / coldest kept, next to the same operations by L1 norm and in a "
+        f"random order; accuracy on {o.points} test images. Spearman ρ(temperature, L1) = "
+        f"{o.spearman_l1:.3f}. One partially trained model and one seed: the published "
+        "comparison over seeds is `leafscope thermo lenet`."
+    )
+    sec.table(
+        ["condition", "accuracy (%)", "loss (nats)"],
+        [[r.condition, r.accuracy_mean, r.loss_mean] for r in o.rows],
+    )
+    sec.figure(
+        thermo_figures.temperature_over_training(o.history, o.layer),
+        "temperature.png",
+        f"Temperature of each {o.layer} filter, averaged over blocks of 5 steps.",
+    )
+    sec.figure(
+        thermo_figures.pruning_table(o),
+        "pruning.png",
+        "Test accuracy with the filters of each condition masked (no retraining).",
     )
 
 
@@ -128,41 +181,55 @@ def foliation_section(report: Report, outcome: FoliationOutcome) -> None:
             ]
         ],
         caption="Involutivity (Lie brackets by forward-over-reverse HVPs, float64): for a ReLU "
-        "network both are 9, the distribution integrates to a foliation.",
+        "network both equal C − 1, the distribution integrates to a foliation.",
     )
 
 
-def ood_section(report: Report, outcome: OODOutcome) -> None:
-    """Out-of-distribution detection: DIM trace against the standard baselines."""
+def ood_section(report: Report, outcome: OODOutcome, title: str) -> None:
+    """Out-of-distribution detection: the leaf detector and DIM trace against the baselines."""
     results, fit_points, points = outcome.results, outcome.fit_points, outcome.points
-    sec = report.section("Out-of-distribution detection (MNIST in)")
+    sec = report.section(f"Out-of-distribution detection ({title} in)")
     sec.text(
-        f"Detectors fitted on {fit_points} MNIST training images, scored on {points} MNIST test "
-        "images against each out set (higher score = more in-distribution). One model, one "
-        "seed: the full comparison over seeds is `leafscope ood`."
+        f"Detectors fitted on {fit_points} {title} training images, scored on {points} {title} "
+        f"test images against {points} images of each out set (higher score = more "
+        f"in-distribution); the leaf detector ({LEAF_DETECTOR}: minus the distance to the data "
+        f"leaf reached by a horizontal path of at most {outcome.leaf_steps} steps from the "
+        f"nearest training image; pixel-nn is that starting point alone) on the first "
+        f"{outcome.leaf_points} of each. One model, one seed: the full comparison over seeds is "
+        "`leafscope ood`." + _skipped_text(outcome.skipped)
     )
     sec.table(
-        ["detector", "out set", "AUROC", "FPR at 95% TPR"],
-        [[r.detector, r.out_dataset, r.auroc, r.fpr95] for r in results],
+        ["detector", "out set", "AUROC", "FPR at 95% TPR", "points per set"],
+        [
+            [
+                r.detector,
+                r.out_dataset,
+                r.auroc,
+                r.fpr95,
+                outcome.leaf_points if r.detector == LEAF_DETECTOR else points,
+            ]
+            for r in results
+        ],  # fmt: skip
     )
     for out_name in outcome.out_sets:
         sec.figure(roc_curves(results, out_name), f"roc_{out_name}.png")
 
 
-def transfer_section(report: Report, outcome: TransferOutcome) -> None:
+def transfer_section(report: Report, outcome: TransferOutcome, title: str) -> None:
     """Knowledge transfer: DIM spectrum per data set and last-layer transfer accuracy."""
     result, points = outcome.result, outcome.points
     transfer_train_points = outcome.transfer_train_points
-    sec = report.section("Knowledge transfer: the MNIST model's G on other data sets")
+    sec = report.section(f"Knowledge transfer: the {title} model's G on other data sets")
     sec.text(
         f"Medians over the first {points} training images of each set (float64), and the "
         f"accuracy after retraining only the last linear layer on {transfer_train_points} "
-        "images of the target set. Published shape (Tron & Fioresi 2024): MNIST's λ1 about two "
-        "orders of magnitude below the others, noise with the smallest Δ. Full setup: "
-        "`leafscope transfer`."
+        "images of the target set. Published shape for MNIST (Tron & Fioresi 2024): the "
+        "training set's λ1 about two orders of magnitude below the others, noise with the "
+        "smallest Δ. Full setup: `leafscope transfer`." + _skipped_text(outcome.skipped)
     )
+    k = len(next(iter(result.log10_eigenvalues.values()))[0]) if result.rows else 0
     sec.table(
-        ["data set", "log10 λ1", "log10 λ9", "Δ", "log10 tr G", "transfer accuracy"],
+        ["data set", "log10 λ1", f"log10 λ{k}", "Δ", "log10 tr G", "transfer accuracy"],
         [
             [
                 r.dataset,
@@ -178,16 +245,16 @@ def transfer_section(report: Report, outcome: TransferOutcome) -> None:
     sec.figure(spectra_histograms(result.log10_eigenvalues), "transfer_spectra.png")
 
 
-def denoise_section(report: Report, outcome: DenoiseOutcome) -> None:
+def denoise_section(report: Report, outcome: DenoiseOutcome, title: str) -> None:
     """Denoising by projection onto the data leaf against the standard baselines."""
     result, points, sigma = outcome.result, outcome.points, outcome.sigma
     sec = report.section(f"Denoising (Gaussian noise σ = {sigma})")
     sec.text(
-        f"{points} MNIST test images. Leaf projection: a horizontal path from the nearest clean "
-        "training image toward the noisy input; its end is the closest point on the data leaf. "
-        "Each baseline's parameter is tuned on separate noisy training images. PSNR with data "
-        "range 1; accuracy of the same classifier on the denoised images. Full comparison: "
-        "`leafscope denoise`."
+        f"{points} {title} test images. Leaf projection: a horizontal path from the nearest "
+        "clean training image toward the noisy input; its end is the closest point on the data "
+        "leaf. Each baseline's parameter is tuned on separate noisy training images. PSNR with "
+        "data range 1; accuracy of the same classifier on the denoised images. Full "
+        "comparison: `leafscope denoise`."
     )
     sec.table(
         ["method", "PSNR (dB)", "± std", "accuracy"],
@@ -234,8 +301,9 @@ def nnk_section(report: Report, outcome: NNKOutcome) -> None:
     )
 
 
-def reproduce_section(report: Report, out: Path, timings: dict[str, float]) -> None:
-    """The command and the measured wall times (seconds) of each step."""
-    report.section("Reproduce").code(
-        "leafscope demo --out " + str(out) + "\n" + json.dumps(timings, indent=1)
-    )
+def reproduce_section(report: Report, cfg: DemoConfig, timings: dict[str, float]) -> None:
+    """The command and the measured wall and CPU times (seconds) of each step."""
+    command = f"leafscope demo --out {cfg.out}"
+    command += f" --dataset {cfg.dataset}" if cfg.dataset != "mnist" else ""
+    command += " --quick" if cfg.quick else ""
+    report.section("Reproduce").code(command + "\n" + json.dumps(timings, indent=1))

@@ -1,5 +1,5 @@
 """A self-contained HTML report: sections of text, tables and figures (PNG embedded as base64,
-also written next to the page so they can be reused)."""
+also written as ``figures/NAME`` beside the page, and linked from it, so they can be reused)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import matplotlib
 
+from leafscope.errors import InputError
 from leafscope.io import atomic_write_bytes, atomic_write_text
 
 matplotlib.use("Agg")
@@ -30,8 +31,12 @@ td:first-child, th:first-child { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: .9em; }
 .meta { color: #666; font-size: .85em; }
+figcaption a { color: #2a6; }
 pre { background: #f7f7f7; padding: .6em; overflow-x: auto; }
 """
+
+
+FIGURES_DIR = "figures"  # folder of the PNG files, beside the page
 
 
 @dataclass
@@ -62,7 +67,14 @@ class Section:
         return self
 
     def figure(self, fig: Figure, name: str, caption: str = "") -> Section:
-        """Add a matplotlib figure (closed afterwards); ``name`` is its PNG file name."""
+        """Add a matplotlib figure (closed afterwards); ``name`` is its PNG file name.
+
+        Raises:
+            InputError: ``name`` is not a plain file name ending in ``.png``.
+        """
+        if not name.endswith(".png") or Path(name).name != name or name.startswith("."):
+            plt.close(fig)
+            raise InputError(f"figure name {name!r} must be a plain file name like 'curve.png'")
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
@@ -77,10 +89,13 @@ class _FigureItem:
     caption: str
 
     def render(self) -> str:
+        """The embedded image, its caption and a link to ``figures/NAME``."""
         data = base64.b64encode(self.png).decode("ascii")
-        cap = f"<figcaption>{html.escape(self.caption)}</figcaption>" if self.caption else ""
+        href = html.escape(f"{FIGURES_DIR}/{self.name}", quote=True)
+        link = f'<a href="{href}">{html.escape(self.name)}</a>'
+        cap = f"{html.escape(self.caption)} " if self.caption else ""
         img = f'<img alt="{html.escape(self.name)}" src="data:image/png;base64,{data}">'
-        return f"<figure>{img}{cap}</figure>"
+        return f"<figure>{img}<figcaption>{cap}[{link}]</figcaption></figure>"
 
 
 def _fmt(value) -> str:
@@ -135,12 +150,25 @@ class Report:
         parts.append("</body></html>")
         return "\n".join(parts)
 
+    def figure_names(self) -> list[str]:
+        """The PNG file names of every figure, in page order."""
+        return [i.name for s in self.sections for i in s.items if isinstance(i, _FigureItem)]
+
     def write(self, out_dir: str | os.PathLike, name: str = "report.html") -> Path:
-        """Write the page (atomically) and each figure as ``out_dir/figures/NAME``."""
+        """Write each figure as ``out_dir/figures/NAME`` and then the page, all atomically with
+        the process's usual permissions (``0o666`` minus the umask: 0644 under umask 022).
+
+        Raises:
+            InputError: two figures share a file name (one would overwrite the other).
+        """
+        names = self.figure_names()
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise InputError(f"figure names used twice: {twice}: give each figure its own name")
         out = Path(out_dir)
-        (out / "figures").mkdir(parents=True, exist_ok=True)
+        (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
         for sec in self.sections:
             for item in sec.items:
                 if isinstance(item, _FigureItem):
-                    atomic_write_bytes(out / "figures" / item.name, item.png)
+                    atomic_write_bytes(out / FIGURES_DIR / item.name, item.png)
         return atomic_write_text(out / name, self.render())

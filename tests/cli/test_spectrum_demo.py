@@ -40,8 +40,12 @@ def demo_out(tmp_path_factory):
 
 def test_demo_writes_report_with_figures(demo_out):
     html = (demo_out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 9
+    figures = sorted(p.name for p in (demo_out / "figures").glob("*.png"))
+    assert html.count("data:image/png;base64,") == len(figures) >= 14
+    assert all(f'href="figures/{name}"' in html for name in figures)
+    assert {"training_curve.png", "temperature.png", "pruning.png"} <= set(figures)
     for title in (
+        "Thermodynamics",
         "Foliation",
         "Out-of-distribution",
         "Knowledge transfer",
@@ -54,6 +58,17 @@ def test_demo_writes_report_with_figures(demo_out):
         summary = results["spectra"][name]
         assert summary["median_log10_highest"] >= summary["median_log10_lowest"]
     assert results["across_checkpoints"][0]["step"] == 0
+    # 1800 training images, batch 64: 29 steps, a loss each (the curve is not a single dot)
+    assert len(results["step_losses"]) == 29 == results["history"][-1]["step"]
+    assert [c["step"] for c in results["across_checkpoints"]] == [0, 29]
+    thermo = results["thermo"]
+    assert len(thermo["temperature"]) == 6 and thermo["removed"] == 2 and thermo["kept"] == 3
+    rows = {r["condition"]: r["accuracy_mean"] for r in thermo["rows"]}
+    assert rows["original"] == pytest.approx(100 * results["test_accuracy"])
+    assert set(rows) >= {"without_2_hottest", "only_3_coldest", "without_2_largest_l1",
+                         "only_3_random"}  # fmt: skip
+    detectors = {r["detector"] for r in results["ood"]["rows"]}
+    assert {"leaf-distance", "pixel-nn", "mahalanobis", "knn"} <= detectors
     assert all(sum(c["rank_counts"]) == 64 for c in results["across_checkpoints"])
     nnk = results["nnk"]
     assert nnk["epochs"] and all(0 <= e["loo_error"] <= 1 for e in nnk["epochs"])

@@ -110,3 +110,42 @@ def information_across_training(
     ax_rk.legend(title="rank", fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def training_steps_curve(
+    step_losses: Sequence[float],
+    checkpoints: Sequence[dict],
+    epoch_steps: Sequence[int] = (),
+    smooth: int = 10,
+) -> Figure:
+    """Loss and accuracy against the optimizer step, so a one-epoch run is a curve, not a dot.
+
+    Args:
+        step_losses: training loss of each optimizer step (nats), step 1 first.
+        checkpoints: per checkpoint ``step``, ``val_loss`` (nats) and ``val_accuracy`` ([0, 1]).
+        epoch_steps: the step at which each epoch ended (dashed vertical lines).
+        smooth: window (steps) of the moving average drawn over the per-step loss.
+    """
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    losses = np.asarray(step_losses, dtype=float)
+    xs = np.arange(1, len(losses) + 1)
+    if len(losses):
+        ax_loss.plot(xs, losses, color="tab:blue", alpha=0.3, lw=0.8, label="train (per step)")
+        w = max(1, min(smooth, len(losses)))
+        avg = np.convolve(losses, np.ones(w) / w, mode="valid")
+        ax_loss.plot(xs[w - 1 :], avg, color="tab:blue", label=f"train ({w}-step mean)")
+    c_steps = [c["step"] for c in checkpoints]
+    ax_loss.plot(c_steps, [c["val_loss"] for c in checkpoints], "s--", color="tab:orange",
+                 label="val (checkpoints)")  # fmt: skip
+    ax_acc.plot(c_steps, [100 * c["val_accuracy"] for c in checkpoints], "s--",
+                color="tab:orange", label="val (checkpoints)")  # fmt: skip
+    for ax in (ax_loss, ax_acc):
+        for s in epoch_steps:
+            ax.axvline(s, color="gray", ls=":", lw=0.8)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax_loss.set(ylabel="cross-entropy (nats)", title="loss")
+    ax_acc.set(ylabel="accuracy (%)", title="validation accuracy")
+    fig.tight_layout()
+    return fig
