@@ -223,16 +223,8 @@ def test_ood_on_rgb_with_noise_of_its_shape(world, tmp_path) -> None:
     assert len(read(out)["results"]) == 1
 
 
-def _rgb_denoisers() -> bool:
-    from leafscope.applications.denoise import blur
-
-    return blur(torch.rand(1, 3, 4, 4), 1.0).shape == (1, 3, 4, 4)
-
-
 @pytest.mark.parametrize("colour", ["grey", "rgb"])
 def test_denoise_improves_psnr_and_draws_the_data(world, colour, tmp_path) -> None:
-    if colour == "rgb" and not _rgb_denoisers():
-        pytest.skip("the RGB baselines (blur, TV per colour image) come with the denoise branch")
     out, fig = tmp_path / "d.json", tmp_path / "d.png"
     model = world.user if colour == "rgb" else [
         "--model", f"{USER_MODULE}:make", "--model-args", '{"in_channels": 1}',
