@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import pickle
 import sys
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -285,20 +284,9 @@ def build_from_factory(spec: str, kwargs: Mapping[str, Any] | None = None) -> nn
 
 
 def _read_weights(path: Path) -> Any:
-    if not path.is_file():
-        raise CheckpointError(f"no weights file at {path}: check the --weights path")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path} holds objects other than tensors and plain values; refusing to unpickle them "
-            "(they could run code): save torch.save(model.state_dict(), path) instead"
-        ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(
-            f"{path} is not a readable torch file ({type(exc).__name__}: {str(exc)[:120]}): "
-            "re-create it or pick another"
-        ) from exc
+    from leafscope.training.checkpoint import load_torch_file
+
+    return load_torch_file(path, "weights file")
 
 
 def _state_dict_of(obj: Any, where: str) -> dict[str, Tensor]:

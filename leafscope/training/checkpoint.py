@@ -132,6 +132,55 @@ def _not_a_torch_file(path: Path) -> str | None:
     return f"it is a zip archive without the data.pkl of a torch file (holds {names[:3]})"
 
 
+def load_torch_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU, every failure one clear error.
+
+    Args:
+        path: a ``.pt`` file.
+        what: what the file should be, for the messages (``"checkpoint"``, ``"weights file"``).
+
+    Returns:
+        The unpickled tensors and plain values.
+
+    Raises:
+        CheckpointError: missing, unreadable, not a torch file, truncated or corrupt, or holding
+            objects other than tensors and plain values (refused: they could run code).
+    """
+    path = Path(path)
+    if not path.is_file():
+        hint = " (a run folder holds epoch_NNNN.pt files)" if what == "checkpoint" else ""
+        raise CheckpointError(f"no {what} at {path}: check the path{hint}")
+    try:
+        reason = _not_a_torch_file(path)
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot read {path} ({exc.strerror or exc}): check the file's permissions"
+        ) from exc
+    if reason is not None:
+        raise CheckpointError(
+            f"{path} is not a leafscope {what}, nor any torch file ({reason}): pass a .pt "
+            "file written by `leafscope train`, leafscope.training.save_checkpoint or torch.save"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" in str(exc).lower():
+            raise CheckpointError(
+                f"{path} holds objects other than tensors and plain values; refusing to unpickle "
+                "them (they could run code): save torch.save(model.state_dict(), path) or use a "
+                "checkpoint written by leafscope"
+            ) from exc
+        detail = str(exc).strip().splitlines()[-1][:120]
+        raise CheckpointError(
+            f"{path} is a corrupt torch file ({detail}): re-create it or pick another"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable {what} ({type(exc).__name__}: {str(exc)[:120]}): "
+            "it may be truncated or not a torch file; re-create it or pick another"
+        ) from exc
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint dict safely (``weights_only=True``, tensors mapped to CPU).
 
@@ -142,39 +191,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     Raises:
         CheckpointError: missing file, not a leafscope checkpoint, corrupt, or unsafe content.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"no checkpoint at {path}: check the path (a run folder holds epoch_NNNN.pt files)"
-        )
-    try:
-        reason = _not_a_torch_file(path)
-    except OSError as exc:
-        raise CheckpointError(
-            f"cannot read {path} ({exc.strerror or exc}): check the file's permissions"
-        ) from exc
-    if reason is not None:
-        raise CheckpointError(
-            f"{path} is not a leafscope checkpoint, nor any torch file ({reason}): pass a .pt "
-            "file written by `leafscope train` or leafscope.training.save_checkpoint"
-        )
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "unsupported global" in str(exc).lower():
-            raise CheckpointError(
-                f"{path} holds objects other than tensors and plain values; refusing to unpickle "
-                "them (they could run code): use a checkpoint written by leafscope"
-            ) from exc
-        detail = str(exc).strip().splitlines()[-1][:120]
-        raise CheckpointError(
-            f"{path} is a corrupt torch file ({detail}): re-create it or pick another"
-        ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc)[:120]}): "
-            "it may be truncated or not a torch file; re-create it or pick another"
-        ) from exc
+    data = load_torch_file(path, "checkpoint")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is a torch file but not a leafscope checkpoint: load it yourself with "
