@@ -4,44 +4,20 @@ from __future__ import annotations
 
 from torch import nn
 
+from leafscope.applications import ood_baselines as baselines
+from leafscope.applications import ood_leaf as leaf
 from leafscope.applications.ood import OODDetector
-from leafscope.applications.ood_baselines import (
-    EnergyDetector,
-    KNNDetector,
-    MahalanobisDetector,
-    MaxLogitDetector,
-    MSPDetector,
-    ReActDetector,
-    ViMDetector,
-)
-from leafscope.applications.ood_leaf import (
-    DIMSpectrumDetector,
-    DIMTraceDetector,
-    LeafDistanceDetector,
-    LeafPixelDetector,
-    PixelNNDetector,
-)
 from leafscope.errors import InputError
 
 __all__ = ["BASELINES", "DETECTORS", "LEAF_BASED", "make_detector"]
 
-DETECTORS: dict[str, type[OODDetector]] = {
-    cls.name: cls
-    for cls in (
-        MSPDetector,
-        MaxLogitDetector,
-        EnergyDetector,
-        ReActDetector,
-        ViMDetector,
-        MahalanobisDetector,
-        KNNDetector,
-        PixelNNDetector,
-        DIMTraceDetector,
-        DIMSpectrumDetector,
-        LeafDistanceDetector,
-        LeafPixelDetector,
-    )
-}
+_CLASSES: tuple[type[OODDetector], ...] = (
+    baselines.MSPDetector, baselines.MaxLogitDetector, baselines.EnergyDetector,
+    baselines.ReActDetector, baselines.ViMDetector, baselines.MahalanobisDetector,
+    baselines.KNNDetector, leaf.PixelNNDetector, leaf.DIMTraceDetector, leaf.DIMSpectrumDetector,
+    leaf.LeafDistanceDetector, leaf.LeafPixelDetector,
+)  # fmt: skip
+DETECTORS: dict[str, type[OODDetector]] = {cls.name: cls for cls in _CLASSES}
 BASELINES = ("msp", "maxlogit", "energy", "react", "vim", "mahalanobis", "knn", "pixel-nn")
 LEAF_BASED = ("dim-trace", "dim-spectrum", "leaf-distance", "leaf-pixel")
 

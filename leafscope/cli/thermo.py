@@ -162,6 +162,11 @@ def _run_lenet(args: argparse.Namespace) -> int:
         log=_log(args),
     )
     print(f"{'condition':28s} {'test accuracy (%)':>20s} {'test loss':>18s}")
+    return _print_rows_and_write(args, result)
+
+
+def _print_rows_and_write(args: argparse.Namespace, result) -> int:
+    """Print the pruning table (test accuracy and loss, mean ± std over seeds); write JSON."""
     for row in result.rows:
         print(
             f"{row.condition:28s} {row.accuracy_mean:11.2f} ± {row.accuracy_std:5.2f} "
@@ -215,13 +220,7 @@ def _run_filters(args: argparse.Namespace) -> int:
     for seed in result.per_seed:
         temps = ", ".join(f"{t:.3g}" for t in seed["temperatures"])
         print(f"seed {seed['seed']}: temperature per filter of {args.layer}: {temps}")
-    for row in result.rows:
-        print(
-            f"{row.condition:28s} {row.accuracy_mean:11.2f} ± {row.accuracy_std:5.2f} "
-            f"{row.loss_mean:10.3f} ± {row.loss_std:5.3f}"
-        )
-    _write(args, result)
-    return 0
+    return _print_rows_and_write(args, result)
 
 
 def _run_gnn(args: argparse.Namespace) -> int:
