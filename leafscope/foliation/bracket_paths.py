@@ -130,7 +130,7 @@ class BracketSpanResult:
 
     Attributes:
         rtol: relative tolerance of the ranks (σ > rtol·σ_max counts).
-        rows: number of stacked vectors per level (cumulative).
+        rows: number of stacked vectors per level (cumulative; at most n singular values).
         rank: per level, the ``(N,)`` ranks.
         singular_values: per level, ``(N, rows)`` descending.
         rank_by_rtol: per level, ``{rtol: mean rank}`` on :data:`RTOL_GRID`.
@@ -206,12 +206,14 @@ def bracket_span(
     shape = tuple(x.shape[1:])
     flat = x.detach().to(torch.float64).reshape(x.shape[0], -1)
     per_level: list[list[Tensor]] = [[] for _ in range(levels)]
+    counts: list[int] = []
     with eval_mode(model):
         with torch.no_grad():
             c = model(flat[:1].reshape(1, *shape)).shape[1]
         fn = model_fields(model, shape, count=count if count is not None else c - 1)
         for z in flat:
             stack = bracket_levels(fn, z, levels)
+            counts = [sum(t.shape[0] for t in stack[: k + 1]) for k in range(levels)]
             for lev in range(levels):
                 rows = torch.cat(stack[: lev + 1], dim=0).detach()
                 per_level[lev].append(torch.linalg.svdvals(rows))
@@ -222,7 +224,7 @@ def bracket_span(
 
     return BracketSpanResult(
         rtol=rtol,
-        rows=[s.shape[1] for s in svals],
+        rows=counts,
         rank=[rank(s, rtol) for s in svals],
         singular_values=svals,
         rank_by_rtol=[{f"{r:g}": sum(rank(s, r)) / s.shape[0] for r in RTOL_GRID} for s in svals],
@@ -324,7 +326,7 @@ def _best_loops(fields: Tensor, brackets: Tensor, basis: Tensor, gap: Tensor, k:
 
 
 def _try_loop(field_fn, x, end, dist, cfg: BracketPathConfig) -> Tensor | None:
-    fields, brackets = field_brackets(field_fn, x)
+    fields, brackets = (t.detach() for t in field_brackets(field_fn, x))
     basis = orthonormal_rows(fields, cfg.rtol)
     cands, perp = _best_loops(fields, brackets, basis, end - x, cfg.candidates)
     for a, b, rate, _ in cands:
@@ -376,6 +378,10 @@ def bracket_path(field_fn: FieldFn, start: Tensor, end: Tensor, config=None) -> 
                 new, kind = cand, "step"
         if new is None and cfg.loops:
             new, kind = _try_loop(field_fn, x, end, dist, cfg), "loop"
+        if new is None and tangent < cfg.min_tangent and float(inside.norm()) > 0:
+            cand = clamp_box(x + inside, cfg.box)  # no loop helped: to the leaf's nearest point
+            if (end - cand).norm() < dist:
+                new, kind = cand, "step"
         if new is None:
             rec.stop_reason = "stalled"
             break
@@ -470,7 +476,8 @@ def bracket_paths(
             c = model(s[:1].reshape(1, *shape)).shape[1]
         fn = model_fields(model, shape, count=c - 1, normalize=True)
         for i in range(s.shape[0]):
-            x, rec = bracket_path(fn, s[i], e[i], cfg)
+            with torch.no_grad():  # torch.func still differentiates; no graph of the weights
+                x, rec = bracket_path(fn, s[i], e[i], cfg)
             dists.append(rec.distance)
             moves.append(rec.moves)
             reasons.append(rec.stop_reason)
