@@ -146,7 +146,9 @@ def test_loops_reach_a_vertical_target_that_greedy_steps_cannot():
 
 def test_an_involutive_distribution_cannot_be_left():
     start, end = torch.zeros(3, dtype=D64), torch.tensor([0.5, 0.2, 1.0], dtype=D64)
-    x, rec = bracket_path(flat, start, end, BracketPathConfig(box=None, max_steps=200, threshold=0.5))
+    x, rec = bracket_path(
+        flat, start, end, BracketPathConfig(box=None, max_steps=200, threshold=0.5)
+    )
     assert rec.stop_reason == "stalled"
     assert float(x[2]) == 0.0 and rec.distance[-1] == pytest.approx(1.0, abs=1e-9)
 
