@@ -234,6 +234,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pool", type=int, default=1000, help="first N test images to draw from")
     p.add_argument("--max-steps", type=int, default=600, help="greedy steps (step 0.1)")
     p.add_argument("--bracket-steps", type=int, default=100, help="moves of a bracket path")
+    p.add_argument("--bracket-step", type=float, default=0.1, help="longest step inside D")
     p.add_argument("--levels", type=int, default=3, help="bracket levels (span)")
     p.add_argument("--inputs", default="noise", help="span: noise (uniform) or data (test images)")
     p.add_argument("--seed", type=int, default=0)
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         payload["span"] = bracket_span(model, x, levels=args.levels, meta={"inputs": args.inputs})
         payload["span"] = payload["span"].to_json()
     else:
-        cfg = BracketPathConfig(max_steps=args.bracket_steps)
+        cfg = BracketPathConfig(max_steps=args.bracket_steps, step=args.bracket_step)
         payload["connect"] = connect_experiment(
             model, start, end, greedy=PathConfig(max_steps=args.max_steps), bracket=cfg
         )
