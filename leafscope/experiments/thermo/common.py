@@ -74,3 +74,22 @@ def validate_seeds(seeds: int) -> list[int]:
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise InputError(f"seeds must be a positive integer, got {seeds!r}")
     return list(range(seeds))
+
+
+def masked_scorer(model: Any, layer: str, test: tuple, device: Any):
+    """``score(mask) -> (test accuracy %, test loss)`` of ``model`` with the groups ``mask`` of
+    ``layer`` zeroed (``leafscope.thermo.pruning.masked``); each mask is evaluated once."""
+    from leafscope.thermo.pruning import masked
+    from leafscope.training import evaluate
+
+    cache: dict[tuple[int, ...], tuple[float, float]] = {}
+
+    def score(mask: list[int]) -> tuple[float, float]:
+        key = tuple(mask)
+        if key not in cache:
+            with masked(model, layer, mask):
+                loss, acc = evaluate(model, test, device=device)
+            cache[key] = (100.0 * acc, loss)
+        return cache[key]
+
+    return score

@@ -22,12 +22,13 @@ from leafscope.errors import InputError
 from leafscope.experiments.thermo.common import (
     PruningRow,
     aggregate_rows,
+    masked_scorer,
     spearman,
     validate_seeds,
 )
 from leafscope.thermo.groups import resolve_layer
 from leafscope.thermo.monitor import TemperatureMonitor
-from leafscope.thermo.pruning import magnitude_scores, masked, random_scores, select_groups
+from leafscope.thermo.pruning import magnitude_scores, random_scores, select_groups
 
 __all__ = ["FilterThermoResult", "run_filter_experiment"]
 
@@ -58,22 +59,6 @@ class FilterThermoResult:
         return [s["temperatures"] for s in self.per_seed]
 
 
-def _score(model: nn.Module, layer: str, test: tuple, device: torch.device):
-    from leafscope.training import evaluate
-
-    cache: dict[tuple[int, ...], tuple[float, float]] = {}
-
-    def score(mask: list[int]) -> tuple[float, float]:
-        key = tuple(mask)
-        if key not in cache:
-            with masked(model, layer, mask):
-                loss, acc = evaluate(model, test, device=device)
-            cache[key] = (100.0 * acc, loss)
-        return cache[key]
-
-    return score
-
-
 def _run_seed(make_model, seed, layer, k, train, val, test, window, settings, device):
     from leafscope.training import fit
 
@@ -85,7 +70,7 @@ def _run_seed(make_model, seed, layer, k, train, val, test, window, settings, de
     model.eval()
     temps = monitor.temperatures(window=window)[layer]
     n = temps.numel()
-    score = _score(model, layer, test, device)
+    score = masked_scorer(model, layer, test, device)
     values = {
         "original": score([]),
         f"without_{k}_hottest": score(select_groups(temps, k, "remove", "highest")),

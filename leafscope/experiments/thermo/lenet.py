@@ -21,13 +21,13 @@ from leafscope.errors import InputError
 from leafscope.experiments.thermo.common import (
     PruningRow,
     aggregate_rows,
+    masked_scorer,
     spearman,
     validate_seeds,
 )
 from leafscope.thermo.monitor import TemperatureMonitor
 from leafscope.thermo.pruning import (
     magnitude_scores,
-    masked,
     random_scores,
     select_groups,
     taylor_scores,
@@ -182,17 +182,7 @@ def _taylor(model: nn.Module, train: tuple, seed: int, n_batches: int, device) -
 
 def _seed_tables(model, temps, main_key, l1, taylor, seed, test, device):
     """Masked test (accuracy %, loss) of every condition and variant; single-filter drops."""
-    from leafscope.training import evaluate
-
-    cache: dict[tuple[int, ...], tuple[float, float]] = {}
-
-    def score(mask: list[int]) -> tuple[float, float]:
-        key = tuple(mask)
-        if key not in cache:
-            with masked(model, LAYER, mask):
-                loss, acc = evaluate(model, test, device=device)
-            cache[key] = (100.0 * acc, loss)
-        return cache[key]
+    score = masked_scorer(model, LAYER, test, device)
 
     scores = {
         ("hottest", "coldest"): temps[main_key],
