@@ -299,8 +299,12 @@ def top_eigenvalues(
         :class:`TopKSpectrum` (tensors on x's device, in the compute dtype).
 
     Examples:
-        >>> spec = top_eigenvalues(resnet, images[:4], 10)
-        >>> spec.eigenvalues, spec.error_bounds      # (4, 10) each
+        >>> import torch
+        >>> from leafscope.testing import tiny_cnn
+        >>> model, x = tiny_cnn(), torch.rand(2, 1, 8, 8)
+        >>> spec = top_eigenvalues(model, x, 2, dtype=torch.float64)
+        >>> spec.eigenvalues.shape, bool(spec.converged.all())
+        (torch.Size([2, 2]), True)
     """
     _check_arguments(k, tol, oversample, max_iter, chunk_size)
     check_inputs(x)
