@@ -1,15 +1,7 @@
-"""One torch thread for the thermo tests: the tiny models here are slower with more threads on a
-shared 2-core machine (thread contention), and results do not depend on it."""
-
-from __future__ import annotations
+"""One torch thread for these tests (see :func:`leafscope.testing.threads.one_torch_thread`)."""
 
 import pytest
-import torch
 
+from leafscope.testing.threads import one_torch_thread
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
