@@ -61,14 +61,15 @@ def pruning_table(result: Any) -> Figure:
         capsize=2,
     )
     px = [i for i, r in enumerate(rows) if r.condition in published]
-    ax.scatter(
-        px,
-        [published[rows[i].condition]["accuracy_mean"] for i in px],
-        color="tab:red",
-        marker="D",
-        zorder=3,
-        label="published (theory §4)",
-    )
+    if px:  # no legend entry for published values that are not there
+        ax.scatter(
+            px,
+            [published[rows[i].condition]["accuracy_mean"] for i in px],
+            color="tab:red",
+            marker="D",
+            zorder=3,
+            label="published (theory §4)",
+        )
     ax.set_xticks(list(xs), [r.condition for r in rows], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
