@@ -91,6 +91,11 @@ def _check_denoise(out: Path, run: Path) -> None:
     assert rows and all(np.isfinite(r["psnr"]) for r in rows)
 
 
+def _check_merge(out: Path, run: Path) -> None:
+    summary = _json(out / "_summary.json")
+    assert summary["summary"] and len(list(out.glob("shard-*.parquet"))) == 2
+
+
 def _check_generate(out: Path, run: Path) -> None:
     assert list(out.glob("*.png")) and list(out.glob("*.npz"))
 
@@ -126,6 +131,7 @@ _SUBCOMMANDS: dict[str, tuple[list[str], str, Check | None]] = {
     "demo": ([], "", None),  # run end to end by tests/cli/test_spectrum_demo.py
     "train": (["--limit", "8000", "--no-progress"], "RUN", _check_train),
     "spectrum": (["--points", "8"], "OUT", _check_spectrum),
+    "merge": ([], "DIR", _check_merge),
     "path": (["--max-steps", "20"], "DIR", _check_path),
     "walk": (["--pairs", "2", "--pool", "20", "--max-steps", "10", "--vertical-steps", "10",
               "--vertical-points", "4"], "OUT", _check_walk),
@@ -173,7 +179,7 @@ def _substitute(words: list[str], runs: dict[str, Path], tmp: Path) -> list[str]
     table = {
         "CKPT": ckpt,
         "A,B,C": f"{ckpt},{ckpt_b},{runs['seed0'] / 'epoch_0000.pt'}",
-        "RUN": str(tmp / "run") if words[0] == "train" else str(runs["seed0"]),
+        "RUN": str(tmp / "run") if words[:1] == ["train"] else str(runs["seed0"]),
         "RUN_A,RUN_B": f"{runs['seed0']},{runs['seed1']}",
         "plain=RUN_A,rotated=RUN_B": f"plain={runs['seed0']},rotated={runs['seed1']}",
         "OUT": str(tmp / "out.json"),
@@ -206,5 +212,9 @@ def test_readme_command_runs_and_is_sensible(words, runs, tmp_path):
             pytest.skip("run end to end by its own test module")
         argv = _substitute(words, runs, tmp_path) + _substitute(extra, runs, tmp_path)
         target = Path(_substitute([where], runs, tmp_path)[0])
+        if words[0] == "merge":  # two slices of a sharded spectrum, to be joined
+            base = ["spectrum", "--checkpoint", str(runs["seed0"] / "epoch_0001.pt"), "--points"]
+            base += ["8", "--shard-size", "4", "--out", str(target), "--no-progress"]
+            assert main([*base, "--shard", "0/2"]) == 0 and main([*base, "--shard", "1/2"]) == 0
     assert main(argv) == 0, argv
     check(target, target)
