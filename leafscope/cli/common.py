@@ -112,7 +112,7 @@ def model_spec_from_args(args: argparse.Namespace) -> Any:
     return ModelSpec(
         checkpoint=absolute(args.checkpoint),
         factory=args.model,
-        factory_kwargs=json.dumps(_model_args(args.model_args), sort_keys=True),
+        factory_kwargs=json.dumps(parse_model_args(args.model_args), sort_keys=True),
         weights=absolute(args.weights),
         normalize=args.normalize,
         output=args.output,
@@ -353,10 +353,6 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, model_help: str | No
 
 def parse_model_args(text: str | None) -> dict[str, Any]:
     """The ``--model-args`` JSON object as a dict (``{}`` when None)."""
-    return _model_args(text)
-
-
-def _model_args(text: str | None) -> dict[str, Any]:
     if text is None:
         return {}
     try:
@@ -394,7 +390,7 @@ def model_from_args(
     return load_model(
         checkpoint,
         factory=factory,
-        factory_kwargs=_model_args(args.model_args),
+        factory_kwargs=parse_model_args(args.model_args),
         weights=args.weights,
         normalize=args.normalize,
         output=args.output,
