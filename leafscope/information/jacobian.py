@@ -119,7 +119,12 @@ def _single(model: nn.Module):
 
 
 def input_jacobian(
-    model: nn.Module, x: Tensor, *, chunk_size: int | None = None, force_eval: bool = True
+    model: nn.Module,
+    x: Tensor,
+    *,
+    chunk_size: int | None = None,
+    class_chunk_size: int | None = None,
+    force_eval: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample Jacobian of the logits with respect to the input.
 
@@ -127,6 +132,8 @@ def input_jacobian(
         model: classifier mapping a batch ``(N, *shape)`` to logits ``(N, C)``.
         x: inputs ``(N, *shape)``, finite floating point.
         chunk_size: samples per vectorised chunk (bounds memory; ``None`` = all at once).
+        class_chunk_size: logits per vectorised backward pass (``jacrev``'s ``chunk_size``;
+            bounds memory for many classes; ``None`` = all C at once).
         force_eval: evaluate in eval mode (default). ``False`` keeps the model's mode, e.g.
             MC dropout on a model in training mode: every sample then gets its own dropout mask
             (drawn from torch's global generator, so ``torch.manual_seed`` reproduces it), and
@@ -142,11 +149,17 @@ def input_jacobian(
         (torch.Size([4, 3, 5]), True)
     """
     check_inputs(x)
+    for name, value in (("chunk_size", chunk_size), ("class_chunk_size", class_chunk_size)):
+        bad = isinstance(value, bool) or not isinstance(value, int) or value < 1
+        if value is not None and bad:
+            raise InputError(f"{name} must be an integer >= 1 or None (got {value!r})")
     with eval_mode(model, force_eval):
         with torch.no_grad():
             logits_of(model, x[:1])
         jac_fn = vmap(
-            jacrev(_single(model), has_aux=True), chunk_size=chunk_size, randomness="different"
+            jacrev(_single(model), has_aux=True, chunk_size=class_chunk_size),
+            chunk_size=chunk_size,
+            randomness="different",
         )
         jac, logits = jac_fn(x)
     return logits.detach(), jac.reshape(x.shape[0], logits.shape[1], -1).detach()

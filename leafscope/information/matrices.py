@@ -231,6 +231,8 @@ class DataInformation(InformationMatrix):
         dtype: compute in this dtype (``torch.float64`` recommended for spectra; the model is
             copied, not modified).
         chunk_size: samples per vectorised Jacobian chunk (bounds memory).
+        class_chunk_size: classes per vectorised backward pass (bounds memory for many
+            classes: a 1000-class ResNet-18 at 224² needs ~59 GB at once, ~4 GB in chunks of 50).
         force_eval: evaluate in eval mode (default); see :func:`input_jacobian`.
 
     Examples:
@@ -251,10 +253,17 @@ class DataInformation(InformationMatrix):
         *,
         dtype: torch.dtype | None = None,
         chunk_size: int | None = None,
+        class_chunk_size: int | None = None,
         force_eval: bool = True,
     ):
         model, x = _cast_model(model, dtype, x)
-        logits, jac = input_jacobian(model, x, chunk_size=chunk_size, force_eval=force_eval)
+        logits, jac = input_jacobian(
+            model,
+            x,
+            chunk_size=chunk_size,
+            class_chunk_size=class_chunk_size,
+            force_eval=force_eval,
+        )
         factor, p = _factor(logits, jac)
         super().__init__(factor, p, tuple(x.shape[1:]))
         self.logits = logits

@@ -58,3 +58,21 @@ def test_dropout_zero_in_training_mode_equals_eval_mode():
     torch.testing.assert_close(la, lb)
     ev_train = DataInformation(model, x, force_eval=False).eigenvalues()
     torch.testing.assert_close(ev_train, DataInformation(model, x).eigenvalues())
+
+
+def test_class_chunks_give_the_same_factor():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(10, 16), nn.GELU(), nn.Linear(16, 23)).double()
+    x = torch.rand(5, 10, dtype=torch.float64)
+    whole = DataInformation(model, x).eigenvalues()
+    chunked = DataInformation(model, x, class_chunk_size=4, chunk_size=2).eigenvalues()
+    torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=0)
+
+
+def test_bad_chunk_sizes_refused():
+    import pytest
+
+    from leafscope.errors import InputError
+
+    with pytest.raises(InputError, match="class_chunk_size must be an integer >= 1"):
+        input_jacobian(nn.Linear(3, 2), torch.rand(2, 3), class_chunk_size=0)
