@@ -13,12 +13,15 @@ certified bound ≤ tol·θ. Two regimes per C:
   classes, then class 0's bias raised until the mean largest probability is 0.8 (p_2 ≈ 1e-2,
   p_10 ≈ 3e-3 at C = 1000, as for a trained ImageNet classifier). J is unchanged by the bias.
 
-The exact factor at C = 1000 needs ~12× the 4.8 GB peak measured at 64² when run at 224²,
-more than this machine has: with ``--exact-max-classes 100`` its time is extrapolated linearly
-in C from the measured C = 100 time at the same size (the cost is C backward passes), and the
-error is then stated by the certified bounds alone.
+The exact factor's backward passes run ``--class-chunk`` classes at a time
+(``DataInformation(class_chunk_size=...)``): all 1000 at once would need ~59 GB at 224², 50 at a
+time about 4 GB. With ``--exact-max-classes 100`` the exact time above that is extrapolated
+linearly in C from the measured C = 100 time (the cost is C backward passes), and the error is
+then stated by the certified bounds alone. ``--baseline-block 14`` adds, in the same run, the
+previous configuration (block k + 4 = 14, plain ``jvp``) for comparison.
 
 Usage: python bench/bench_topk.py [--classes 10,100,1000] [--points 2] [--exact-points-1000 1]
+       [--block-size 3] [--device cuda] [--baseline-block 14]
 """
 
 from __future__ import annotations
@@ -62,11 +65,24 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
-def run_case(model: nn.Module, x: torch.Tensor, n_exact: int, tol: float) -> dict:
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_top(model: nn.Module, x: torch.Tensor, k: int, tol: float, block: int, linear: bool):
+    spec, t_top = timed(
+        lambda: top_eigenvalues(model, x, k, tol=tol, block_size=block, linearize=linear)
+    )
+    sync(x.device)
+    return spec, t_top
+
+
+def run_case(model: nn.Module, x: torch.Tensor, n_exact: int, args) -> dict:
     """Exact factor on the first n_exact points (0: skipped), top-k on all; times and errors."""
     c = model[-1].out_features
     k = min(10, c - 1)
-    spec, t_top = timed(lambda: top_eigenvalues(model, x, k, tol=tol))
+    spec, t_top = run_top(model, x, k, args.tol, args.block_size, True)
     row = {
         "C": c,
         "k": k,
@@ -76,14 +92,31 @@ def run_case(model: nn.Module, x: torch.Tensor, n_exact: int, tol: float) -> dic
         "converged": bool(spec.converged.all()),
         "max_p": float(spec.probs.max(1).values.mean()),
     }
+    if args.baseline_block:
+        old, t_old = run_top(model, x, k, args.tol, min(args.baseline_block, c - 1), False)
+        row |= {"old_s": t_old / x.shape[0], "old_applications": old.operator_applications.tolist()}
     if n_exact == 0:
         return row | {"exact_s": None, "rel": None, "covered": None}
-    exact, t_exact = timed(lambda: DataInformation(model, x[:n_exact]).eigenvalues()[:, :k])
+    exact, t_exact = timed(
+        lambda: (
+            DataInformation(model, x[:n_exact], class_chunk_size=args.class_chunk)
+            .eigenvalues()[:, :k]
+            .cpu()
+        )
+    )
     ref = exact.double()
-    theta = spec.eigenvalues[:n_exact].double()
+    theta = spec.eigenvalues[:n_exact].double().cpu()
     rel = ((theta - ref).abs() / ref).amax(dim=0)  # max over points, per eigenvalue
-    covered = bool(((theta - ref).abs() <= spec.error_bounds[:n_exact].double()).all())
+    covered = bool(((theta - ref).abs() <= spec.error_bounds[:n_exact].double().cpu()).all())
     return row | {"exact_s": t_exact / n_exact, "rel": rel, "covered": covered}
+
+
+def baseline(row: dict) -> str:
+    """The previous configuration's cell (block 14, plain jvp), or a dash."""
+    if "old_s" not in row:
+        return "—"
+    ratio = row["exact_s"] / row["old_s"] if row["exact_s"] else float("nan")
+    return f"{row['old_s']:.1f} ({max(row['old_applications'])}, {ratio:.1f}×)"
 
 
 def main() -> None:
@@ -96,10 +129,17 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--tol", type=float, default=1e-3)
     parser.add_argument("--exact-max-classes", type=int, default=10**9, help="skip exact above")
+    parser.add_argument("--block-size", type=int, default=3, help="top_eigenvalues block_size")
+    parser.add_argument("--class-chunk", type=int, default=50, help="exact: classes per pass")
+    parser.add_argument("--baseline-block", type=int, default=0, help="also run block B, jvp")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available on this machine")
     print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+        f"load average {os.getloadavg()[0]:.1f}, block {args.block_size}"
     )
     rows: list[dict] = []
     for c in [int(v) for v in args.classes.split(",")]:
@@ -109,10 +149,11 @@ def main() -> None:
             x = torch.rand(args.points, 3, args.size, args.size, generator=torch.Generator())
             if regime == "peaked":
                 peak_head(model, x)
+            model, x = model.to(device), x.to(device)
             n_exact = min(args.points, args.exact_points if c <= 100 else args.exact_points_1000)
             if c > args.exact_max_classes:
                 n_exact = 0
-            row = run_case(model, x, n_exact, args.tol) | {"regime": regime, "note": ""}
+            row = run_case(model, x, n_exact, args) | {"regime": regime, "note": ""}
             if row["exact_s"] is None:
                 base = [r for r in rows if r["regime"] == regime and r["exact_s"] is not None]
                 if base:
@@ -125,16 +166,17 @@ def main() -> None:
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
     print(
         "| C | regime | mean max p | exact s/point | top-k s/point | speed-up | K products "
-        "| max rel. error vs exact (worst of k) | max bound/θ | bounds cover errors |"
+        "| max rel. error vs exact (worst of k) | max bound/θ | bounds cover errors "
+        "| baseline s/point (products, speed-up) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         err = "—" if r["rel"] is None else f"{float(r['rel'].max()):.1e}"
         exact = "—" if r["exact_s"] is None else f"{r['exact_s']:.1f}{r['note']}"
         print(
             f"| {r['C']} | {r['regime']} | {r['max_p']:.3f} | {exact} | {r['top_s']:.1f} | "
             f"**{r['ratio']:.1f}×** | {max(r['applications'])} | {err} | "
-            f"{r['max_rel_bound']:.1e} | {r['covered']} |"
+            f"{r['max_rel_bound']:.1e} | {r['covered']} | {baseline(r)} |"
         )
     print("\nper-eigenvalue max relative error vs the exact factor (over the exact points):")
     for r in rows:
