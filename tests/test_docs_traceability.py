@@ -1,7 +1,7 @@
-"""Every number in README.md sits next to the command that produced it (issue 14, item 6).
+"""Every number in README.md and docs/results.md sits next to its command (issue 14, item 6).
 
-A cheap heuristic, not a proof: a README line holding a percentage or a decimal result must lie in
-a section (the text under one heading) that shows a command, either a line of a code block or an
+A cheap heuristic, not a proof: a line holding a percentage or a decimal result must lie in a
+section (the text under one heading) that shows a command, either a line of a code block or an
 inline code span starting with ``leafscope `` or ``python `` (``PYTHONPATH=.`` allowed before it).
 Numbers inside code (arguments, paths, shapes) and version strings are not results. The README's
 OOD sentence is also checked against the committed table it quotes.
@@ -45,6 +45,7 @@ def sections(text: str) -> list[tuple[str, str, list[str]]]:
     out = []
     for part in re.split(r"^(?=#{1,6} )", text, flags=re.MULTILINE):
         heading, _, body = part.partition("\n") if part.startswith("#") else ("", "", part)
+        body = "\n" + body  # an indented block right under the heading starts after a blank line
         blocks = [m.group(0) for m in _FENCE.finditer(body)]
         body = _FENCE.sub(_blank, body)
         blocks += [m.group(0) for m in _INDENTED.finditer(body)]
@@ -103,6 +104,11 @@ def test_the_heuristic_accepts_commands_and_ignores_code_and_versions() -> None:
 def test_every_readme_number_sits_beside_its_command() -> None:
     bad = untraced_lines((ROOT / "README.md").read_text())
     assert not bad, "README lines with a result but no command in their section:\n" + "\n".join(bad)
+
+
+def test_every_results_number_sits_beside_its_command() -> None:
+    bad = untraced_lines((ROOT / "docs/results.md").read_text())
+    assert not bad, "docs/results.md lines with a result but no command:\n" + "\n".join(bad)
 
 
 _NAMES = {"energy": "energy", "maxlogit": "MaxLogit", "msp": "MSP", "vim": "ViM", "react": "ReAct"}
