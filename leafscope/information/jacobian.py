@@ -132,8 +132,9 @@ def input_jacobian(
         model: classifier mapping a batch ``(N, *shape)`` to logits ``(N, C)``.
         x: inputs ``(N, *shape)``, finite floating point.
         chunk_size: samples per vectorised chunk (bounds memory; ``None`` = all at once).
-        class_chunk_size: logits per vectorised backward pass (``jacrev``'s ``chunk_size``;
-            bounds memory for many classes; ``None`` = all C at once).
+        class_chunk_size: logits per vectorised backward pass (``jacrev``'s ``chunk_size``),
+            one sample at a time (``chunk_size`` is then unused): bounds memory for many
+            classes; ``None`` = all C rows of a chunk of samples at once.
         force_eval: evaluate in eval mode (default). ``False`` keeps the model's mode, e.g.
             MC dropout on a model in training mode: every sample then gets its own dropout mask
             (drawn from torch's global generator, so ``torch.manual_seed`` reproduces it), and
@@ -156,12 +157,19 @@ def input_jacobian(
     with eval_mode(model, force_eval):
         with torch.no_grad():
             logits_of(model, x[:1])
-        jac_fn = vmap(
-            jacrev(_single(model), has_aux=True, chunk_size=class_chunk_size),
-            chunk_size=chunk_size,
-            randomness="different",
-        )
-        jac, logits = jac_fn(x)
+        if class_chunk_size is not None:  # one sample at a time: vmap over samples would
+            # batch every chunk of classes with all the samples' graphs at once
+            rows = jacrev(_single(model), has_aux=True, chunk_size=class_chunk_size)
+            parts = [rows(xi) for xi in x]
+            jac = torch.stack([part[0] for part in parts])
+            logits = torch.stack([part[1] for part in parts])
+        else:
+            jac_fn = vmap(
+                jacrev(_single(model), has_aux=True),
+                chunk_size=chunk_size,
+                randomness="different",
+            )
+            jac, logits = jac_fn(x)
     return logits.detach(), jac.reshape(x.shape[0], logits.shape[1], -1).detach()
 
 
