@@ -223,7 +223,9 @@ def run_geometry(
     infos = _geometry_checkpoints(run_dir, include_initial, step_checkpoints)
     common = (images, labels, test_images, test_labels, k, kernel, orientation, loo_layer, loo_k)
     units = [(str(i.path), layer) for i in infos for layer in [*layers, None]]
-    tasks = [GeometryTask(path, layer, *common, str(device)) for path, layer in units]
+    tasks = [  # absolute paths: workers may run elsewhere
+        GeometryTask(os.path.abspath(path), layer, *common, str(device)) for path, layer in units
+    ]
     done = dict(zip(units, map_units(executor, geometry_unit, tasks, "units"), strict=True))
     result: RunGeometry | None = None
     for info in infos:
