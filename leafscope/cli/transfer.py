@@ -97,7 +97,7 @@ def transfer_unit(task: tuple) -> tuple:
     from leafscope.applications.transfer import transfer_row
     from leafscope.data import check_model_input
     from leafscope.execution import cached_model, worker_device
-    from leafscope.experiments.tasks import Source
+    from leafscope.experiments.tasks import Source, exclusive
     from leafscope.information.spectrum import point_spectra
 
     settings, spec, name, dtype, device, progress = task
@@ -105,22 +105,24 @@ def transfer_unit(task: tuple) -> tuple:
     options = dict(settings)
     if name is None:
         ref = Source(transfer_data, (settings, None)).get()[0]
-        return point_spectra(model, ref.images[: options["points"]], dtype=DTYPES[dtype],
-                             progress=progress)  # fmt: skip
+        with exclusive(model):  # hooks: one thread at a time on the shared model
+            return point_spectra(model, ref.images[: options["points"]], dtype=DTYPES[dtype],
+                                 progress=progress)  # fmt: skip
     train, val = transfer_data(settings, name)  # used by this task only: not cached
     check_model_input(model, train, source=f"the data ({name})")
-    return transfer_row(
-        model, name, train, val, points=options["points"],
-        transfer_train_points=options["transfer_train"],
-        transfer_val_points=options["transfer_val"], dtype=DTYPES[dtype], progress=progress,
-    )  # fmt: skip
+    with exclusive(model):
+        return transfer_row(
+            model, name, train, val, points=options["points"],
+            transfer_train_points=options["transfer_train"],
+            transfer_val_points=options["transfer_val"], dtype=DTYPES[dtype], progress=progress,
+        )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     """Compute the table, print it as Markdown, write JSON/figure; 0 on success."""
     from leafscope.applications.transfer import transfer_result
     from leafscope.execution import put_cached_model
-    from leafscope.experiments.tasks import Source
+    from leafscope.experiments.tasks import Source, map_units
 
     for value, what in ((args.points, "--points"), (args.transfer_train, "--transfer-train")):
         if value < 1:
@@ -140,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress and args.executor == "inprocess"
     tasks = [(settings, spec, name, args.dtype, str(device), progress) for name in [*names, None]]
     with executor_from_args(args, device) as executor:
-        *rows, reference = executor.map(transfer_unit, tasks, desc="data sets")
+        bar = not args.no_progress and executor.kind != "inprocess"
+        *rows, reference = map_units(executor, transfer_unit, tasks, "data sets", bar)
     result = transfer_result(
         [row for row, _ in rows],
         {name: spectra for name, (_, spectra) in zip(names, rows, strict=True)},

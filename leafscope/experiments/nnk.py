@@ -22,7 +22,7 @@ from torch import nn
 
 from leafscope.errors import CheckpointError, InputError
 from leafscope.execution import Executor
-from leafscope.experiments.tasks import Source, map_units, resolve, seeded
+from leafscope.experiments.tasks import Source, exclusive, map_units, resolve, seeded
 from leafscope.models.features import layer_features
 from leafscope.nnk.geometry import last_hidden_layer, loo_test_correlation, mgm_summary
 from leafscope.nnk.interpolation import NNKClassifier
@@ -140,18 +140,19 @@ def geometry_unit(task: GeometryTask) -> Any:
     device = worker_device(task.device)
     model = _checkpoint_model(task.checkpoint, device)
     images, labels = resolve(task.images), resolve(task.labels)
-    with torch.no_grad():
-        if task.layer is not None:
-            feats = layer_features(model, images, [task.layer], device=device)[task.layer]
-            return mgm_summary(feats, task.k, task.kernel, task.orientation)
-        hidden = task.loo_layer or last_hidden_layer(model)
-        feats = layer_features(model, images, [hidden], device=device)[hidden]
-        clf = NNKClassifier(k=min(task.loo_k or task.k, len(images) - 1), kernel=task.kernel)
-        loo = clf.fit(feats, labels).loo_error_
-        test_error = None
-        if task.test_images is not None:
+    hidden = task.loo_layer or last_hidden_layer(model)
+    layer = hidden if task.layer is None else task.layer
+    test_error = None
+    with torch.no_grad(), exclusive(model):  # hooks: one thread at a time on a shared model
+        feats = layer_features(model, images, [layer], device=device)[layer]
+        if task.layer is None and task.test_images is not None:
             test = (resolve(task.test_images), resolve(task.test_labels))
             test_error = 1.0 - evaluate(model, test, device=device)[1]
+    with torch.no_grad():
+        if task.layer is not None:
+            return mgm_summary(feats, task.k, task.kernel, task.orientation)
+        clf = NNKClassifier(k=min(task.loo_k or task.k, len(images) - 1), kernel=task.kernel)
+        loo = clf.fit(feats, labels).loo_error_
     return hidden, loo, test_error
 
 

@@ -139,8 +139,11 @@ def _train_seed(
         fit(model, data, None, callbacks=[monitor], **settings)
         metric = _node_metric(data)
     else:
+        import random
+
         from torch_geometric.transforms import RandomLinkSplit
 
+        random.seed(seed)  # PyG draws the held-out non-edges with Python's own generator
         split = RandomLinkSplit(
             num_val=0.05, num_test=0.1, is_undirected=True, add_negative_train_samples=False
         )
