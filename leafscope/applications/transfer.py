@@ -32,6 +32,7 @@ __all__ = [
     "TransferRow",
     "fit_linear_head",
     "spectral_distance",
+    "transfer_result",
     "transfer_row",
     "transfer_table",
 ]
@@ -280,18 +281,44 @@ def transfer_table(
         )
         rows.append(row)
         spectra[name] = spec
+    ref = None
     if reference is not None:
         ref = point_spectra(model, reference[:points], dtype=dtype, progress=progress)
-        for row in rows:
-            row.training_distance = spectral_distance(spectra[row.dataset], ref)
-    names = list(spectra)
-    distances = {a: {b: spectral_distance(spectra[a], spectra[b]) for b in names} for a in names}
-    logs = {k: v.log10_eigenvalues().tolist() for k, v in spectra.items()}
     settings = {
         "points": points,
         "transfer_train_points": transfer_train_points,
         "transfer_val_points": transfer_val_points,
         "dtype": str(dtype).replace("torch.", ""),
+    }
+    return transfer_result(rows, spectra, ref, settings)
+
+
+def transfer_result(
+    rows: list[TransferRow],
+    spectra: dict[str, PointSpectra],
+    reference: PointSpectra | None = None,
+    settings: dict | None = None,
+) -> TransferResult:
+    """Assemble the table from its rows (computed anywhere, e.g. one task per data set).
+
+    Args:
+        rows: one :class:`TransferRow` per data set (from :func:`transfer_row`), in order.
+        spectra: row name -> its :class:`PointSpectra`.
+        reference: spectra at held-out images of the training set: fills each row's
+            ``training_distance`` (None leaves it empty).
+        settings: recorded in the result (the distance definitions are added).
+
+    Returns:
+        A :class:`TransferResult` (pairwise distances in decades).
+    """
+    if reference is not None:
+        for row in rows:
+            row.training_distance = spectral_distance(spectra[row.dataset], reference)
+    names = [r.dataset for r in rows]
+    distances = {a: {b: spectral_distance(spectra[a], spectra[b]) for b in names} for a in names}
+    logs = {k: spectra[k].log10_eigenvalues().tolist() for k in names}
+    settings = {
+        **(settings or {}),
         "distance": "mean over k of W1 between log10 λ_k distributions (decades)",
         "training_distance": "distance to held-out test images of the training set",
     }

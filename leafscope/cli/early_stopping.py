@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from leafscope.cli import common
 from leafscope.errors import InputError
@@ -43,29 +45,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9)")
     p.add_argument("--batch-size", type=int, default=64, help="batch size (64)")
     p.add_argument("--seed", type=int, default=0, help="seed of init and batch order (0)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="run seeds --seed .. --seed+N-1, one task each, and report mean ± std (default 1; "
+        "with N > 1 the runs of seed S go to OUT/seedS)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     common.add_device_argument(p)
+    common.add_executor_arguments(p)  # one task per seed
     p.set_defaults(func=run)
 
 
-def _model(args: argparse.Namespace, data):
-    """A fresh model for the data (zoo name or MODULE:CALLABLE, seeded by ``--seed``), checked
-    on the data and on ``--layer`` (it must have channels with several values each)."""
-    import torch
-
-    from leafscope.data import check_model_input
+def _factory(args: argparse.Namespace, data) -> Any:
+    """A picklable factory of fresh models for the data (zoo name or MODULE:CALLABLE)."""
     from leafscope.models import build_model_for_input
-    from leafscope.models.features import layer_features
     from leafscope.models.loading import build_from_factory
 
     kwargs = common.parse_model_args(args.model_args)
-    torch.manual_seed(args.seed)
     if ":" in args.model:
-        model = build_from_factory(args.model, kwargs)
-    else:
-        model = build_model_for_input(
-            args.model, data.input_shape, max(data.num_classes, 1), **kwargs
-        )
+        return partial(build_from_factory, args.model, kwargs)
+    classes = max(data.num_classes, 1)
+    return partial(build_model_for_input, args.model, data.input_shape, classes, **kwargs)
+
+
+def _check_model(args: argparse.Namespace, data, factory) -> None:
+    """Check a fresh model on the data and on ``--layer`` (it must have channels with several
+    values each)."""
+    import torch
+
+    from leafscope.data import check_model_input
+    from leafscope.models.features import layer_features
+
+    torch.manual_seed(args.seed)
+    model = factory()
     check_model_input(model, data, source=f"the data ({args.dataset})")
     layer = common.parse_layers(args.layer, model)[0]
     with torch.no_grad():
@@ -76,14 +90,30 @@ def _model(args: argparse.Namespace, data):
             "CW-DeepNNK needs a layer with channels of several values each (a convolution, "
             "output (N, C, H, W)); vectors (N, D) and dense layers have none"
         )
-    return model
+
+
+_DATA_FLAGS = ("dataset", "data_dir", "grey", "resize", "label_column")
+
+
+def stopping_data(settings: tuple) -> tuple:
+    """``(train, val, test)`` pairs of the command's data flags ``settings`` (sorted pairs of
+    :data:`_DATA_FLAGS` plus ``n_train`` and ``val_points``); a top-level data source."""
+    values = dict(settings)
+    args = argparse.Namespace(**values)
+    data = common.load_data(args, "train")
+    test = common.load_data_like(args, "test", args.dataset, data)
+    x, y, n = data.images, data.labels, values["n_train"]
+    hi = n + values["val_points"]
+    return (x[:n], y[:n]), (x[n:hi], y[n:hi]), (test.images, test.labels)
 
 
 def run(args: argparse.Namespace) -> int:
-    from leafscope.experiments.nnk import compare_early_stopping
+    from leafscope.experiments.nnk import early_stopping_seeds
+    from leafscope.experiments.tasks import Source
 
-    common.check_minimum(args, 1, "val_points", "epochs", "patience", "k", "batch_size")
+    common.check_minimum(args, 1, "val_points", "epochs", "patience", "k", "batch_size", "seeds")
     common.check_minimum(args, 3, "points")
+    common.check_executor_args(args)
     device = common.resolve_device(args.device)
     data = common.load_data(args, "train")
     n_train = len(data.images) - args.val_points if args.train_points is None else args.train_points
@@ -92,39 +122,44 @@ def run(args: argparse.Namespace) -> int:
             f"--train-points {n_train} + --val-points {args.val_points} must fit in the "
             f"{len(data.images)} training images, with --points {args.points} <= --train-points"
         )
-    test = common.load_data_like(args, "test", args.dataset, data)
-    x, y = data.images, data.labels
-    model = _model(args, data)
-    result = compare_early_stopping(
-        (x[:n_train], y[:n_train]),
-        (x[n_train : n_train + args.val_points], y[n_train : n_train + args.val_points]),
-        (test.images, test.labels),
-        args.out,
-        model=model,
-        layer=args.layer,
-        points=args.points,
-        epochs=args.epochs,
-        patience=args.patience,
-        k=args.k,
-        seed=args.seed,
-        lr=args.lr,
-        momentum=args.momentum,
-        batch_size=args.batch_size,
-        device=device,
-    )
-    val, cw = result["validation"], result["cw_deepnnk"]
-    print(
-        f"validation stopping: stop epoch {val['stop_epoch']}, best epoch {val['best_epoch']}, "
-        f"test accuracy {100 * val['test_accuracy_at_best']:.2f}%"
-    )
-    frozen = sum(e >= 0 for e in cw["frozen_at"])
-    print(
-        f"CW-DeepNNK (no validation data): stop epoch {cw['stop_epoch']} ({frozen}/"
-        f"{len(cw['frozen_at'])} channels frozen), test accuracy {100 * cw['test_accuracy']:.2f}%"
-    )
+    factory = _factory(args, data)
+    _check_model(args, data, factory)
+    flags = {f: getattr(args, f) for f in _DATA_FLAGS}
+    flags["data_dir"] = None if args.data_dir is None else str(Path(args.data_dir).resolve())
+    settings = tuple(sorted({**flags, "n_train": n_train, "val_points": args.val_points}.items()))
+    source = Source(stopping_data, (settings,))
+    source.put(stopping_data(settings))  # loaded here once; Dask workers load their own
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    with common.executor_from_args(args, device) as executor:
+        result = early_stopping_seeds(
+            source, args.out.resolve(), seeds=seeds, model=factory, executor=executor,
+            layer=args.layer, points=args.points, epochs=args.epochs, patience=args.patience,
+            k=args.k, lr=args.lr, momentum=args.momentum, batch_size=args.batch_size,
+            device=str(device),
+        )  # fmt: skip
+    for seed, one in zip(seeds, result["per_seed"], strict=True):
+        _print_seed(seed, one)
+    if len(seeds) > 1:
+        for name, s in result["summary"].items():
+            print(f"{name}: {s['mean']:.4f} ± {s['std']:.4f} over {len(seeds)} seeds")
+    else:  # one seed: its result at the top, as before --seeds
+        result.update(result["per_seed"][0])
     result["settings"] = {
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"
     }
     result["settings"]["train_points"] = n_train
     common.finish_json(args.json, result)
     return 0
+
+
+def _print_seed(seed: int, result: dict) -> None:
+    val, cw = result["validation"], result["cw_deepnnk"]
+    print(
+        f"seed {seed}: validation stopping: stop epoch {val['stop_epoch']}, best epoch "
+        f"{val['best_epoch']}, test accuracy {100 * val['test_accuracy_at_best']:.2f}%"
+    )
+    frozen = sum(e >= 0 for e in cw["frozen_at"])
+    print(
+        f"seed {seed}: CW-DeepNNK (no validation data): stop epoch {cw['stop_epoch']} ({frozen}/"
+        f"{len(cw['frozen_at'])} channels frozen), test accuracy {100 * cw['test_accuracy']:.2f}%"
+    )

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from leafscope.cli.common import (
     add_data_arguments,
     add_device_argument,
+    add_executor_arguments,
+    check_executor_args,
+    executor_from_args,
     finish_json,
+    load_data,
     load_data_for,
     load_data_like,
     parse_layers,
@@ -49,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, required=True, help="write the result here")
     p.add_argument("--figures", type=Path, default=None, help="write PNG figures to this folder")
     add_device_argument(p)
+    add_executor_arguments(p)  # one task per (checkpoint, layer)
     p.set_defaults(func=run)
 
 
@@ -61,6 +67,30 @@ def _layers(text: str, run_dir: Path) -> tuple[list[str], torch.nn.Module]:
         raise InputError(f"{run_dir} holds no epoch checkpoints: train the run first")
     model = load_checkpoint(infos[-1].path)
     return parse_layers(text, model), model
+
+
+_DATA_FLAGS = ("dataset", "data_dir", "grey", "resize", "label_column", "points", "test_points")
+
+
+def nnk_data(settings: tuple) -> tuple[torch.Tensor, ...]:
+    """``(train images, train labels, test images, test labels)`` of ``leafscope nnk`` from
+    its data flags ``settings`` (sorted pairs of :data:`_DATA_FLAGS`); a top-level source."""
+    args = argparse.Namespace(**dict(settings))
+    train = load_data(args, "train", limit=args.points)
+    test = load_data_like(args, "test", args.dataset, train, limit=args.test_points)
+    return train.images, train.labels, test.images, test.labels
+
+
+def _data_source(args: argparse.Namespace, train, test) -> Any:
+    """The :class:`~leafscope.experiments.tasks.Source` of :func:`nnk_data`, holding the data
+    loaded here already."""
+    from leafscope.experiments.tasks import Source
+
+    flags = {f: getattr(args, f) for f in _DATA_FLAGS}
+    flags["data_dir"] = None if args.data_dir is None else str(Path(args.data_dir).resolve())
+    source = Source(nnk_data, (tuple(sorted(flags.items())),))
+    source.put((train.images, train.labels, test.images, test.labels))
+    return source
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,24 +107,27 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--{flag.replace('_', '-')} must be >= 1 (got {getattr(args, flag)})")
     if args.points < 3:
         raise InputError(f"--points must be >= 3 for an NNK graph (got {args.points})")
+    check_executor_args(args)
     device = resolve_device(args.device)
     layers, last = _layers(args.layers, args.run)
     train = load_data_for(last, args, "train", limit=args.points)
     test = load_data_like(args, "test", args.dataset, train, limit=args.test_points)
-    with torch.no_grad():
+    source = _data_source(args, train, test)
+    with executor_from_args(args, device) as executor:
         geometry = run_geometry(
             args.run,
-            train.images,
-            train.labels,
+            source.part(0),
+            source.part(1),
             layers,
+            test_images=source.part(2),
+            test_labels=source.part(3),
             k=args.k,
             kernel=args.kernel,
-            test_images=test.images,
-            test_labels=test.labels,
             include_initial=args.include_initial,
             step_checkpoints=args.step_checkpoints,
             orientation=not args.no_orientation,
             device=device,
+            executor=executor,
         )
     out = geometry.to_json()
     out["dataset"] = args.dataset

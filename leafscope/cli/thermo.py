@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from leafscope.cli.common import (
     add_data_dir_argument,
     add_device_argument,
+    add_executor_arguments,
     add_transform_arguments,
+    check_executor_args,
+    executor_from_args,
     resolve_device,
     write_json,
 )
@@ -88,6 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
         p.add_argument("--quiet", action="store_true", help="no per-seed progress lines")
         add_device_argument(p)
+        add_executor_arguments(p)  # one task per seed
     parser.set_defaults(func=run)
 
 
@@ -136,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 0:
             raise InputError(f"--threads must be >= 0, got {args.threads}")
         torch.set_num_threads(args.threads)
+    check_executor_args(args)
     return args.experiment_func(args)
 
 
@@ -147,20 +155,23 @@ def _run_lenet(args: argparse.Namespace) -> int:
     from leafscope.experiments.thermo.lenet import run_lenet_experiment
 
     window = None if args.window == "all" else _parse_int(args.window, "--window")
-    result = run_lenet_experiment(
-        args.seeds,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        momentum=args.momentum,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        window=window,
-        velocity=args.velocity,
-        data_dir=args.data_dir,
-        limit=args.limit,
-        device=resolve_device(args.device),
-        log=_log(args),
-    )
+    device = resolve_device(args.device)
+    with executor_from_args(args, device) as executor:
+        result = run_lenet_experiment(
+            args.seeds,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            momentum=args.momentum,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            window=window,
+            velocity=args.velocity,
+            data_dir=None if args.data_dir is None else str(args.data_dir),
+            limit=args.limit,
+            device=device,
+            log=_log(args),
+            executor=executor,
+        )
     print(f"{'condition':28s} {'test accuracy (%)':>20s} {'test loss':>18s}")
     return _print_rows_and_write(args, result)
 
@@ -176,22 +187,40 @@ def _print_rows_and_write(args: argparse.Namespace, result) -> int:
     return 0
 
 
-def _filter_model(args: argparse.Namespace, data):
-    """A factory of fresh models: the zoo model for the data's shape, or the user's."""
+def _filter_model(args: argparse.Namespace, data) -> Any:
+    """A picklable factory of fresh models: the zoo model for the data's shape, or the user's."""
     from leafscope.cli.common import parse_model_args
     from leafscope.models import build_model_for_input
     from leafscope.models.loading import build_from_factory
 
     kwargs = parse_model_args(args.model_args)
     if ":" in args.model:
-        return lambda: build_from_factory(args.model, kwargs)
+        return partial(build_from_factory, args.model, kwargs)
     classes = max(data.num_classes, 1)
-    return lambda: build_model_for_input(args.model, data.input_shape, classes, **kwargs)
+    return partial(build_model_for_input, args.model, data.input_shape, classes, **kwargs)
+
+
+_FILTER_DATA_FLAGS = ("dataset", "data_dir", "grey", "resize", "train_points", "test_points")
+
+
+def filter_data(settings: tuple) -> tuple:
+    """``(train, val, test)`` pairs of ``thermo filters`` (90/10 split of the training points,
+    seed 0) from the data flags ``settings`` (sorted pairs); a top-level data source."""
+    from leafscope.cli.common import load_data, load_data_like
+    from leafscope.data import train_val_split
+
+    args = argparse.Namespace(**dict(settings))
+    data = load_data(args, "train", limit=args.train_points)
+    test = load_data_like(args, "test", args.dataset, data, limit=args.test_points)
+    tr, va = train_val_split(len(data), 0.1, 0)
+    pairs = (data.images[tr], data.labels[tr]), (data.images[va], data.labels[va])
+    return (*pairs, (test.images, test.labels))
 
 
 def _run_filters(args: argparse.Namespace) -> int:
-    from leafscope.cli.common import load_data, load_data_for, load_data_like
-    from leafscope.data import train_val_split
+    from leafscope.cli.common import load_data
+    from leafscope.data import check_model_input
+    from leafscope.experiments.tasks import Source
     from leafscope.experiments.thermo.filters import run_filter_experiment
 
     window = None if args.window == "all" else _parse_int(args.window, "--window")
@@ -203,19 +232,20 @@ def _run_filters(args: argparse.Namespace) -> int:
             f"{data.input_shape}: use a labelled image data set"
         )
     make_model = _filter_model(args, data)
-    data = load_data_for(make_model(), args, "train", limit=args.train_points)
-    test = load_data_like(args, "test", args.dataset, data, limit=args.test_points)
-    tr, va = train_val_split(len(data), 0.1, 0)
-    result = run_filter_experiment(
-        make_model,
-        (data.images[tr], data.labels[tr]),
-        (data.images[va], data.labels[va]),
-        (test.images, test.labels),
-        layer=args.layer, seeds=args.seeds, k=args.k, window=window,
-        device=resolve_device(args.device), log=_log(args), epochs=args.epochs,
-        optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
-        momentum=args.momentum if args.optimizer == "sgd" else 0.0, weight_decay=0.0,
-    )  # fmt: skip
+    check_model_input(make_model(), data, source=f"the data ({args.dataset})")
+    flags = {f: getattr(args, f) for f in _FILTER_DATA_FLAGS}
+    flags["data_dir"] = None if args.data_dir is None else str(Path(args.data_dir).resolve())
+    source = Source(filter_data, (tuple(sorted(flags.items())),))
+    source.put(filter_data(source.args[0]))  # loaded here once; Dask workers load their own
+    device = resolve_device(args.device)
+    with executor_from_args(args, device) as executor:
+        result = run_filter_experiment(
+            make_model, source.part(0), source.part(1), source.part(2),
+            layer=args.layer, seeds=args.seeds, k=args.k, window=window,
+            device=device, log=_log(args), executor=executor, epochs=args.epochs,
+            optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
+            momentum=args.momentum if args.optimizer == "sgd" else 0.0, weight_decay=0.0,
+        )  # fmt: skip
     result.config.update({"model": args.model, "dataset": data.describe()})
     for seed in result.per_seed:
         temps = ", ".join(f"{t:.3g}" for t in seed["temperatures"])
@@ -232,18 +262,21 @@ def _run_gnn(args: argparse.Namespace) -> int:
         raise InputError(
             f"--ratios {args.ratios!r} is not a comma-separated list of numbers"
         ) from exc
-    result = run_gnn_experiment(
-        args.dataset,
-        args.task,
-        seeds=args.seeds,
-        epochs=args.epochs,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        ratios=ratios,
-        data_dir=args.data_dir,
-        device=resolve_device(args.device),
-        log=_log(args),
-    )
+    device = resolve_device(args.device)
+    with executor_from_args(args, device) as executor:
+        result = run_gnn_experiment(
+            args.dataset,
+            args.task,
+            seeds=args.seeds,
+            epochs=args.epochs,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            ratios=ratios,
+            data_dir=args.data_dir,
+            device=device,
+            log=_log(args),
+            executor=executor,
+        )
     criteria = list(dict.fromkeys(c.criterion for c in result.curves))
     print(
         f"{result.metric} (%) of GCN on {args.dataset} ({args.task}) after pruning input features"

@@ -77,3 +77,25 @@ def test_cli_bad_layer_lists_valid_names(tiny_run, tmp_path):
     args = _parse("--run", str(tiny_run), "--layers", "fc1", "--points", "2", "--json", "x.json")
     with pytest.raises(InputError, match="--points"):
         args.func(args)
+
+
+@pytest.mark.slow  # two worker processes importing torch: ~35 s on a busy 2-core machine
+def test_cli_on_two_dask_worker_processes_equals_in_process(tiny_run, tmp_path):
+    """One task per (checkpoint, layer) on a real two-process cluster on 127.0.0.1: the
+    workers load the checkpoints and the data themselves, and the JSON equals the in-process
+    one (the workers run one torch thread each, so does this comparison)."""
+    pytest.importorskip("distributed")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        outs = []
+        for extra in ([], ["--executor", "dask", "--workers", "2"]):
+            out = tmp_path / f"nnk{len(extra)}.json"
+            args = _parse("--run", str(tiny_run), "--layers", "conv1,fc1", "--points", "40",
+                          "--test-points", "40", "--k", "5", "--no-orientation", "--json",
+                          str(out), *extra)  # fmt: skip
+            assert args.func(args) == 0
+            outs.append(json.loads(out.read_text()))
+    finally:
+        torch.set_num_threads(before)
+    assert outs[0] == outs[1] and len(outs[0]["epochs"]) == 2

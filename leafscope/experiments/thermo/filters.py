@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from leafscope.errors import InputError
+from leafscope.execution import Executor
+from leafscope.experiments.tasks import Source, map_units, resolve, seeded
 from leafscope.experiments.thermo.common import (
     PruningRow,
     aggregate_rows,
@@ -30,7 +32,7 @@ from leafscope.thermo.groups import resolve_layer
 from leafscope.thermo.monitor import TemperatureMonitor
 from leafscope.thermo.pruning import magnitude_scores, random_scores, select_groups
 
-__all__ = ["FilterThermoResult", "run_filter_experiment"]
+__all__ = ["FilterSeedTask", "FilterThermoResult", "filter_seed", "run_filter_experiment"]
 
 
 @dataclass
@@ -59,16 +61,40 @@ class FilterThermoResult:
         return [s["temperatures"] for s in self.per_seed]
 
 
-def _run_seed(make_model, seed, layer, k, train, val, test, window, settings, device):
+@dataclass(frozen=True)
+class FilterSeedTask:
+    """One seed of :func:`run_filter_experiment` (data as tensors or
+    :class:`~leafscope.experiments.tasks.Source` s; ``make_model`` picklable)."""
+
+    seed: int
+    make_model: Any
+    layer: str
+    k: int
+    train: Any
+    val: Any
+    test: Any
+    window: int | None
+    settings: tuple
+    device: str
+
+
+def filter_seed(task: FilterSeedTask) -> tuple[dict, dict]:
+    """Train, score and record one seed: ``(values, record)`` (a top-level task)."""
+    from leafscope.execution import worker_device
     from leafscope.training import fit
 
-    torch.manual_seed(seed)
-    model = make_model().to(device)
-    monitor = TemperatureMonitor({layer: "filters"})
-    result = fit(model, train, val, seed=seed, device=device, callbacks=[monitor],
-                 progress=False, **settings)  # fmt: skip
+    device = worker_device(task.device)
+    seed, layer, k = task.seed, task.layer, task.k
+    train, val = resolve(task.train), resolve(task.val)
+    test = tuple(t.to(device) for t in resolve(task.test))
+    with seeded():
+        torch.manual_seed(seed)
+        model = task.make_model().to(device)
+        monitor = TemperatureMonitor({layer: "filters"})
+        result = fit(model, train, val, seed=seed, device=device, callbacks=[monitor],
+                     progress=False, **dict(task.settings))  # fmt: skip
     model.eval()
-    temps = monitor.temperatures(window=window)[layer]
+    temps = monitor.temperatures(window=task.window)[layer]
     n = temps.numel()
     score = masked_scorer(model, layer, test, device)
     values = {
@@ -94,9 +120,9 @@ def _run_seed(make_model, seed, layer, k, train, val, test, window, settings, de
 
 def run_filter_experiment(
     make_model: Callable[[], nn.Module],
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor] | None,
-    test: tuple[torch.Tensor, torch.Tensor],
+    train: tuple[torch.Tensor, torch.Tensor] | Source,
+    val: tuple[torch.Tensor, torch.Tensor] | Source | None,
+    test: tuple[torch.Tensor, torch.Tensor] | Source,
     *,
     layer: str,
     seeds: int = 3,
@@ -104,20 +130,25 @@ def run_filter_experiment(
     window: int | None = 1,
     device: str | torch.device = "cpu",
     log: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
     **fit_settings: Any,
 ) -> FilterThermoResult:
     """Train ``seeds`` fresh models, measure the temperature of ``layer``'s filters, prune.
 
     Args:
-        make_model: returns a fresh classifier (called after ``torch.manual_seed(seed)``).
-        train, val, test: ``(inputs, labels)``; inputs (N, C, H, W) at the data's own shape.
+        make_model: returns a fresh classifier (called after ``torch.manual_seed(seed)``;
+            picklable, e.g. a ``functools.partial``, for a Dask executor).
+        train, val, test: ``(inputs, labels)``; inputs (N, C, H, W) at the data's own shape
+            (or :class:`~leafscope.experiments.tasks.Source` s of them, loaded by the workers).
         layer: a convolution of the model (``named_modules`` name, e.g. ``"conv1"``,
             ``"block1.0"``); its filters are the groups.
         seeds: number of seeds (0..seeds-1: init, batch order, random control).
         k: filters removed per condition (default: a third of them, at least 1).
         window: epochs averaged for the temperature (None = all, 1 = last epoch).
         device: torch device.
-        log: optional callable receiving one progress line per seed.
+        log: optional callable receiving one progress line per seed (after all seeds ran).
+        executor: a :class:`leafscope.execution.Executor` running one task per seed
+            (default: in this process); the result does not depend on it.
         **fit_settings: passed to :func:`leafscope.training.fit` (``epochs`` required;
             ``optimizer``, ``lr``, ``momentum``, ``batch_size``, ...).
 
@@ -134,23 +165,25 @@ def run_filter_experiment(
     k = max(1, n // 3) if k is None else k
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n:
         raise InputError(f"k must be an integer in 1..{n - 1} for {layer!r} with {n} filters")
-    test = (test[0].to(device), test[1].to(device))
+    settings = tuple(sorted(fit_settings.items()))
+    tasks = [
+        FilterSeedTask(seed, make_model, layer, k, train, val, test, window, settings, str(device))
+        for seed in seed_list
+    ]
     per_seed_values, per_seed = [], []
-    for seed in seed_list:
-        values, record = _run_seed(
-            make_model, seed, layer, k, train, val, test, window, fit_settings, device
-        )
+    for values, record in map_units(executor, filter_seed, tasks, "seeds"):
         per_seed_values.append(values)
         per_seed.append(record)
         if log is not None:
             log(
-                f"seed {seed}: test acc {values['original'][0]:.2f}%, T({layer}) = "
+                f"seed {record['seed']}: test acc {values['original'][0]:.2f}%, T({layer}) = "
                 f"{[f'{t:.2e}' for t in record['temperatures']]}"
             )
     settings = {key: v for key, v in fit_settings.items() if isinstance(v, (int, float, str))}
     config = {
         "layer": layer, "filters": n, "k": k, "seeds": seeds, "window": window,
-        "train_size": int(train[0].shape[0]), "test_size": int(test[0].shape[0]),
-        "input_shape": list(train[0].shape[1:]), "device": str(device), **settings,
+        "train_size": int(resolve(train)[0].shape[0]),
+        "test_size": int(resolve(test)[0].shape[0]),
+        "input_shape": list(resolve(train)[0].shape[1:]), "device": str(device), **settings,
     }  # fmt: skip
     return FilterThermoResult(config, aggregate_rows(per_seed_values, list(values)), per_seed)

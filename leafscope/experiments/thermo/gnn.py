@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from leafscope.errors import InputError
+from leafscope.execution import Executor
+from leafscope.experiments.tasks import Source, map_units, resolve, seeded
 from leafscope.experiments.thermo.common import mean_std, spearman, validate_seeds
 from leafscope.thermo.monitor import TemperatureMonitor
 from leafscope.thermo.pruning import (
@@ -137,8 +139,11 @@ def _train_seed(
         fit(model, data, None, callbacks=[monitor], **settings)
         metric = _node_metric(data)
     else:
+        import random
+
         from torch_geometric.transforms import RandomLinkSplit
 
+        random.seed(seed)  # PyG draws the held-out non-edges with Python's own generator
         split = RandomLinkSplit(
             num_val=0.05, num_test=0.1, is_undirected=True, add_negative_train_samples=False
         )
@@ -173,7 +178,7 @@ def _prune_seed(
     freq: torch.Tensor,
     ratios: Any,
     seed: int,
-    per_ratio: dict[tuple[str, float], list[float]],
+    per_ratio: dict[tuple[str, float], float],
 ) -> dict[str, Any]:
     """Score every (criterion, ratio) of one trained model into ``per_ratio``; its record."""
     n_features = int(freq.numel())
@@ -191,7 +196,7 @@ def _prune_seed(
             k = int(round(float(ratio) / 100.0 * n_features))
             with masked(model, LAYER, select_groups(s, k, "remove", end), "features"):
                 value = metric(model)
-            per_ratio.setdefault((criterion, float(ratio)), []).append(value)
+            per_ratio[(criterion, float(ratio))] = value
     half = n_features // 2
     cold_set = set(select_groups(temp, half, "remove", "lowest"))
     rare_set = set(select_groups(freq, half, "remove", "lowest"))
@@ -204,6 +209,45 @@ def _prune_seed(
         "temperature_min_max": [float(temp.min()), float(temp.max())],
         "optimizer": monitor.history().optimizer,
     }
+
+
+def _planetoid(name: str, data_dir: str | None) -> Any:
+    """The Planetoid set ``name`` (a top-level data source for the workers)."""
+    from leafscope.data.planetoid import load_planetoid
+
+    return load_planetoid(name, data_dir=data_dir)
+
+
+@dataclass(frozen=True)
+class GnnSeedTask:
+    """One seed of :func:`run_gnn_experiment` (``data``: a ``torch_geometric`` ``Data`` or a
+    :class:`~leafscope.experiments.tasks.Source` of it)."""
+
+    task: str
+    data: Any
+    seed: int
+    epochs: int
+    lr: float
+    weight_decay: float
+    ratios: tuple
+    device: str
+
+
+def gnn_seed(task: GnnSeedTask) -> tuple[dict[tuple[str, float], float], dict[str, Any]]:
+    """Train and prune one seed: ``({(criterion, ratio): metric %}, record)`` (a top-level
+    task for any executor)."""
+    from leafscope.execution import worker_device
+
+    device = worker_device(task.device)
+    data = resolve(task.data).to(device)
+    freq = feature_frequency(data.x)
+    values: dict[tuple[str, float], float] = {}
+    with seeded():
+        model, monitor, metric = _train_seed(
+            task.task, data, task.seed, task.epochs, task.lr, task.weight_decay, device
+        )
+    record = _prune_seed(model, monitor, metric, freq, task.ratios, task.seed, values)
+    return values, record
 
 
 def run_gnn_experiment(
@@ -219,6 +263,7 @@ def run_gnn_experiment(
     device: str | torch.device = "cpu",
     data: Any = None,
     log: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
 ) -> GnnThermoResult:
     """Train a GCN ``seeds`` times and build the input-feature pruning curves.
 
@@ -233,8 +278,11 @@ def run_gnn_experiment(
         ratios: pruning ratios in percent of the input features.
         data_dir: folder searched first for the Planetoid files.
         device: torch device.
-        data: optional ``torch_geometric.data.Data`` instead of loading ``dataset`` (tests).
-        log: optional callable receiving progress lines.
+        data: optional ``torch_geometric.data.Data`` instead of loading ``dataset`` (tests),
+            or a :class:`~leafscope.experiments.tasks.Source` of it.
+        log: optional callable receiving progress lines (one per seed, after all seeds ran).
+        executor: a :class:`leafscope.execution.Executor` running one task per seed
+            (default: in this process); the result does not depend on it.
 
     Returns:
         A :class:`GnnThermoResult` (metric in percent).
@@ -242,26 +290,25 @@ def run_gnn_experiment(
     seed_list, epochs, wd = _check_gnn_args(task, seeds, ratios, epochs, weight_decay)
     device = torch.device(device)
     if data is None:
-        from leafscope.data.planetoid import load_planetoid
-
-        data = load_planetoid(dataset, data_dir=data_dir)
-    data = data.to(device)
-    freq = feature_frequency(data.x)
+        data = Source(_planetoid, (dataset, None if data_dir is None else str(data_dir)))
     config = {
         "dataset": dataset, "task": task, "seeds": seeds, "epochs": epochs, "optimizer": "adam",
-        "lr": lr, "weight_decay": wd, "layer": LAYER, "num_features": int(data.x.shape[1]),
+        "lr": lr, "weight_decay": wd, "layer": LAYER,
+        "num_features": int(resolve(data).x.shape[1]),
         "temperature_window": "all steps", "device": str(device),
     }  # fmt: skip
+    ratios = tuple(ratios)
+    tasks = [GnnSeedTask(task, data, s, epochs, lr, wd, ratios, str(device)) for s in seed_list]
     per_ratio: dict[tuple[str, float], list[float]] = {}
     per_seed = []
-    for seed in seed_list:
-        model, monitor, metric = _train_seed(task, data, seed, epochs, lr, wd, device)
-        per_seed.append(_prune_seed(model, monitor, metric, freq, ratios, seed, per_ratio))
+    for values, record in map_units(executor, gnn_seed, tasks, "seeds"):
+        for key, value in values.items():
+            per_ratio.setdefault(key, []).append(value)
+        per_seed.append(record)
         if log is not None:
             log(
-                f"seed {seed}: {per_seed[-1]['metric_before_pruning']:.2f}% before pruning; "
-                f"spearman(T, frequency) = "
-                f"{per_seed[-1]['spearman_temperature_vs_frequency']:.3f}"
+                f"seed {record['seed']}: {record['metric_before_pruning']:.2f}% before pruning; "
+                f"spearman(T, frequency) = {record['spearman_temperature_vs_frequency']:.3f}"
             )
     curves = [CurvePoint(c, r, *mean_std(v), v) for (c, r), v in per_ratio.items()]
     metric_name = "accuracy" if task == "node" else "auroc"

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from leafscope.errors import InputError
+from leafscope.execution import Executor
+from leafscope.experiments.tasks import Source, map_units, resolve, seeded
 from leafscope.experiments.thermo.common import (
     PruningRow,
     aggregate_rows,
@@ -224,15 +226,41 @@ def _aggregate(per_seed_values: list, variant_values: list) -> tuple[list, dict]
     return rows, variants_rows
 
 
-def _run_seed(seed, train, val, test, settings, velocity, window, taylor_batches, device):
-    """Train, score and tabulate one seed: ``(values, variants, per-seed record)``."""
-    model, step_mon, epoch_mon, result = _train_seed(seed, train, val, settings, device)
-    temps, main_key = _seed_temperatures(step_mon, epoch_mon, velocity, window)
-    l1 = magnitude_scores(model, LAYER)
-    taylor = _taylor(model, train, seed, taylor_batches, device)
-    values, variants, single_drop = _seed_tables(
-        model, temps, main_key, l1, taylor, seed, test, device
-    )
+@dataclass(frozen=True)
+class LenetSeedTask:
+    """One seed of :func:`run_lenet_experiment` (data as tensors or
+    :class:`~leafscope.experiments.tasks.Source` s; settings as sorted pairs)."""
+
+    seed: int
+    train: Any
+    val: Any
+    test: Any
+    settings: tuple
+    velocity: str
+    window: int | None
+    taylor_batches: int
+    device: str
+
+
+def lenet_seed(task: LenetSeedTask) -> tuple[dict, dict, dict]:
+    """Train, score and tabulate one seed: ``(values, variants, per-seed record)`` (a top-level
+    task for any executor)."""
+    from leafscope.execution import worker_device
+
+    device = worker_device(task.device)
+    train, val = resolve(task.train), resolve(task.val)
+    test = tuple(t.to(device) for t in resolve(task.test))
+    seed, window = task.seed, task.window
+    with seeded():
+        model, step_mon, epoch_mon, result = _train_seed(
+            seed, train, val, dict(task.settings), device
+        )
+        temps, main_key = _seed_temperatures(step_mon, epoch_mon, task.velocity, window)
+        l1 = magnitude_scores(model, LAYER)
+        taylor = _taylor(model, train, seed, task.taylor_batches, device)
+        values, variants, single_drop = _seed_tables(
+            model, temps, main_key, l1, taylor, seed, test, device
+        )
     record = {
         "seed": seed,
         "temperatures": {k: v.tolist() for k, v in temps.items()},
@@ -247,6 +275,16 @@ def _run_seed(seed, train, val, test, settings, velocity, window, taylor_batches
         "monitor": step_mon.history().to_json(),
     }  # fmt: skip
     return values, variants, record
+
+
+def _log_seed(log: Callable[[str], None], values: dict, record: dict) -> None:
+    main_t = record["temperatures"][record["main_temperature"]]
+    log(
+        f"seed {record['seed']}: test acc {values['original'][0]:.2f}%, "
+        f"T({record['main_temperature']}) = {[f'{v:.2e}' for v in main_t]}, "
+        f"-2 hottest {values['without_2_hottest'][0]:.2f}%, "
+        f"-2 coldest {values['without_2_coldest'][0]:.2f}%"
+    )
 
 
 def run_lenet_experiment(
@@ -264,8 +302,9 @@ def run_lenet_experiment(
     data_dir: str | None = None,
     limit: int | None = None,
     device: str | torch.device = "cpu",
-    data: tuple | None = None,
+    data: tuple | Source | None = None,
     log: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
 ) -> LenetThermoResult:
     """Train LeNet-5 on MNIST ``seeds`` times and build the hot/cold pruning table.
 
@@ -282,42 +321,44 @@ def run_lenet_experiment(
         data_dir: folder searched first for the MNIST files.
         limit: use only the first ``limit`` MNIST training and test images (quick runs).
         device: torch device.
-        data: optional ``(train, val, test)`` pairs of tensors instead of MNIST (for tests).
-        log: optional callable receiving progress lines.
+        data: optional ``(train, val, test)`` pairs of tensors instead of MNIST (for tests),
+            or a :class:`~leafscope.experiments.tasks.Source` of them.
+        log: optional callable receiving progress lines (one per seed, after all seeds ran).
+        executor: a :class:`leafscope.execution.Executor` running one task per seed
+            (default: in this process); the result does not depend on it.
 
     Returns:
         A :class:`LenetThermoResult` (accuracies in percent, losses in nats).
     """
     seed_list = _check_lenet_args(seeds, velocity, window, val_fraction)
     device = torch.device(device)
-    train, val, test = data if data is not None else _load_mnist(data_dir, val_fraction, 0, limit)
-    test = (test[0].to(device), test[1].to(device))
+    if data is None:
+        data = Source(_load_mnist, (data_dir, val_fraction, 0, limit))
+    train, val, test = (data.part(i) for i in range(3)) if isinstance(data, Source) else data
+    n_train, n_test = len(resolve(train)[0]), len(resolve(test)[0])
     settings = {
         "epochs": epochs, "optimizer": optimizer, "lr": lr, "weight_decay": 0.0,
         "momentum": momentum if optimizer == "sgd" else 0.0, "batch_size": batch_size,
     }  # fmt: skip
     config = {
-        "model": "lenet", "dataset": "mnist" if data is None else "custom",
+        "model": "lenet",
+        "dataset": "mnist" if isinstance(data, Source) and data.fn is _load_mnist else "custom",
         "optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": 0.0,
         "epochs": epochs, "batch_size": batch_size, "window": window, "velocity": velocity,
-        "seeds": seeds, "train_size": int(train[0].shape[0]), "test_size": int(test[0].shape[0]),
+        "seeds": seeds, "train_size": n_train, "test_size": n_test,
         "layer": LAYER, "device": str(device),
     }  # fmt: skip
+    tasks = [
+        LenetSeedTask(seed, train, val, test, tuple(sorted(settings.items())), velocity, window,
+                      taylor_batches, str(device))
+        for seed in seed_list
+    ]  # fmt: skip
     per_seed_values, variant_values, per_seed = [], [], []
-    for seed in seed_list:
-        values, variants, record = _run_seed(
-            seed, train, val, test, settings, velocity, window, taylor_batches, device
-        )
+    for values, variants, record in map_units(executor, lenet_seed, tasks, "seeds"):
         per_seed_values.append(values)
         variant_values.append(variants)
         per_seed.append(record)
         if log is not None:
-            main_t = record["temperatures"][record["main_temperature"]]
-            log(
-                f"seed {seed}: test acc {values['original'][0]:.2f}%, "
-                f"T({record['main_temperature']}) = {[f'{v:.2e}' for v in main_t]}, "
-                f"-2 hottest {values['without_2_hottest'][0]:.2f}%, "
-                f"-2 coldest {values['without_2_coldest'][0]:.2f}%"
-            )
+            _log_seed(log, values, record)
     rows, variants_rows = _aggregate(per_seed_values, variant_values)
     return LenetThermoResult(config, rows, variants_rows, per_seed, list(PUBLISHED))
