@@ -8,7 +8,11 @@ time, and the flat / approximate ratios. Then, on the flat candidates, the in-pr
 against the sharded route (``ThreadPoolExecutor`` mapping :func:`solve_nnk_chunk`): times and
 whether the weights are identical.
 
-    PYTHONPATH=. .venv/bin/python bench/bench_nnk_index.py [--n 60000] [--k 15]
+``--device cuda``: the kernels and solves run on the GPU (``NNKGraph(device=)``); the flat, IVF
+and HNSW candidate searches stay on faiss's CPU indexes, the only ones leafscope builds (a GPU
+faiss build, when installed, is reported but not used).
+
+    PYTHONPATH=. .venv/bin/python bench/bench_nnk_index.py [--n 60000] [--k 15] [--device cuda]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import faiss
 import numpy as np
 import torch
 from bench_nnk import load_mnist
+from benchdevice import add_device_flag, describe, parse_device, sync
 
 from leafscope.io import write_json
 from leafscope.nnk.graph import NNKGraph
@@ -30,9 +35,11 @@ from leafscope.nnk.index import knn_recall
 from leafscope.nnk.stability import edge_overlap
 
 
-def fit_one(X: np.ndarray, k: int, **index: object) -> tuple[NNKGraph, float]:
+def fit_one(X: np.ndarray, k: int, device: str = "cpu", **index: object) -> tuple[NNKGraph, float]:
+    sync(device)
     t = time.perf_counter()
-    g = NNKGraph(k=k, **index).fit(X)
+    g = NNKGraph(k=k, device=device, **index).fit(X)
+    sync(device)
     return g, time.perf_counter() - t
 
 
@@ -58,12 +65,14 @@ def compare(flat: NNKGraph, t_flat: float, g: NNKGraph, t_fit: float) -> dict:
 def solve_routes(g: NNKGraph) -> dict:
     """In-process vs executor solves on the same candidates (the graph's own σ)."""
     Z, idx = g._Z, g.knn_indices_
+    sync(g.device)
     t = time.perf_counter()
     a = g._solve_all(Z, Z, idx)
     t_in = time.perf_counter() - t
     t = time.perf_counter()
     with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:
         b = g._solve_sharded(Z, idx, pool)
+    sync(g.device)
     t_ex = time.perf_counter() - t
     return {
         "in_process_s": t_in,
@@ -80,15 +89,22 @@ def main() -> None:
     ap.add_argument("--nprobe", type=int, default=16)
     ap.add_argument("--ef-search", type=int, default=64)
     ap.add_argument("--json", default=None)
+    add_device_flag(ap)
     args = ap.parse_args()
+    device = str(parse_device(ap, args.device))
+    gpu_faiss = hasattr(faiss, "index_cpu_to_all_gpus") and faiss.get_num_gpus() > 0
     print(
-        f"torch threads {torch.get_num_threads()}, faiss threads {faiss.omp_get_max_threads()}, "
-        f"load average {os.getloadavg()}",
+        f"{describe(device)}; torch threads {torch.get_num_threads()}, faiss threads "
+        f"{faiss.omp_get_max_threads()}, faiss GPU build {'yes' if gpu_faiss else 'no'} (kNN "
+        f"search on faiss CPU indexes), load average {os.getloadavg()}",
         flush=True,
     )
     X, _ = load_mnist(args.n)
-    flat, t_flat = fit_one(X, args.k)
-    res = {"n": len(X), "k": args.k, "load_average_start": os.getloadavg()}
+    if device != "cpu":  # CUDA context and kernels loaded outside the timed fits
+        fit_one(X[:200], min(args.k, 10), device)
+    flat, t_flat = fit_one(X, args.k, device)
+    res = {"n": len(X), "k": args.k, "device": device, "faiss_gpu_build": gpu_faiss}
+    res["load_average_start"] = os.getloadavg()
     res["flat"] = {
         "index_build_s": flat.timings_["index_build_s"],
         "knn_s": flat.timings_["knn_s"],
@@ -101,7 +117,7 @@ def main() -> None:
         ("ivf", {"index": "ivf", "nprobe": args.nprobe}),
         ("hnsw", {"index": "hnsw", "ef_search": args.ef_search}),
     ):
-        g, t_fit = fit_one(X, args.k, **settings)
+        g, t_fit = fit_one(X, args.k, device, **settings)
         res[name] = compare(flat, t_flat, g, t_fit)
         print(name, json.dumps(res[name]), flush=True)
     res["solve_routes"] = solve_routes(flat)

@@ -107,7 +107,7 @@ def test_gpu_assignment_is_one_worker_per_gpu():
     assert worker_device("cpu") == torch.device("cpu")  # outside a worker: unchanged
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_workers_pin_their_gpu():
     with DaskExecutor(device="cuda", processes=False) as ex:
         assert ex.workers == torch.cuda.device_count()

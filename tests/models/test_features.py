@@ -126,7 +126,7 @@ def test_penultimate_features_refuse_models_not_ending_in_linear():
         penultimate_features(nn.Sequential(nn.Flatten()), x)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_features_on_cuda_match_cpu():
     model, x = tiny_cnn(seed=4), torch.rand(6, 1, 8, 8)
     cpu = layer_features(model, x, ["1", "6"])
