@@ -6,7 +6,8 @@ whatever the executor. ``fn`` must be a top-level (picklable) function and each 
 picklable description of the work (indices, a model spec), never a large tensor: workers load
 the model and data once each (see :mod:`leafscope.execution.cache`).
 
-A Dask cluster started here binds to ``127.0.0.1`` only, with the dashboard off; joining an
+A Dask cluster started here binds to ``127.0.0.1`` only (its comms, and the HTTP servers that
+scheduler and workers start even with the dashboard off); joining an
 existing cluster (``scheduler="tcp://host:8786"``) uses whatever that cluster exposes.
 """
 
@@ -212,13 +213,18 @@ class DaskExecutor(Executor):
             n = workers if workers is not None else max(1, os.cpu_count() or 1)
         before = dict(os.environ)
         try:
+            # the scheduler's and workers' HTTP servers start even without a dashboard, on
+            # every interface unless told otherwise: pin them to a free loopback port
+            loopback_http = f"{LOCAL_HOST}:0"
             return distributed.LocalCluster(
                 n_workers=n,
                 threads_per_worker=1,
                 processes=processes,
                 host=LOCAL_HOST if processes else None,
-                dashboard_address=None,
-                worker_dashboard_address=None,
+                protocol=None if processes else "inproc://",
+                dashboard_address=loopback_http,
+                worker_dashboard_address=loopback_http,
+                scheduler_kwargs={"dashboard": False},
                 silence_logs=40,
             )
         finally:

@@ -113,3 +113,21 @@ def test_cuda_workers_pin_their_gpu():
         assert ex.workers == torch.cuda.device_count()
         devices = ex.map(worker_device, ["cuda"] * ex.workers)
     assert {d.type for d in devices} == {"cuda"} and all(d.index is not None for d in devices)
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_local_cluster_listens_on_loopback_only(processes):
+    import psutil
+
+    me = psutil.Process()
+    with DaskExecutor(1, processes=processes) as ex:
+        assert ex.map(abs, [-2]) == [2]
+        procs = [me, *me.children(recursive=True)]
+        listening = [
+            c.laddr.ip
+            for proc in procs
+            for c in proc.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
+    assert listening, "expected the cluster's servers to listen somewhere"
+    assert all(ip == "127.0.0.1" for ip in listening), listening
