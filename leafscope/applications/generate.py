@@ -21,7 +21,7 @@ from leafscope.information import DataInformation
 from leafscope.models.features import penultimate_features
 from leafscope.models.inspect import model_device
 
-__all__ = ["LeafWalk", "generate_class", "leaf_random_walk", "walk_seed"]
+__all__ = ["LeafWalk", "choose_starts", "generate_class", "leaf_random_walk", "walk_seed"]
 
 
 @dataclass
@@ -155,6 +155,27 @@ def _direction_draw(seed: int, seeds: list[int] | None, dtype: torch.dtype):
     return draw
 
 
+def choose_starts(
+    model: nn.Module, images: Tensor, labels: Tensor, label: int, *, n: int, seed: int = 0
+) -> np.ndarray:
+    """``n`` indices of images of class ``label`` that the model classifies correctly, drawn
+    with ``seed`` (with replacement only when fewer than ``n`` exist).
+
+    Raises:
+        InputError: no image of the class is classified correctly.
+    """
+    probs = penultimate_features(model, images).logits.argmax(dim=1)
+    pool = torch.nonzero((labels == label) & (probs == label)).flatten().numpy()
+    if len(pool) == 0:
+        raise InputError(
+            f"no training image of class {label} is classified correctly: check --class "
+            f"(labels present: {sorted(set(labels.tolist()))[:20]}) or train the model longer"
+        )
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(pool, size=n, replace=len(pool) < n)
+    return pick
+
+
 def generate_class(
     model: nn.Module,
     images: Tensor,
@@ -170,15 +191,7 @@ def generate_class(
     """``n`` new images of class ``label`` from random training images of that class that the
     model classifies correctly (chosen with ``seed``), by :func:`leaf_random_walk` (``box``: the
     pixel box, None for vectors)."""
-    probs = penultimate_features(model, images).logits.argmax(dim=1)
-    pool = torch.nonzero((labels == label) & (probs == label)).flatten().numpy()
-    if len(pool) == 0:
-        raise InputError(
-            f"no training image of class {label} is classified correctly: check --class "
-            f"(labels present: {sorted(set(labels.tolist()))[:20]}) or train the model longer"
-        )
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(pool, size=n, replace=len(pool) < n)
+    pick = choose_starts(model, images, labels, label, n=n, seed=seed)
     start = images[torch.as_tensor(pick)]
     walk = leaf_random_walk(model, start, steps=steps, step=step, seed=seed, box=box)
     walk.start_index = torch.as_tensor(pick, dtype=torch.long)
