@@ -97,8 +97,8 @@ def involutivity_result_of(
 
     p = settings["params"]
     return involutivity_result(
-        torch.from_numpy(np.asarray(columns["fields_singular_values"], dtype=np.float64)),
-        torch.from_numpy(np.asarray(columns["singular_values"], dtype=np.float64)),
+        torch.from_numpy(np.array(columns["fields_singular_values"], dtype=np.float64)),
+        torch.from_numpy(np.array(columns["singular_values"], dtype=np.float64)),
         rtol=p["rtol"],
         num_classes=p["num_classes"],
         space="input",

@@ -19,6 +19,7 @@ exactly the shards of an uninterrupted one.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,10 @@ class PointKind:
     columns: tuple[str, ...]
 
 
+#: Shards computed in one process run one at a time: threads of one process (Dask workers with
+#: ``processes=False``) share torch's forward-mode AD levels, which concurrent jvp's corrupt.
+_COMPUTE_LOCK = threading.Lock()
+
 #: The registered kinds by name.
 POINT_KINDS: dict[str, PointKind] = {}
 
@@ -141,7 +146,8 @@ class ShardOutcome:
 def point_shard(task: PointTask) -> ShardOutcome:
     """Compute one shard with its kind (top-level, so any executor can ship it)."""
     kind = point_kind(task.kind)
-    columns = kind.compute(task)
+    with _COMPUTE_LOCK:
+        columns = kind.compute(task)
     missing = [c for c in kind.columns if c not in columns]
     if missing:
         raise InputError(f"kind {task.kind!r} returned no column(s) {missing}")
