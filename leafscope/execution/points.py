@@ -406,7 +406,8 @@ def merge_results(path: str | Path) -> dict[str, Any]:
     recorded = ResultFolder(path).read_settings()
     if recorded is None:
         raise InputError(
-            f"{path} is not a result folder (no _settings.json): pass the --out DIR of a job"
+            f"{path} is not a spectrum result folder nor a per-point one (no _settings.json): "
+            "pass the --out DIR of a job"
         )
     if recorded.get("settings", {}).get("command") == "spectrum":
         return merge_spectrum(path)

@@ -219,7 +219,7 @@ def test_a_walk_does_not_depend_on_its_shard(label, tmp_path):
 
 
 def test_merge_refuses_a_folder_without_a_job(tmp_path, capsys):
-    with pytest.raises(InputError, match="not a result folder"):
+    with pytest.raises(InputError, match="nor a per-point one"):
         merge_results(tmp_path)
     assert main(["merge", str(tmp_path)]) == 2
     assert "no _settings.json" in capsys.readouterr().err
