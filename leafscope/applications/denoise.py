@@ -47,6 +47,7 @@ from leafscope.models.features import penultimate_features
 
 __all__ = [
     "DEFAULT_METHODS",
+    "DenoisePlan",
     "DenoiseResult",
     "DenoiseRow",
     "GRIDS",
@@ -54,10 +55,16 @@ __all__ = [
     "TUNED",
     "Tuned",
     "add_noise",
+    "aggregate_row",
     "blur",
     "denoise_benchmark",
+    "denoise_images",
     "denoiser",
+    "image_metrics",
+    "noise_seed",
     "pca_denoiser",
+    "plan_denoising",
+    "split_train",
     "ssim",
     "tune",
     "tv",
@@ -269,10 +276,6 @@ def _anchors(nearest: NearestImages, pool: Tensor, x: Tensor, k: int) -> tuple[T
     return pool[torch.as_tensor(idx.reshape(-1))], idx
 
 
-def _accuracy(model: nn.Module, x: Tensor, labels: Tensor) -> float:
-    return float((penultimate_features(model, x).logits.argmax(dim=1) == labels).float().mean())
-
-
 def _resolve_methods(methods: tuple[str, ...] | None, shape: tuple[int, ...]):
     """The methods to run (in :data:`METHODS` order) and ``{method: reason}`` for skipped ones."""
     wanted = DEFAULT_METHODS if methods is None else tuple(methods)
@@ -285,17 +288,191 @@ def _resolve_methods(methods: tuple[str, ...] | None, shape: tuple[int, ...]):
     return [m for m in METHODS if m in wanted and m not in skipped], skipped
 
 
-def _leaf_outputs(model, nearest, pool, clean, noisy, tune_clean, tune_noisy, *, steps, step, k):
-    """Outputs of ``nearest``, ``leaf-full`` and the tuned ``leaf`` on ``noisy``, and the
-    distance along each kept path."""
+@dataclass
+class DenoisePlan:
+    """What tuning chose, per σ: every method's parameters and the leaf path's step count.
+
+    Tuning reads only the training images; applying the plan to test images is per image
+    (:func:`denoise_images`), so the test images can be split into shards.
+
+    Attributes:
+        sigmas: noise levels.
+        methods: the methods run, in :data:`METHODS` order.
+        skipped: ``{method: reason}`` of methods asked for but not run.
+        params: ``{f"{σ:g}": {method: parameters or None}}`` (``leaf``: ``{"steps": k}``).
+        tune_scores: ``{f"{σ:g}/{method}": mean PSNR per grid point}``.
+        leaf_steps, leaf_step, n_anchors, seed, tune_points, pool_points, bm3d_tune_points:
+            the settings of :func:`denoise_benchmark`.
+    """
+
+    sigmas: tuple[float, ...]
+    methods: list[str]
+    skipped: dict[str, str]
+    params: dict[str, dict[str, dict[str, Any] | None]]
+    tune_scores: dict[str, list[float]]
+    leaf_steps: int
+    leaf_step: float
+    n_anchors: int
+    seed: int
+    tune_points: int
+    pool_points: int
+    bm3d_tune_points: int | None
+
+    def settings(self, test_points: int) -> dict[str, Any]:
+        """The ``settings`` of a :class:`DenoiseResult` on ``test_points`` images."""
+        return {
+            "sigmas": list(self.sigmas),
+            "methods": list(self.methods),
+            "skipped": dict(self.skipped),
+            "test_points": test_points,
+            "pool_points": self.pool_points,
+            "tune_points": self.tune_points,
+            "bm3d_tune_points": self.bm3d_tune_points,
+            "leaf_steps": self.leaf_steps,
+            "leaf_step_grid": list(LEAF_STEP_GRID),
+            "leaf_step": self.leaf_step,
+            "n_anchors": self.n_anchors,
+            "seed": self.seed,
+            "noise": "clip(x + sigma * N(0, 1), 0, 1)",
+            "metrics": "PSNR and SSIM (7x7 window) per image, data_range=1, over all channels",
+            "tuning": "per sigma, best mean PSNR on the tuning images over the grid",
+            "grids": {k: [dict(p) for p in v] for k, v in GRIDS.items() if k in self.methods},
+            "tune_scores": dict(self.tune_scores),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> DenoisePlan:
+        return cls(**{**record, "sigmas": tuple(record["sigmas"])})
+
+
+def noise_seed(seed: int, j: int, tuning: bool = False) -> int:
+    """The noise seed of σ number ``j``: ``seed + 1000 j`` (+1 for the tuning images)."""
+    return seed + 1000 * j + int(tuning)
+
+
+def split_train(train_images: Tensor, tune_points: int) -> tuple[Tensor, Tensor]:
+    """The nearest-image pool (all but the last ``tune_points``) and the tuning images."""
+    return train_images[:-tune_points].float(), train_images[-tune_points:].float()
+
+
+def plan_denoising(
+    model: nn.Module,
+    train_images: Tensor,
+    *,
+    sigmas: tuple[float, ...] = (0.1, 0.25, 0.5),
+    tune_points: int = 100,
+    leaf_steps: int = 50,
+    leaf_step: float = 0.1,
+    n_anchors: int = 1,
+    seed: int = 0,
+    methods: tuple[str, ...] | None = None,
+    bm3d_tune_points: int | None = None,
+    image_shape: tuple[int, ...] | None = None,
+) -> DenoisePlan:
+    """Tune every method per σ on the last ``tune_points`` training images (see
+    :func:`denoise_benchmark` for the arguments; ``image_shape``: ``(N, C, H, W)`` of the test
+    batch, which decides whether ``bm3d`` can run; default: the training images')."""
+    if len(train_images) <= tune_points or tune_points < 1:
+        raise InputError(
+            f"need 1 <= tune_points < training images (got tune_points={tune_points}, "
+            f"{len(train_images)} training images)"
+        )
+    shape = tuple(train_images.shape) if image_shape is None else tuple(image_shape)
+    run, skipped = _resolve_methods(methods, shape)
+    pool, tune_clean = split_train(train_images, tune_points)
+    nearest = NearestImages(pool)
+    n_bm3d = tune_points if bm3d_tune_points is None else max(1, min(bm3d_tune_points, tune_points))
+    params: dict[str, dict[str, dict[str, Any] | None]] = {}
+    scores: dict[str, list[float]] = {}
+    for j, sigma in enumerate(sigmas):
+        tune_noisy = add_noise(tune_clean, sigma, noise_seed(seed, j, tuning=True))
+        chosen: dict[str, dict[str, Any] | None] = {m: None for m in run if m not in TUNED}
+        if "leaf" in run:
+            best = _tune_leaf_steps(model, nearest, pool, tune_clean, tune_noisy, leaf_steps,
+                                    leaf_step)  # fmt: skip
+            chosen["leaf"] = {"steps": best}
+        for name in (m for m in run if m in TUNED):
+            n = n_bm3d if name == "bm3d" else tune_points
+            t = tune(name, tune_clean[:n], tune_noisy[:n], clean_train=pool, seed=seed)
+            chosen[name] = t.params
+            scores[f"{sigma:g}/{name}"] = t.scores
+        params[f"{sigma:g}"] = chosen
+    return DenoisePlan(
+        sigmas=tuple(float(s) for s in sigmas),
+        methods=run,
+        skipped=skipped,
+        params=params,
+        tune_scores=scores,
+        leaf_steps=leaf_steps,
+        leaf_step=leaf_step,
+        n_anchors=n_anchors,
+        seed=seed,
+        tune_points=tune_points,
+        pool_points=len(pool),
+        bm3d_tune_points=n_bm3d if "bm3d" in run else None,
+    )
+
+
+def _every(steps: int) -> int:
+    return max(1, min(5, steps))
+
+
+def _tune_leaf_steps(model, nearest, pool, tune_clean, tune_noisy, steps, step) -> int:
+    """The step count of the ``leaf`` method: best mean PSNR on the tuning images."""
     steps_grid = sorted({min(g, steps) for g in LEAF_STEP_GRID} | {steps})
-    every = max(1, min(5, steps))
     t_anchor, _ = _anchors(nearest, pool, tune_noisy, 1)
     t_proj = project_onto_leaf(
-        model, t_anchor, tune_noisy, max_steps=steps, step=step, record_every=every
+        model, t_anchor, tune_noisy, max_steps=steps, step=step, record_every=_every(steps)
     )
     scores = [psnr(tune_clean.numpy(), t_proj.at_step(g).numpy()).mean() for g in steps_grid]
-    best_steps = steps_grid[int(np.argmax(scores))]
+    return steps_grid[int(np.argmax(scores))]
+
+
+def denoise_images(
+    model: nn.Module,
+    plan: DenoisePlan,
+    sigma_index: int,
+    noisy: Tensor,
+    pool: Tensor,
+    nearest: NearestImages | None = None,
+) -> tuple[dict[str, tuple[Tensor, dict | None]], list[list[float]]]:
+    """Every method of ``plan`` at σ number ``sigma_index`` applied to ``noisy`` images.
+
+    Args:
+        model: the classifier (defines the leaf).
+        plan: from :func:`plan_denoising`.
+        sigma_index: which σ of ``plan.sigmas`` the images carry.
+        noisy: ``(n, C, H, W)`` noisy images (each is denoised on its own).
+        pool: the clean nearest-image pool (:func:`split_train`).
+        nearest: a search index over ``pool`` (built when None).
+
+    Returns:
+        ``{method: (images (n, C, H, W), parameters)}`` in ``plan.methods`` order and, with
+        leaf methods, the distance to the target along each kept path (else ``[]``).
+    """
+    chosen = plan.params[f"{plan.sigmas[sigma_index]:g}"]
+    outputs: dict[str, tuple[Tensor, dict | None]] = {"noisy": (noisy, None)}
+    distance: list[list[float]] = []
+    if {"nearest", "leaf-full", "leaf"} & set(plan.methods):
+        nearest = NearestImages(pool) if nearest is None else nearest
+        best_steps = (chosen.get("leaf") or {}).get("steps", plan.leaf_steps)
+        found, distance = _leaf_outputs(
+            model, nearest, pool, noisy, best_steps,
+            steps=plan.leaf_steps, step=plan.leaf_step, k=min(plan.n_anchors, len(pool)),
+        )  # fmt: skip
+        outputs.update(found)
+    for name in (m for m in plan.methods if m in TUNED):
+        params = chosen[name]
+        outputs[name] = (denoiser(name, params, pool, plan.seed)(noisy), params)
+    return {m: outputs[m] for m in plan.methods}, distance
+
+
+def _leaf_outputs(model, nearest, pool, noisy, best_steps, *, steps, step, k):
+    """Outputs of ``nearest``, ``leaf-full`` and ``leaf`` (``best_steps``) on ``noisy``, and
+    the distance along each kept path."""
     anchors, idx = _anchors(nearest, pool, noisy, k)
     proj = project_onto_leaf(
         model,
@@ -303,10 +480,10 @@ def _leaf_outputs(model, nearest, pool, clean, noisy, tune_clean, tune_noisy, *,
         noisy.repeat_interleave(k, dim=0),
         max_steps=steps,
         step=step,
-        record_every=every,
+        record_every=_every(steps),
     )
-    best = proj.final_distance.reshape(len(clean), k).argmin(axis=1)
-    pick = torch.as_tensor(np.arange(len(clean)) * k + best)
+    best = proj.final_distance.reshape(len(noisy), k).argmin(axis=1)
+    pick = torch.as_tensor(np.arange(len(noisy)) * k + best)
     outputs = {
         "nearest": (pool[torch.as_tensor(idx[:, 0])], None),
         "leaf-full": (proj.points[pick], None),
@@ -315,17 +492,33 @@ def _leaf_outputs(model, nearest, pool, clean, noisy, tune_clean, tune_noisy, *,
     return outputs, [proj.distance[int(i)] for i in pick]
 
 
-def _row(name, sigma, images, params, clean, model, labels) -> DenoiseRow:
-    p = psnr(clean.numpy(), images.numpy())
-    s = ssim(clean.numpy(), images.numpy())
+def image_metrics(
+    model: nn.Module, images: Tensor, clean: Tensor, labels: Tensor
+) -> dict[str, np.ndarray]:
+    """Per image: ``psnr`` (dB), ``ssim`` against ``clean`` (data range 1) and ``correct``
+    (the classifier's prediction on ``images`` equals ``labels``), each ``(n,)``."""
+    predicted = penultimate_features(model, images).logits.argmax(dim=1).cpu()
+    return {
+        "psnr": psnr(clean.numpy(), images.numpy()),
+        "ssim": ssim(clean.numpy(), images.numpy()),
+        "correct": (predicted == labels.cpu()).numpy(),
+    }
+
+
+def aggregate_row(
+    name: str, sigma: float, metrics: dict[str, np.ndarray], params: dict | None
+) -> DenoiseRow:
+    """The :class:`DenoiseRow` of one method at one σ from its per-image ``metrics``."""
+    p, s = np.asarray(metrics["psnr"]), np.asarray(metrics["ssim"])
+    correct = torch.from_numpy(np.asarray(metrics["correct"], dtype=bool))
     return DenoiseRow(
         method=name,
         sigma=float(sigma),
         psnr=float(np.mean(p)),
         psnr_std=float(np.std(p)),
-        accuracy=_accuracy(model, images, labels),
+        accuracy=float(correct.float().mean()),
         parameter=None if not params else float(next(iter(params.values()))),
-        points=len(clean),
+        points=len(p),
         ssim=float(np.mean(s)),
         ssim_std=float(np.std(s)),
         params=params,
@@ -373,51 +566,25 @@ def denoise_benchmark(
             f"need 1 <= tune_points < training images (got tune_points={tune_points}, "
             f"{len(train_images)} training images) and a test image (got {len(test_images)})"
         )
-    run, skipped = _resolve_methods(methods, tuple(test_images.shape))
-    pool, tune_clean = train_images[:-tune_points].float(), train_images[-tune_points:].float()
+    plan = plan_denoising(
+        model, train_images, sigmas=sigmas, tune_points=tune_points, leaf_steps=leaf_steps,
+        leaf_step=leaf_step, n_anchors=n_anchors, seed=seed, methods=methods,
+        bm3d_tune_points=bm3d_tune_points, image_shape=tuple(test_images.shape),
+    )  # fmt: skip
+    pool, _ = split_train(train_images, tune_points)
     nearest = NearestImages(pool)
     clean = test_images.float().cpu()
-    rows, examples, leaf_distance, tuned_scores = [], {}, {}, {}
-    n_bm3d = tune_points if bm3d_tune_points is None else max(1, min(bm3d_tune_points, tune_points))
-    for j, sigma in enumerate(sigmas):
-        noisy = add_noise(clean, sigma, seed + 1000 * j)
-        tune_noisy = add_noise(tune_clean, sigma, seed + 1000 * j + 1)
-        outputs: dict[str, tuple[Tensor, dict | None]] = {"noisy": (noisy, None)}
-        if {"nearest", "leaf-full", "leaf"} & set(run):
-            found, leaf_distance[f"{sigma:g}"] = _leaf_outputs(
-                model, nearest, pool, clean, noisy, tune_clean, tune_noisy,
-                steps=leaf_steps, step=leaf_step, k=min(n_anchors, len(pool)),
-            )  # fmt: skip
-            outputs.update(found)
-        for name in (m for m in run if m in TUNED):
-            n = n_bm3d if name == "bm3d" else tune_points
-            t = tune(name, tune_clean[:n], tune_noisy[:n], clean_train=pool, seed=seed)
-            outputs[name] = (t.apply(noisy), t.params)
-            tuned_scores[f"{sigma:g}/{name}"] = t.scores
+    rows, examples, leaf_distance = [], {}, {}
+    for j, sigma in enumerate(plan.sigmas):
+        noisy = add_noise(clean, sigma, noise_seed(seed, j))
+        outputs, distance = denoise_images(model, plan, j, noisy, pool, nearest)
+        if distance:
+            leaf_distance[f"{sigma:g}"] = distance
         examples[f"{sigma:g}"] = {"clean": clean[:n_examples]}
-        for name in run:
-            images, params = outputs[name]
-            rows.append(_row(name, sigma, images, params, clean, model, test_labels))
+        for name, (images, params) in outputs.items():
+            metrics = image_metrics(model, images, clean, test_labels)
+            rows.append(aggregate_row(name, sigma, metrics, params))
             examples[f"{sigma:g}"][name] = images[:n_examples]
         if progress:
             print(f"sigma {sigma:g}: done", flush=True)
-    settings = {
-        "sigmas": list(sigmas),
-        "methods": run,
-        "skipped": skipped,
-        "test_points": len(clean),
-        "pool_points": len(pool),
-        "tune_points": tune_points,
-        "bm3d_tune_points": n_bm3d if "bm3d" in run else None,
-        "leaf_steps": leaf_steps,
-        "leaf_step_grid": list(LEAF_STEP_GRID),
-        "leaf_step": leaf_step,
-        "n_anchors": n_anchors,
-        "seed": seed,
-        "noise": "clip(x + sigma * N(0, 1), 0, 1)",
-        "metrics": "PSNR and SSIM (7x7 window) per image, data_range=1, over all channels",
-        "tuning": "per sigma, best mean PSNR on the tuning images over the grid",
-        "grids": {k: [dict(p) for p in v] for k, v in GRIDS.items() if k in run},
-        "tune_scores": tuned_scores,
-    }
-    return DenoiseResult(rows, settings, examples, leaf_distance)
+    return DenoiseResult(rows, plan.settings(len(clean)), examples, leaf_distance)

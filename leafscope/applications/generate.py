@@ -21,7 +21,7 @@ from leafscope.information import DataInformation
 from leafscope.models.features import penultimate_features
 from leafscope.models.inspect import model_device
 
-__all__ = ["LeafWalk", "generate_class", "leaf_random_walk"]
+__all__ = ["LeafWalk", "choose_starts", "generate_class", "leaf_random_walk", "walk_seed"]
 
 
 @dataclass
@@ -66,6 +66,7 @@ def leaf_random_walk(
     seed: int = 0,
     box: tuple[float, float] | None = (0.0, 1.0),
     dtype: torch.dtype = torch.float32,
+    seeds: list[int] | None = None,
 ) -> LeafWalk:
     """Random walks on the leaves through ``start`` ``(B, *shape)``.
 
@@ -77,6 +78,9 @@ def leaf_random_walk(
         keep_class: undo steps that change the predicted class (and redraw the direction).
         seed: seed of the directions.
         box: pixel box.
+        seeds: one seed per walk: each walk draws its directions from its own generator, so
+            its result does not depend on the other walks of the batch (sharded jobs); None:
+            one generator seeded ``seed`` for the batch.
 
     Returns:
         A :class:`LeafWalk`.
@@ -85,23 +89,24 @@ def leaf_random_walk(
         raise InputError(f"steps must be an integer >= 0 (got {steps!r})")
     if not step > 0:
         raise InputError(f"step must be > 0 (got {step})")
+    if seeds is not None and len(seeds) != len(start):
+        raise InputError(f"seeds must give one seed per walk ({len(start)}, got {len(seeds)})")
     work = copy.deepcopy(model).to(dtype).eval()
     device = model_device(work)
-    gen = torch.Generator().manual_seed(int(seed))
+    draw = _direction_draw(seed, seeds, dtype)
     shape = tuple(start.shape[1:])
     x0 = start.detach().to(device=device, dtype=dtype).flatten(1)
     with torch.no_grad():
         target = work(x0.reshape(-1, *shape)).argmax(dim=1)
     x, prev = x0.clone(), x0.clone()
-    direction = torch.randn(x.shape, generator=gen, dtype=dtype).to(device)
+    direction = draw(torch.arange(len(x)), x.shape[1]).to(device)
     accepted = torch.zeros(len(x), dtype=torch.long)
     for t in range(steps + 1):
         info = DataInformation(work, x.reshape(-1, *shape))
         bad = info.predicted.to(device) != target if keep_class else torch.zeros_like(target).bool()
         if bad.any():
             x[bad] = prev[bad]
-            fresh = torch.randn((int(bad.sum()), x.shape[1]), generator=gen, dtype=dtype)
-            direction[bad] = fresh.to(device)
+            direction[bad] = draw(bad.nonzero().flatten().cpu(), x.shape[1]).to(device)
             accepted[bad.cpu()] -= 1
         if t == steps:
             break
@@ -128,6 +133,49 @@ def leaf_random_walk(
     )
 
 
+def walk_seed(seed: int, position: int) -> int:
+    """The seed of walk ``position`` of a job seeded ``seed`` (NumPy's SeedSequence: distinct
+    positions give independent streams)."""
+    state = np.random.SeedSequence([int(seed), int(position)]).generate_state(1, np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
+def _direction_draw(seed: int, seeds: list[int] | None, dtype: torch.dtype):
+    """``draw(walks, d) -> (len(walks), d)`` standard normal directions: from one generator in
+    walk order, or (``seeds``) each walk's row from that walk's own generator."""
+    if seeds is None:
+        gen = torch.Generator().manual_seed(int(seed))
+        return lambda walks, d: torch.randn((len(walks), d), generator=gen, dtype=dtype)
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def draw(walks: Tensor, d: int) -> Tensor:
+        rows = [torch.randn(d, generator=gens[int(i)], dtype=dtype) for i in walks]
+        return torch.stack(rows) if rows else torch.empty((0, d), dtype=dtype)
+
+    return draw
+
+
+def choose_starts(
+    model: nn.Module, images: Tensor, labels: Tensor, label: int, *, n: int, seed: int = 0
+) -> np.ndarray:
+    """``n`` indices of images of class ``label`` that the model classifies correctly, drawn
+    with ``seed`` (with replacement only when fewer than ``n`` exist).
+
+    Raises:
+        InputError: no image of the class is classified correctly.
+    """
+    probs = penultimate_features(model, images).logits.argmax(dim=1)
+    pool = torch.nonzero((labels == label) & (probs == label)).flatten().numpy()
+    if len(pool) == 0:
+        raise InputError(
+            f"no training image of class {label} is classified correctly: check --class "
+            f"(labels present: {sorted(set(labels.tolist()))[:20]}) or train the model longer"
+        )
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(pool, size=n, replace=len(pool) < n)
+    return pick
+
+
 def generate_class(
     model: nn.Module,
     images: Tensor,
@@ -143,15 +191,7 @@ def generate_class(
     """``n`` new images of class ``label`` from random training images of that class that the
     model classifies correctly (chosen with ``seed``), by :func:`leaf_random_walk` (``box``: the
     pixel box, None for vectors)."""
-    probs = penultimate_features(model, images).logits.argmax(dim=1)
-    pool = torch.nonzero((labels == label) & (probs == label)).flatten().numpy()
-    if len(pool) == 0:
-        raise InputError(
-            f"no training image of class {label} is classified correctly: check --class "
-            f"(labels present: {sorted(set(labels.tolist()))[:20]}) or train the model longer"
-        )
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(pool, size=n, replace=len(pool) < n)
+    pick = choose_starts(model, images, labels, label, n=n, seed=seed)
     start = images[torch.as_tensor(pick)]
     walk = leaf_random_walk(model, start, steps=steps, step=step, seed=seed, box=box)
     walk.start_index = torch.as_tensor(pick, dtype=torch.long)

@@ -1,4 +1,9 @@
-"""``leafscope denoise``: leaf projection against standard denoisers on noisy test images."""
+"""``leafscope denoise``: leaf projection against standard denoisers on noisy test images.
+
+Tuning (on training images) runs here; the test images then run as shards of a per-point job
+(kind ``denoise``, see :mod:`leafscope.execution.points`): on any executor, with ``--out DIR``
+as Parquet shards (one row per image, σ and method), resumable and sliceable.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,14 @@ from leafscope.cli.common import (
     add_data_arguments,
     add_device_argument,
     add_model_arguments,
+    data_spec_from_args,
     finish_json,
-    load_data_for,
-    load_data_like,
     model_from_args,
     model_source,
+    model_spec_from_args,
     resolve_device,
 )
+from leafscope.cli.jobs import add_scale_arguments, check_scale_args, job_rows, run_job
 from leafscope.errors import InputError
 
 
@@ -57,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--figure", type=Path, default=None, help="save denoising strips (PNG)")
+    add_scale_arguments(p)
     add_device_argument(p)
     p.set_defaults(func=run)
 
@@ -88,9 +95,40 @@ def _methods(text: str) -> tuple[str, ...] | None:
     return names
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the benchmark, print the table, write JSON/figure; 0 on success."""
-    from leafscope.applications.denoise import denoise_benchmark
+def _load(args: argparse.Namespace, model) -> tuple:
+    """The training and test data specs, the first ``--pool`` training images and the first
+    ``--points`` test images and labels (the sources are put in the worker cache)."""
+    from leafscope.data import check_model_input
+    from leafscope.execution import put_cached_data
+
+    specs = data_spec_from_args(args, "train"), data_spec_from_args(args, "test")
+    sources = [spec.load() for spec in specs]
+    train, test = sources[0].first, sources[1].first
+    check_model_input(model, train, source=f"the data ({args.dataset}:train)")
+    if not train.is_image:
+        raise InputError(
+            f"denoise compares image denoisers (blur, total variation) but {args.dataset} holds "
+            f"vectors of shape {train.input_shape}: use an image data set"
+        )
+    if test.input_shape != train.input_shape:
+        raise InputError(
+            f"{args.dataset} test points have shape {test.input_shape} but its training points "
+            f"{train.input_shape}: use a data set of one shape"
+        )
+    for spec, source in zip(specs, sources, strict=True):
+        put_cached_data(spec, source)
+    pool = sources[0].take(range(min(args.pool, len(sources[0]))))[0]
+    images, labels = sources[1].take(range(min(args.points, len(sources[1]))))
+    if (labels < 0).any():
+        raise InputError(f"{args.dataset} test images are unlabelled: use a labelled data set")
+    return specs, pool, images
+
+
+def point_job(args: argparse.Namespace, device) -> tuple:
+    """Tune every method (here) and return the per-point job of the test images, the loaded
+    model, the plan and the first ``--pool`` training images."""
+    from leafscope.applications.denoise import plan_denoising
+    from leafscope.execution import PointJob, put_cached_model
 
     sigmas = _sigmas(args.sigma)
     methods = _methods(args.methods)
@@ -99,43 +137,67 @@ def run(args: argparse.Namespace) -> int:
             f"need --points >= 1 and --pool > --tune-points (got {args.points}, {args.pool}, "
             f"{args.tune_points})"
         )
-    model = model_from_args(args, resolve_device(args.device))
-    train = load_data_for(model, args, "train", limit=args.pool)
-    if not train.is_image:
-        raise InputError(
-            f"denoise compares image denoisers (blur, total variation) but {args.dataset} holds "
-            f"vectors of shape {train.input_shape}: use an image data set"
-        )
-    test = load_data_like(args, "test", args.dataset, train, limit=args.points)
-    if (test.labels < 0).any():
-        raise InputError(f"{args.dataset} test images are unlabelled: use a labelled data set")
-    result = denoise_benchmark(
-        model,
-        train.images,
-        test.images,
-        test.labels,
-        sigmas=sigmas,
-        tune_points=args.tune_points,
-        leaf_steps=args.leaf_steps,
-        leaf_step=args.leaf_step,
-        n_anchors=args.anchors,
-        seed=args.seed,
-        methods=methods,
-        bm3d_tune_points=args.bm3d_tune_points,
-        progress=True,
+    model = model_from_args(args, device)
+    (train_spec, test_spec), train_images, test_images = _load(args, model)
+    plan = plan_denoising(
+        model, train_images, sigmas=sigmas, tune_points=args.tune_points,
+        leaf_steps=args.leaf_steps, leaf_step=args.leaf_step, n_anchors=args.anchors,
+        seed=args.seed, methods=methods, bm3d_tune_points=args.bm3d_tune_points,
+        image_shape=tuple(test_images.shape),
+    )  # fmt: skip
+    model_spec = model_spec_from_args(args)
+    put_cached_model(model_spec, device, model)
+    record = plan.to_json()
+    scores = record.pop("tune_scores")  # descriptive: not compared on --resume
+    extra = {"checkpoint": model_source(args), "dataset": args.dataset, "tune_scores": scores}
+    job = PointJob(
+        kind="denoise",
+        num_points=len(test_images),
+        params={"plan": {**record, "tune_scores": {}}},
+        model=model_spec,
+        data=test_spec,
+        extra={"train": train_spec},
+        device=str(device),
+        shard_size=args.shard_size,
+        info={"checkpoint": extra["checkpoint"], "result_settings": extra},
     )
-    for name, reason in result.settings["skipped"].items():
+    return job, model, plan, train_images
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark, print the table, write JSON/figure; 0 on success."""
+    from leafscope.execution.point_kinds import denoise_result
+
+    check_scale_args(args)
+    device = resolve_device(args.device)
+    job, model, plan, train_images = point_job(args, device)
+    for name, reason in plan.skipped.items():
         print(f"skipped {name}: {reason}")
-    result.settings.update({"checkpoint": model_source(args), "dataset": args.dataset})
+    done = run_job(args, job, device, args.out)
+    if not done.complete:
+        return 0
+    result = denoise_result(job.settings(), job.info, job_rows(done, args.out))
     print(result.markdown())
     print()
     print(result.wide_markdown())
     finish_json(args.json, result.to_json())
     if args.figure:
-        from leafscope.report.figures.applications import denoising_strips
-        from leafscope.report.save import save_figure
-
-        last = f"{sigmas[-1]:g}"
-        save_figure(denoising_strips(result.examples[last]), args.figure)
-        print(f"wrote {args.figure} (sigma {last})")
+        _figure(args, job, model, plan, train_images)
     return 0
+
+
+def _figure(args: argparse.Namespace, job, model, plan, train_images, n: int = 8) -> None:
+    """Denoising strips of the first ``n`` test images at the last σ."""
+    from leafscope.applications.denoise import add_noise, denoise_images, noise_seed, split_train
+    from leafscope.execution import cached_data
+    from leafscope.report.figures.applications import denoising_strips
+    from leafscope.report.save import save_figure
+
+    j = len(plan.sigmas) - 1
+    clean = cached_data(job.data).take(range(job.num_points))[0].float()
+    noisy = add_noise(clean, plan.sigmas[j], noise_seed(plan.seed, j))[:n]
+    pool, _ = split_train(train_images, plan.tune_points)
+    outputs, _ = denoise_images(model, plan, j, noisy, pool)
+    examples = {"clean": clean[:n], **{m: images for m, (images, _) in outputs.items()}}
+    save_figure(denoising_strips(examples), args.figure)
+    print(f"wrote {args.figure} (sigma {plan.sigmas[j]:g})")

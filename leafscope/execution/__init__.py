@@ -2,7 +2,8 @@
 caches, and resumable results as Parquet shards.
 
 ``make_executor("dask", workers=4).map(fn, items)`` equals ``[fn(i) for i in items]``; jobs such
-as :func:`run_spectrum_job` cut their points into shards, ship only specs and indices to the
+as :func:`run_spectrum_job` and the per-point kinds of :func:`run_point_job` (``denoise``,
+``involutivity``, ``generate``) cut their points into shards, ship only specs and indices to the
 workers, and write one atomically written Parquet file per shard.
 """
 
@@ -15,6 +16,21 @@ from leafscope.execution.executor import (
     make_executor,
     require_distributed,
     worker_device,
+)
+from leafscope.execution.points import (
+    POINT_KINDS,
+    PointJob,
+    PointJobResult,
+    PointKind,
+    PointTask,
+    merge_points,
+    merge_results,
+    point_kind,
+    point_shard,
+    read_rows,
+    register_point_kind,
+    run_point_job,
+    run_shards,
 )
 from leafscope.execution.results import (
     SETTINGS_FILE,
@@ -51,6 +67,7 @@ from leafscope.execution.spectrum import (
 __all__ = [
     "COLUMNS",
     "EXECUTORS",
+    "POINT_KINDS",
     "SETTINGS_FILE",
     "SUMMARY_FILE",
     "DaskExecutor",
@@ -58,7 +75,11 @@ __all__ = [
     "Executor",
     "InProcessExecutor",
     "ModelSpec",
+    "PointJob",
+    "PointJobResult",
+    "PointKind",
     "PointSource",
+    "PointTask",
     "ResultFolder",
     "SpectrumJob",
     "SpectrumTask",
@@ -68,15 +89,23 @@ __all__ = [
     "clear_cache",
     "gpu_for_worker",
     "make_executor",
+    "merge_points",
+    "merge_results",
     "merge_spectrum",
     "parse_slice",
     "plan_shards",
+    "point_kind",
+    "point_shard",
     "put_cached",
     "put_cached_data",
     "put_cached_model",
+    "read_rows",
+    "register_point_kind",
     "require_distributed",
     "require_pyarrow",
     "rows_to_points",
+    "run_point_job",
+    "run_shards",
     "run_spectrum_job",
     "slice_shards",
     "spectrum_shard",

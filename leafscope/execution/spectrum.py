@@ -20,12 +20,8 @@ import torch
 from leafscope.dtypes import DTYPES
 from leafscope.errors import InputError
 from leafscope.execution.executor import Executor, worker_device
-from leafscope.execution.results import (
-    ResultFolder,
-    plan_shards,
-    require_pyarrow,
-    slice_shards,
-)
+from leafscope.execution.points import PointJobResult, ShardOutcome, run_shards
+from leafscope.execution.results import ResultFolder, plan_shards
 from leafscope.execution.specs import DataSpec, ModelSpec, cached_data, cached_model
 
 __all__ = [
@@ -78,15 +74,6 @@ class SpectrumTask:
     rtol: float | None = None
     device: str = "cpu"
     folder: str | None = None
-
-
-@dataclass
-class ShardOutcome:
-    """What a task sends back: its shard, row count and (without a folder) the rows."""
-
-    shard: int
-    rows: int
-    columns: dict[str, np.ndarray] | None = None
 
 
 def spectrum_shard(task: SpectrumTask) -> ShardOutcome:
@@ -220,23 +207,7 @@ class SpectrumJob:
         )
 
 
-@dataclass
-class SpectrumJobResult:
-    """What :func:`run_spectrum_job` did.
-
-    Attributes:
-        computed: shards computed by this run.
-        skipped: finished shards skipped (``resume``).
-        complete: every shard of the job exists (the summary was written / computed).
-        summary: the summary payload (None when incomplete).
-        columns: all rows (only without a folder).
-    """
-
-    computed: list[int]
-    skipped: list[int]
-    complete: bool
-    summary: dict[str, Any] | None = None
-    columns: dict[str, np.ndarray] | None = None
+SpectrumJobResult = PointJobResult  # what run_spectrum_job did (computed, skipped, ...)
 
 
 def run_spectrum_job(
@@ -261,29 +232,18 @@ def run_spectrum_job(
     Returns:
         A :class:`SpectrumJobResult`; with every shard present, ``_summary.json`` is written.
     """
-    shards = job.shards
-    own = slice_shards(len(shards), *part)
-    if out is None:
-        if part != (0, 1) or resume:
-            raise InputError("--shard and --resume need --out DIR (a result folder)")
-        outcomes = executor.map(
-            spectrum_shard, [job.task(s, None) for s in own], progress=progress, desc="shards"
-        )
-        columns = {k: np.concatenate([o.columns[k] for o in outcomes]) for k in COLUMNS}
-        summary = _summary_payload(job.settings(), job.info, columns)
-        return SpectrumJobResult(list(own), [], True, summary, columns)
-    require_pyarrow()
-    folder = ResultFolder(out)
-    done = folder.prepare(job.settings(), job.info, resume=resume, own=own)
-    todo = [s for s in own if s not in done]
-    executor.map(
-        spectrum_shard, [job.task(s, str(folder.path)) for s in todo], progress=progress,
-        desc="shards",
-    )  # fmt: skip
-    if folder.finished() >= set(range(len(shards))):
-        summary = merge_spectrum(folder.path)
-        return SpectrumJobResult(todo, sorted(done), True, summary)
-    return SpectrumJobResult(todo, sorted(done), False)
+    settings = job.settings()
+    return run_shards(
+        job,
+        executor,
+        spectrum_shard,
+        lambda columns: _summary_payload(settings, job.info, columns),
+        merge_spectrum,
+        out=out,
+        resume=resume,
+        part=part,
+        progress=progress,
+    )
 
 
 def _summary_payload(

@@ -36,6 +36,7 @@ __all__ = [
     "bracket_pairs",
     "fisher_involutivity",
     "involutivity",
+    "involutivity_result",
     "lie_brackets",
     "parameter_lie_brackets",
 ]
@@ -227,9 +228,37 @@ def _rank(s: Tensor, rtol: float) -> Tensor:
 
 
 def _summarise(fields, brackets, rtol, space, inputs, seconds, meta) -> InvolutivityResult:
-    c = fields.shape[1]
     s_fields = torch.linalg.svdvals(fields)
     s_all = torch.linalg.svdvals(torch.cat([fields, brackets], dim=1))
+    return involutivity_result(
+        s_fields, s_all, rtol=rtol, num_classes=fields.shape[1], space=space, inputs=inputs,
+        seconds=seconds, meta=meta,
+    )  # fmt: skip
+
+
+def involutivity_result(
+    fields_singular_values: Tensor,
+    singular_values: Tensor,
+    *,
+    rtol: float,
+    num_classes: int,
+    space: str = "input",
+    inputs: str = "given",
+    seconds: float = 0.0,
+    meta: dict | None = None,
+) -> InvolutivityResult:
+    """The :class:`InvolutivityResult` of given singular values (e.g. rows of several shards).
+
+    Args:
+        fields_singular_values: ``(N, k)`` of the C fields at each point, descending.
+        singular_values: ``(N, m)`` of fields and brackets stacked, descending.
+        rtol: relative rank tolerance.
+        num_classes: C (sets the ceiling).
+        space, inputs, seconds, meta: stored as given.
+    """
+    rtol = _check_rtol(rtol)
+    s_fields, s_all = fields_singular_values, singular_values
+    c = int(num_classes)
     logs = torch.log10(s_all.clamp_min(1e-300))
     drops = logs[:, :-1] - logs[:, 1:]
     k = drops.argmax(dim=1)
