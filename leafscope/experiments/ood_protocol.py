@@ -6,7 +6,8 @@ leaf-based scores.
   setting; ``max_steps_per_epoch`` caps the epochs on slow machines) and ``partial`` (100 steps
   with momentum 0.9, a ninth of an epoch: partially trained).
 - :func:`train_models` — train (resume, or reuse) one model per seed and setting with
-  :func:`leafscope.training.fit`; :func:`model_summary` reads a run's training record.
+  :func:`leafscope.training.fit`; :func:`model_summary` reads a run's training record and
+  :func:`held_out_accuracy` its accuracy on the whole validation split and test set.
 - :func:`out_sets` — the reported out sets (Fashion-MNIST, uniform noise, scikit-learn digits,
   rotated MNIST by 90°, KMNIST / EMNIST letters when their files are present) and the
   *validation* out set (Gaussian-blurred MNIST training images), which is never reported: the
@@ -40,6 +41,7 @@ __all__ = [
     "TRAINING",
     "ProtocolResult",
     "blurred",
+    "held_out_accuracy",
     "markdown_table",
     "model_summary",
     "out_sets",
@@ -155,6 +157,50 @@ def model_summary(checkpoint: str | os.PathLike) -> dict:
         settings={k: record.get("settings", {}).get(k) for k in keys},
     )
     return summary
+
+
+def held_out_accuracy(
+    checkpoint: str | os.PathLike,
+    *,
+    in_dataset: str = "mnist",
+    data_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 1000,
+) -> dict:
+    """Accuracy of a :func:`train_models` checkpoint on its run's whole validation split (the
+    10 % of the training set held out with the run's seed, read from its metrics.json; seed 0
+    without one) and on the whole test set — the precise plateau check that the run's own
+    per-epoch ``val_accuracy`` (on ``val_points`` of that split) is not.
+
+    Returns:
+        ``val_accuracy_full, val_points_full, test_accuracy, test_points`` (accuracies in [0, 1]).
+    """
+    import json
+
+    from leafscope.data import load_images, train_val_split
+    from leafscope.training import load_checkpoint
+
+    metrics = Path(checkpoint).parent / "metrics.json"
+    seed = json.loads(metrics.read_text())["settings"]["seed"] if metrics.exists() else 0
+    model = load_checkpoint(checkpoint, device=device).eval()
+
+    def accuracy(x: Tensor, y: Tensor) -> float:
+        with torch.no_grad():
+            pred = [
+                model(x[i : i + batch_size].to(device)).argmax(1).cpu()
+                for i in range(0, len(x), batch_size)
+            ]
+        return float((torch.cat(pred) == y).double().mean())
+
+    train = load_images(in_dataset, "train", data_dir=data_dir)
+    test = load_images(in_dataset, "test", data_dir=data_dir)
+    _, va = train_val_split(len(train), 0.1, seed)
+    return {
+        "val_accuracy_full": accuracy(train.images[va], train.labels[va]),
+        "val_points_full": len(va),
+        "test_accuracy": accuracy(test.images, test.labels),
+        "test_points": len(test),
+    }
 
 
 def blurred(images: Tensor, sigma: float = 2.0) -> Tensor:
@@ -397,19 +443,27 @@ def _protocol_data(in_dataset, out_names, points, fit_points, blur_sigma, data_d
     return data, notes
 
 
-def _one_model(old: dict | None, path, setting: str, seed: int, data: tuple, opts: tuple) -> tuple:
+def _one_model(
+    old: dict | None, path, setting: str, seed: int, data: tuple, opts: tuple, data_dir
+) -> tuple:
     """``(results, tuned, model entry, how)`` of one model: from ``old`` (a partial JSON's
-    record) when given, else scored now."""
+    record) when given, else scored now; the entry gains :func:`held_out_accuracy` if it
+    lacks it."""
     from leafscope.applications.ood import OODResult
 
+    accuracy = {"in_dataset": data[6], "data_dir": data_dir, "device": opts[2]}
     if old is not None:
         rows = [{k: v for k, v in r.items() if k != "setting"} for r in old["rows"]]
         runs = [OODResult(**r) for r in rows]
-        return runs, old["tuned"], old["model"], "taken from the partial JSON"
+        entry = old["model"]
+        if "test_accuracy" not in entry:
+            entry = {**entry, **held_out_accuracy(path, **accuracy)}
+        return runs, old["tuned"], entry, "taken from the partial JSON"
     t0 = time.perf_counter()
     runs, tuned = _score_model(path, setting, seed, data, *opts)
     seconds = time.perf_counter() - t0
     entry = {"setting": setting, "seed": seed, **model_summary(path), "score_seconds": seconds}
+    entry.update(held_out_accuracy(path, **accuracy))
     return runs, tuned, entry, f"scored in {seconds:.0f} s"
 
 
@@ -459,9 +513,15 @@ def run_protocol(
     start = time.perf_counter()
     data, notes = _protocol_data(in_dataset, out_names, points, fit_points, blur_sigma, data_dir)
     settings = _protocol_settings(
-        in_dataset, data[5], points, fit_points, leaf_steps, leaf_scale_points, blur_sigma,
+        in_dataset,
+        data[5],
+        points,
+        fit_points,
+        leaf_steps,
+        leaf_scale_points,
+        blur_sigma,
         random_state,
-    )  # fmt: skip
+    )
     json_path = Path(json_path) if json_path is not None else None
     done = _load_partial(json_path, settings) if json_path is not None else {}
     result = ProtocolResult(notes=notes, settings=settings)
@@ -470,13 +530,9 @@ def run_protocol(
         runs = []
         for seed, path in enumerate(paths):
             old = done.get(_model_key(setting, seed, path))
+            opts = (leaf_steps, leaf_scale_points, device, random_state)
             model_runs, tuned, entry, how = _one_model(
-                old,
-                path,
-                setting,
-                seed,
-                data,
-                (leaf_steps, leaf_scale_points, device, random_state),
+                old, path, setting, seed, data, opts, data_dir
             )
             runs += model_runs
             result.per_model += [{"setting": setting, **r.to_json()} for r in model_runs]

@@ -13,6 +13,7 @@ from leafscope.experiments.ood_protocol import (
     PROTOCOL_BASELINES,
     TRAINING,
     blurred,
+    held_out_accuracy,
     model_summary,
     out_sets,
     run_protocol,
@@ -91,9 +92,26 @@ def test_train_models_reuses_finished_runs_and_resumes_interrupted_ones(two_seed
     assert model_summary(runs / "nowhere.pt") == {"checkpoint": str(runs / "nowhere.pt")}
 
 
+def test_held_out_accuracy_uses_the_runs_own_validation_split(two_seeds):
+    from leafscope.data import load_images, train_val_split
+
+    _, (_, final1) = two_seeds
+    acc = held_out_accuracy(final1, batch_size=4096)
+    assert acc["val_points_full"] == 6000 and acc["test_points"] == 10000
+    train = load_images("mnist", "train")
+    _, va = train_val_split(len(train), 0.1, 1)  # seed 1's split, not seed 0's
+    model = load_checkpoint(final1).eval()
+    with torch.no_grad():
+        right = (model(train.images[va]).argmax(1) == train.labels[va]).double().mean()
+    assert acc["val_accuracy_full"] == pytest.approx(float(right), abs=1e-12)
+
+
 def _score_counter(monkeypatch):
     from leafscope.experiments import ood_protocol
 
+    monkeypatch.setattr(  # the full-split accuracies have a test of their own
+        ood_protocol, "held_out_accuracy", lambda path, **kw: {"test_accuracy": len(str(path))}
+    )
     calls = []
     real = ood_protocol._score_model
 
@@ -122,7 +140,9 @@ def test_run_protocol_writes_after_each_model_and_resumes(two_seeds, tmp_path, m
         assert row["auroc_std"] == pytest.approx(np.std(per))
     assert [m["seed"] for m in first.models] == [0, 1] and first.models[0]["score_seconds"] > 0
     # Interrupted after seed 0: the partial JSON keeps it, a rerun scores only seed 1.
-    partial = dict(saved, complete=False, table=[], models=saved["models"][:1])
+    assert first.models[1]["test_accuracy"] == len(str(ckpts[1]))
+    old_entry = {k: v for k, v in saved["models"][0].items() if k != "test_accuracy"}
+    partial = dict(saved, complete=False, table=[], models=[old_entry])
     partial["per_model"] = [r for r in saved["per_model"] if r["seed"] == 0]
     partial["tuned_weights"] = saved["tuned_weights"][:1]
     path.write_text(json.dumps(partial))
@@ -136,8 +156,9 @@ def test_run_protocol_writes_after_each_model_and_resumes(two_seeds, tmp_path, m
     assert len(calls) == 3 and third.per_model == second.per_model  # nothing left to score
 
 
-def test_run_protocol_refuses_a_json_of_other_settings(two_seeds, tmp_path):
+def test_run_protocol_refuses_a_json_of_other_settings(two_seeds, tmp_path, monkeypatch):
     _, ckpts = two_seeds
+    _score_counter(monkeypatch)
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"note": "something else"}))
     with pytest.raises(InputError, match="not a protocol result"):
