@@ -43,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-epochs", type=int, default=2, help="epochs per trained seed")
     p.add_argument("--runs-dir", type=Path, default=Path("runs/ood"), help="where --seeds trains")
     p.add_argument("--in", dest="in_dataset", default="mnist", help="in-distribution data set")
-    p.add_argument("--out", default="fashion-mnist,noise", help="comma-separated out sets")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="comma-separated out sets (default fashion-mnist,noise; with --protocol: every "
+        "out set of --in whose files are present)",
+    )
     p.add_argument("--detectors", default="all", help="comma-separated names or 'all'")
     p.add_argument("--points", type=int, default=1000, help="test points per set (default 1000)")
     p.add_argument("--fit-points", type=int, default=5000, help="training points for fit")
@@ -60,10 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--protocol",
         action="store_true",
-        help="issue 14's protocol (leafscope.experiments.ood_protocol): train --seeds N models "
-        "per setting (converged, partial) under --runs-dir (reused when present), every baseline "
-        "and the leaf scores, leaf blend tuned only on blurred training images; --out default: "
-        "all out sets of --in that are present",
+        help="issue 14's protocol (leafscope.experiments.ood_protocol) in one command: train "
+        "--seeds N models per setting (converged, partial) under --runs-dir (finished runs "
+        "reused, interrupted ones resumed), every baseline and the leaf scores (--leaf-steps, "
+        "one anchor; blend tuned only on blurred training images); --json is rewritten after "
+        "every model and a rerun skips the models it holds",
     )
     p.add_argument(
         "--max-steps-per-epoch", type=int, default=None, help="with --protocol: cap training"
@@ -134,13 +140,17 @@ def _options(args) -> dict[str, dict]:
 
 
 def _run_protocol(args: argparse.Namespace, device) -> int:
-    from dataclasses import asdict
-
-    from leafscope.applications.ood import METRICS
-    from leafscope.experiments.ood_protocol import run_protocol, train_models
+    from leafscope.experiments.ood_protocol import markdown_table, run_protocol, train_models
 
     if args.seeds is None or args.seeds < 1:
         raise InputError(f"--protocol needs --seeds N >= 1 (got {args.seeds})")
+    if args.executor != "inprocess" or args.scheduler is not None:
+        raise InputError(
+            f"--protocol runs in this process (got --executor {args.executor}): drop --executor "
+            "and --scheduler"
+        )
+    if args.checkpoint or args.checkpoints:
+        raise InputError("--protocol trains its own models: drop --checkpoint / --checkpoints")
     checkpoints = train_models(
         ["converged", "partial"],
         list(range(args.seeds)),
@@ -151,11 +161,10 @@ def _run_protocol(args: argparse.Namespace, device) -> int:
         device=device,
         max_steps_per_epoch=args.max_steps_per_epoch,
     )
-    outs = None if args.out == "fashion-mnist,noise" else _list(args.out, "--out")
     result = run_protocol(
         checkpoints,
         in_dataset=args.in_dataset,
-        out_names=outs,
+        out_names=None if args.out is None else _list(args.out, "--out"),
         points=args.points,
         fit_points=args.fit_points,
         leaf_steps=args.leaf_steps,
@@ -163,16 +172,16 @@ def _run_protocol(args: argparse.Namespace, device) -> int:
         data_dir=args.data_dir,
         device=device,
         random_state=args.seed,
+        json_path=args.json,
     )
     for note in result.notes:
         print(f"note: {note}")
-    print("| setting | detector | out set | AUROC | FPR95 | AUPR-in | AUPR-out |")
-    print("|---|---|---|---|---|---|---|")
-    for r in result.table:
-        cells = " | ".join(f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in METRICS)
-        print(f"| {r['setting']} | {r['detector']} | {r['out_dataset']} | {cells} |")
+    for m in result.models:
+        acc = m.get("val_accuracy")
+        print(f"{m['setting']} seed {m['seed']}: val accuracy {acc}, {m['checkpoint']}")
+    print(markdown_table(result.table))
     if args.json:
-        finish_json(args.json, asdict(result))
+        print(f"wrote {args.json}")
     if args.roc_dir:
         from leafscope.report.figures.applications import ood_protocol_bars
         from leafscope.report.save import save_figure
@@ -233,6 +242,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.protocol:
         return _run_protocol(args, device)
+    if args.out is None:
+        args.out = "fashion-mnist,noise"
     check_executor_args(args)
     # With --seeds, --model names the architecture to train, not a source of its own.
     factory = None if args.seeds is not None else args.model
