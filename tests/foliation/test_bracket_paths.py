@@ -179,7 +179,9 @@ def test_level_four_obeys_jacobi_and_reaches_the_free_lie_bound():
     assert res.rows == [2, 3, 5, 9]
     assert res.rank == [[2, 2], [3, 3], [5, 5], [8, 8]]
     assert len(res.meta["seconds_per_point"]) == 2
-    relu = bracket_span(tiny_mlp(n_in=8, n_classes=4, hidden=10, activation="relu"), x[:, :8], levels=4)
+    relu = bracket_span(
+        tiny_mlp(n_in=8, n_classes=4, hidden=10, activation="relu"), x[:, :8], levels=4
+    )
     assert relu.rows == [3, 6, 15, 42] and relu.rank[3] == relu.rank[0]
 
 
@@ -242,6 +244,8 @@ def test_bracket_paths_on_a_model_get_closer_and_validate_settings():
         BracketPathConfig(loop_step=0).check()
     with pytest.raises(InputError, match="refresh"):
         BracketPathConfig(refresh=0).check()
-    stale = bracket_paths(model, start, end, BracketPathConfig(max_steps=30, threshold=0.0, refresh=3))
+    stale = bracket_paths(
+        model, start, end, BracketPathConfig(max_steps=30, threshold=0.0, refresh=3)
+    )
     assert all(r < 1 for r in stale.relative_distance)
     assert stale.to_json()["config"]["refresh"] == 3
