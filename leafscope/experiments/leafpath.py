@@ -235,7 +235,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=600, help="greedy steps (step 0.1)")
     p.add_argument("--bracket-steps", type=int, default=100, help="moves of a bracket path")
     p.add_argument("--bracket-step", type=float, default=0.1, help="longest step inside D")
-    p.add_argument("--levels", type=int, default=3, help="bracket levels (span)")
+    p.add_argument(
+        "--refresh", type=int, default=1, help="recompute the brackets every K loops (connect)"
+    )
+    p.add_argument(
+        "--levels", type=int, default=3, choices=(1, 2, 3, 4), help="bracket levels (span)"
+    )
+    p.add_argument(
+        "--chunk-size", type=int, default=None, help="span: directions differentiated at once"
+    )
     p.add_argument("--inputs", default="noise", help="span: noise (uniform) or data (test images)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -266,10 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         x = torch.rand((args.points, *shape), generator=gen)
         if args.inputs == "data":
             x = test.images[: args.points]
-        payload["span"] = bracket_span(model, x, levels=args.levels, meta={"inputs": args.inputs})
+        payload["span"] = bracket_span(
+            model, x, levels=args.levels, chunk_size=args.chunk_size, meta={"inputs": args.inputs}
+        )
         payload["span"] = payload["span"].to_json()
     else:
-        cfg = BracketPathConfig(max_steps=args.bracket_steps, step=args.bracket_step)
+        cfg = BracketPathConfig(
+            max_steps=args.bracket_steps, step=args.bracket_step, refresh=args.refresh
+        )
         payload["connect"] = connect_experiment(
             model, start, end, greedy=PathConfig(max_steps=args.max_steps), bracket=cfg
         )

@@ -3,10 +3,11 @@
 Where D = span{X_a} is not involutive and its iterated brackets span R^n, the Chow–Rashevskii
 theorem joins any two points by a horizontal path (theory §2). Two tools:
 
-- :func:`bracket_levels` / :func:`bracket_span`: the vectors of levels 1–3 at a point,
-  ``L1 = {X_a}``, ``L2 = L1 ∪ {[X_a, X_b]}``, ``L3 = L2 ∪ {[X_c, [X_a, X_b]]}``, and the rank of
-  each stack with its singular values. Brackets are derivatives along directions
-  (``torch.func.jvp``), never full Hessians; level 3 differentiates the level-2 function once more.
+- :func:`bracket_levels` / :func:`bracket_span`: the vectors of levels 1–4 at a point,
+  ``L1 = {X_a}``, ``L2 = {[X_a, X_b]}``, ``L3 = {[X_c, [X_a, X_b]]}``,
+  ``L4 = {[X_d, [X_c, [X_a, X_b]]]}``, and the rank of each cumulative stack with its singular
+  values. Brackets are derivatives along directions (``torch.func.jvp``), never full Hessians;
+  each level differentiates the function of the level below once more (:func:`next_level`).
 - :func:`bracket_path` / :func:`bracket_paths`: a path finder. While the way to the end has a
   part inside D (``‖P_D g‖/‖g‖ ≥ min_tangent``) it steps along it (length ≤ ``step`` and ≤
   ``‖P_D g‖``, so it does not overshoot); otherwise it runs a commutator loop
@@ -57,6 +58,7 @@ __all__ = [
     "commutator_loop",
     "field_brackets",
     "model_fields",
+    "next_level",
 ]
 
 FieldFn = Callable[[Tensor], Tensor]
@@ -99,15 +101,57 @@ def field_brackets(field_fn: FieldFn, z: Tensor) -> tuple[Tensor, Tensor]:
     return fields, _brackets_from_t(_derivatives(field_fn, z, fields))
 
 
-def bracket_levels(field_fn: FieldFn, z: Tensor, levels: int = 3) -> list[Tensor]:
-    """The vectors added at each level, at one point ``z`` (n,).
+def next_level(
+    field_fn: FieldFn,
+    rows_fn: FieldFn,
+    z: Tensor,
+    *,
+    rows: Tensor | None = None,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """Brackets of every field with every row of ``rows_fn``, at one point ``z`` (n,).
+
+    Args:
+        field_fn: the fields ``z ↦ X (m, n)``.
+        rows_fn: vector fields ``z ↦ Y (R, n)`` (e.g. the brackets of the level below).
+        z: the point.
+        rows: ``rows_fn(z)`` when already computed.
+        chunk_size: directions differentiated at once (None: all; smaller saves memory).
 
     Returns:
-        ``[L1 (m, n), L2 (m(m−1)/2, n), L3 (m·m(m−1)/2, n)]`` (first ``levels`` entries); row
-        ``c·P + p`` of L3 is ``[X_c, B_p] = DB_p·X_c − DX_c·B_p`` with ``B_p`` the p-th bracket.
+        ``(m·R, n)``: row ``d·R + r`` is ``[X_d, Y_r] = DY_r·X_d − DX_d·Y_r``.
     """
-    if levels not in (1, 2, 3):
-        raise InputError(f"levels must be 1, 2 or 3 (got {levels!r})")
+    fields = field_fn(z)
+    rows = rows_fn(z) if rows is None else rows
+    d_y = vmap(lambda v: jvp(rows_fn, (z,), (v,))[1], chunk_size=chunk_size)(fields)  # (m, R, n)
+    d_x = vmap(lambda v: jvp(field_fn, (z,), (v,))[1], chunk_size=chunk_size)(rows)  # (R, m, n)
+    return (d_y - d_x.transpose(0, 1)).reshape(-1, z.numel())
+
+
+def bracket_levels(
+    field_fn: FieldFn, z: Tensor, levels: int = 3, *, chunk_size: int | None = None
+) -> list[Tensor]:
+    """The vectors added at each level, at one point ``z`` (n,).
+
+    Levels: ``L1 = {X_a}`` (m rows), ``L2 = {[X_a, X_b]}, a < b`` (P = m(m−1)/2 rows), and for
+    k ≥ 3 the right-normed brackets ``L_k = {[X_d, Y] : Y ∈ L_{k−1}}`` (m·rows of L_{k−1}):
+    ``[X_c, [X_a, X_b]]`` at level 3, ``[X_d, [X_c, [X_a, X_b]]]`` at level 4 (all of them;
+    right-normed brackets span the free Lie algebra's degree-k part, so nothing is lost).
+    Each level differentiates the function of the level below once more (``jvp``).
+
+    Args:
+        field_fn: the fields ``z ↦ (m, n)``.
+        z: the point.
+        levels: 1, 2, 3 or 4.
+        chunk_size: directions differentiated at once (None: all; level 4 of a CNN wants ~8).
+
+    Returns:
+        ``[L1 (m, n), L2 (P, n), L3 (m·P, n), L4 (m²·P, n)]`` (first ``levels`` entries); row
+        ``c·P + p`` of L3 is ``[X_c, B_p]`` with ``B_p`` the p-th bracket, row ``d·mP + r`` of
+        L4 is ``[X_d, L3_r]``.
+    """
+    if levels not in (1, 2, 3, 4):
+        raise InputError(f"levels must be 1, 2, 3 or 4 (got {levels!r})")
     fields = field_fn(z)
     if levels == 1:
         return [fields]
@@ -115,13 +159,17 @@ def bracket_levels(field_fn: FieldFn, z: Tensor, levels: int = 3) -> list[Tensor
     def level2(w: Tensor) -> Tensor:
         return field_brackets(field_fn, w)[1]
 
-    b = level2(z)
+    out = [fields, level2(z)]
     if levels == 2:
-        return [fields, b]
-    d_b = vmap(lambda v: jvp(level2, (z,), (v,))[1])(fields)  # (m, P, n): DB_p·X_c
-    d_x = _derivatives(field_fn, z, b)  # (P, m, n): DX_c·B_p
-    l3 = d_b - d_x.transpose(0, 1)
-    return [fields, b, l3.reshape(-1, z.numel())]
+        return out
+
+    def level3(w: Tensor) -> Tensor:
+        return next_level(field_fn, level2, w, chunk_size=chunk_size)
+
+    out.append(next_level(field_fn, level2, z, rows=out[1], chunk_size=chunk_size))
+    if levels == 4:
+        out.append(next_level(field_fn, level3, z, rows=out[2], chunk_size=chunk_size))
+    return out
 
 
 @dataclass
@@ -182,21 +230,26 @@ def bracket_span(
     levels: int = 3,
     rtol: float = 1e-10,
     count: int | None = None,
+    chunk_size: int | None = None,
     meta: dict | None = None,
 ) -> BracketSpanResult:
-    """Rank of ``D``, ``D + [D, D]`` and ``D + [D, D] + [D, [D, D]]`` at each point (float64).
+    """Rank of ``D``, ``D + [D, D]``, ``… + [D, [D, D]]`` and ``… + [D, [D, [D, D]]]`` at each
+    point (float64).
 
     Args:
         model: classifier mapping ``(N, *shape)`` to logits ``(N, C)``.
         x: points ``(N, *shape)``.
-        levels: 1, 2 or 3.
+        levels: 1, 2, 3 or 4.
         rtol: relative rank tolerance.
         count: fields used (default C − 1; all C span the same D).
-        meta: stored in the result.
+        chunk_size: directions differentiated at once (None: all; level 4 on a CNN: ~8).
+        meta: stored in the result (``seconds_per_point`` is added).
 
     Returns:
-        :class:`BracketSpanResult`; with m fields the rows are m, m + m(m−1)/2 and
-        m + m(m−1)/2 + m²(m−1)/2 (the free Lie algebra bounds level 3 by m(m²−1)/3 new ones).
+        :class:`BracketSpanResult`; with m fields and P = m(m−1)/2 the rows are m, m + P,
+        m + P + mP and m + P + mP + m²P. The free Lie algebra bounds the new directions of
+        level 3 by (m³ − m)/3 and of level 4 by (m⁴ − m²)/4 (Witt's formula; Jacobi's identity
+        makes the other rows dependent).
     """
     check_inputs(x, "points")
     if not 0 < rtol < 1:
@@ -207,12 +260,14 @@ def bracket_span(
     flat = x.detach().to(torch.float64).reshape(x.shape[0], -1)
     per_level: list[list[Tensor]] = [[] for _ in range(levels)]
     counts: list[int] = []
-    with eval_mode(model):
-        with torch.no_grad():
-            c = model(flat[:1].reshape(1, *shape)).shape[1]
+    seconds: list[float] = []
+    with eval_mode(model), torch.no_grad():  # torch.func still differentiates in x
+        c = model(flat[:1].reshape(1, *shape)).shape[1]
         fn = model_fields(model, shape, count=count if count is not None else c - 1)
         for z in flat:
-            stack = bracket_levels(fn, z, levels)
+            t1 = time.perf_counter()
+            stack = bracket_levels(fn, z, levels, chunk_size=chunk_size)
+            seconds.append(time.perf_counter() - t1)
             counts = [sum(t.shape[0] for t in stack[: k + 1]) for k in range(levels)]
             for lev in range(levels):
                 rows = torch.cat(stack[: lev + 1], dim=0).detach()
@@ -231,7 +286,7 @@ def bracket_span(
         largest_gap=[_gaps(s) for s in svals],
         dim=flat.shape[1],
         seconds=time.perf_counter() - t0,
-        meta=dict(meta or {}),
+        meta={**(meta or {}), "seconds_per_point": seconds},
     )
 
 
@@ -265,6 +320,10 @@ class BracketPathConfig:
         halvings: ε is halved this many times before the next candidate is tried.
         box: clamp every point to ``[low, high]`` (None: no clamp).
         rtol: relative rank tolerance of span{X_a} (defines D_x).
+        refresh: the brackets (the costly part: m² Hessian-vector products) are recomputed
+            every ``refresh`` loops; in between the last ones rank the candidates (a loop moves
+            x by ~ε², so they barely change). A loop is still kept only if it brings x closer,
+            and when none of the stale candidates does, fresh brackets are tried at once.
     """
 
     step: float = 0.1
@@ -277,6 +336,7 @@ class BracketPathConfig:
     halvings: int = 2
     box: tuple[float, float] | None = (0.0, 1.0)
     rtol: float = 1e-8
+    refresh: int = 1
 
     def check(self) -> BracketPathConfig:
         """Validate every field; return self. Raises :class:`InputError` naming the bad field."""
@@ -291,6 +351,7 @@ class BracketPathConfig:
         check_count(self.halvings, "halvings", 0)
         self.box = check_box(self.box)
         check_positive(self.rtol, "rtol")
+        check_count(self.refresh, "refresh")
         return self
 
     def to_json(self) -> dict:
@@ -307,10 +368,9 @@ class _Path:
     stop_reason: str = "max_steps"
 
 
-def _best_loops(fields: Tensor, brackets: Tensor, basis: Tensor, gap: Tensor, k: int):
-    """Candidate loops ``(a, b, predicted move per ε², alignment)``, best aligned first: the
-    brackets' parts outside D against the part of ``gap`` outside D."""
-    m = fields.shape[0]
+def _best_loops(m: int, brackets: Tensor, basis: Tensor, gap: Tensor, k: int):
+    """Candidate loops ``(a, b, predicted move per ε², alignment)`` of m fields, best aligned
+    first: the brackets' parts outside D against the part of ``gap`` outside D."""
     perp_gap = gap - basis.T @ (basis @ gap)
     perp_b = brackets - (brackets @ basis.T) @ basis
     norms = perp_b.norm(dim=1).clamp_min(1e-300)
@@ -325,10 +385,23 @@ def _best_loops(fields: Tensor, brackets: Tensor, basis: Tensor, gap: Tensor, k:
     return out, float(perp_gap.norm())
 
 
-def _try_loop(field_fn, x, end, dist, cfg: BracketPathConfig) -> Tensor | None:
-    fields, brackets = (t.detach() for t in field_brackets(field_fn, x))
-    basis = orthonormal_rows(fields, cfg.rtol)
-    cands, perp = _best_loops(fields, brackets, basis, end - x, cfg.candidates)
+def _try_loop(field_fn, x, end, dist, basis, cache: dict, cfg) -> Tensor | None:
+    """A kept loop from ``x`` or None; ``cache`` holds the brackets and their age in loops."""
+    fresh = cache.get("age", cfg.refresh) >= cfg.refresh
+    if fresh:
+        cache["brackets"] = field_brackets(field_fn, x)[1].detach()
+        cache["age"] = 0
+    cache["age"] += 1
+    found = _loop_candidates(field_fn, x, end, dist, basis, cache["brackets"], cfg)
+    if found is None and not fresh:
+        cache["age"] = cfg.refresh
+        return _try_loop(field_fn, x, end, dist, basis, cache, cfg)
+    return found
+
+
+def _loop_candidates(field_fn, x, end, dist, basis, brackets, cfg) -> Tensor | None:
+    m = (1 + math.isqrt(1 + 8 * brackets.shape[0])) // 2  # brackets has m(m−1)/2 rows
+    cands, perp = _best_loops(m, brackets, basis, end - x, cfg.candidates)
     for a, b, rate, _ in cands:
         if rate <= 0:
             continue
@@ -354,6 +427,7 @@ def bracket_path(field_fn: FieldFn, start: Tensor, end: Tensor, config=None) -> 
     x = clamp_box(start.detach().clone(), cfg.box)
     end = end.detach()
     rec = _Path()
+    cache: dict = {}
     for _ in range(cfg.max_steps + 1):
         dist = float((end - x).norm())
         rec.distance.append(dist)
@@ -377,7 +451,7 @@ def bracket_path(field_fn: FieldFn, start: Tensor, end: Tensor, config=None) -> 
             if (end - cand).norm() < dist:
                 new, kind = cand, "step"
         if new is None and cfg.loops:
-            new, kind = _try_loop(field_fn, x, end, dist, cfg), "loop"
+            new, kind = _try_loop(field_fn, x, end, dist, basis, cache, cfg), "loop"
         if new is None and tangent < cfg.min_tangent and float(inside.norm()) > 0:
             cand = clamp_box(x + inside, cfg.box)  # no loop helped: to the leaf's nearest point
             if (end - cand).norm() < dist:

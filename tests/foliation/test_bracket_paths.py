@@ -14,6 +14,7 @@ from leafscope.foliation.bracket_paths import (
     commutator_loop,
     field_brackets,
     model_fields,
+    next_level,
 )
 from leafscope.testing import tiny_mlp
 
@@ -32,6 +33,16 @@ def engel(z):
     x1, _, x3, _ = z
     one, zero = torch.ones_like(x1), torch.zeros_like(x1)
     return torch.stack([torch.stack([one, zero, zero, zero]), torch.stack([zero, one, x1, x3])])
+
+
+def filiform(z):
+    """X1 = ∂1, X2 = ∂2 + x1 ∂3 + x3 ∂4 + x4 ∂5 on R⁵: each level adds one direction,
+    [X1, X2] = ∂3, [X2, [X1, X2]] = −∂4, [X2, [X2, [X1, X2]]] = ∂5."""
+    x1, _, x3, x4, _ = z
+    one, zero = torch.ones_like(x1), torch.zeros_like(x1)
+    return torch.stack(
+        [torch.stack([one, zero, zero, zero, zero]), torch.stack([zero, one, x1, x3, x4])]
+    )
 
 
 def flat(z):
@@ -108,7 +119,70 @@ def test_relu_brackets_of_every_level_stay_in_d_and_smooth_ones_leave_it():
     assert gelu.rank[0] == [3, 3] and min(gelu.rank[1]) > 3 and min(gelu.rank[2]) == 8
     assert gelu.to_json()["mean_rank"] == [3.0, *gelu.mean_rank()[1:]]
     with pytest.raises(InputError, match="levels"):
-        bracket_levels(heisenberg, x[0, :3], 4)
+        bracket_levels(heisenberg, x[0, :3], 5)
+
+
+def test_level_four_of_the_filiform_chain_is_known_by_hand():
+    z = torch.tensor([0.4, -0.3, 0.9, 1.5, -0.7], dtype=D64)
+    levels = bracket_levels(filiform, z, 4)
+    assert [t.shape[0] for t in levels] == [2, 1, 2, 4]
+    e = torch.eye(5, dtype=D64)
+    assert torch.allclose(levels[2], torch.stack([0 * e[0], -e[3]]), atol=1e-15)
+    # rows d·2 + r = [X_d, L3_r]: only [X2, [X2, [X1, X2]]] = ∂5 survives
+    assert torch.allclose(levels[3], torch.stack([0 * e[0], 0 * e[0], 0 * e[0], e[4]]))
+    ranks = [rank(torch.cat(levels[: k + 1])) for k in range(4)]
+    assert ranks == [2, 3, 4, 5]
+    assert bracket_levels(filiform, z, 3)[2].equal(levels[2])  # level 3 unchanged by level 4
+
+
+def _level_four_by_differences(fn, z: torch.Tensor, h: float) -> torch.Tensor:
+    """[X_d, L3_r] = DL3_r·X_d − DX_d·L3_r by central differences of level 3 and the fields."""
+    fields, _, l3 = bracket_levels(fn, z, 3)
+
+    def level3(w):
+        return bracket_levels(fn, w, 3)[2]
+
+    d_l3 = [(level3(z + h * f) - level3(z - h * f)) / (2 * h) for f in fields]
+    d_x = torch.stack([(fn(z + h * v) - fn(z - h * v)) / (2 * h) for v in l3])  # (R, m, n)
+    return torch.stack([d_l3[d] - d_x[:, d] for d in range(len(fields))]).reshape(-1, z.numel())
+
+
+@torch.no_grad()  # torch.func differentiates in z; no graph of the weights
+def test_level_four_matches_finite_differences_of_level_three():
+    z = torch.tensor([0.2, -0.4, 0.3], dtype=D64)
+    l4 = bracket_levels(twisted, z, 4)[3]
+    errors = []
+    for h in (1e-3, 1e-4):  # O(h²): the error falls 100-fold
+        expected = _level_four_by_differences(twisted, z, h)
+        errors.append(float((l4 - expected).norm() / expected.norm()))
+    assert float(l4.norm()) > 1 and errors[1] < 1e-7 and errors[1] < 0.05 * errors[0]
+    model = tiny_mlp(n_in=4, n_classes=3, hidden=5, activation="tanh").double().eval()
+    fn = model_fields(model, (4,), count=2)
+    w = torch.rand(4, generator=torch.Generator().manual_seed(3), dtype=D64)
+    l4 = bracket_levels(fn, w, 4)[3]
+    expected = _level_four_by_differences(fn, w, 1e-4)
+    assert float((l4 - expected).norm() / expected.norm()) < 1e-6
+    level3 = lambda v: bracket_levels(fn, v, 3)[2]  # noqa: E731
+    assert torch.allclose(next_level(fn, level3, w, chunk_size=1), l4, atol=1e-18)
+
+
+def test_level_four_obeys_jacobi_and_reaches_the_free_lie_bound():
+    # two fields: free Lie algebra dims 2, 1, 2, 3 per degree; the 4 right-normed rows of
+    # degree 4 satisfy [X1, [X2, [X1, X2]]] = [X2, [X1, [X1, X2]]] (Jacobi)
+    model = tiny_mlp(n_in=10, n_classes=3, hidden=12, activation="tanh").double()
+    x = torch.rand(2, 10, generator=torch.Generator().manual_seed(1), dtype=D64)
+    fn = model_fields(model.eval(), (10,), count=2)
+    l4 = bracket_levels(fn, x[0], 4)[3].detach()
+    assert torch.allclose(l4[1], l4[2], atol=1e-10 * float(l4.norm()))
+    assert not torch.allclose(l4[0], l4[1], atol=1e-6 * float(l4.norm()))
+    res = bracket_span(model, x, levels=4, count=2)
+    assert res.rows == [2, 3, 5, 9]
+    assert res.rank == [[2, 2], [3, 3], [5, 5], [8, 8]]
+    assert len(res.meta["seconds_per_point"]) == 2
+    relu = bracket_span(
+        tiny_mlp(n_in=8, n_classes=4, hidden=10, activation="relu"), x[:, :8], levels=4
+    )
+    assert relu.rows == [3, 6, 15, 42] and relu.rank[3] == relu.rank[0]
 
 
 def test_commutator_loop_moves_by_eps_squared_bracket():
@@ -142,6 +216,10 @@ def test_loops_reach_a_vertical_target_that_greedy_steps_cannot():
     far = torch.tensor([1.0, -0.5, 0.8], dtype=D64)
     x1, rec1 = bracket_path(heisenberg, start, far, cfg)
     assert rec1.stop_reason == "reached" and {"step", "loop"} <= set(rec1.moves)
+    # stale brackets (recomputed every 4 loops) still reach it: ∂z is constant here
+    stale = BracketPathConfig(box=None, threshold=1e-3, max_steps=100, refresh=4)
+    x2, rec2 = bracket_path(heisenberg, start, far, stale)
+    assert rec2.stop_reason == "reached" and rec2.moves.count("loop") >= 2
 
 
 def test_an_involutive_distribution_cannot_be_left():
@@ -164,3 +242,10 @@ def test_bracket_paths_on_a_model_get_closer_and_validate_settings():
         BracketPathConfig(min_tangent=2).check()
     with pytest.raises(InputError, match="loop_step"):
         BracketPathConfig(loop_step=0).check()
+    with pytest.raises(InputError, match="refresh"):
+        BracketPathConfig(refresh=0).check()
+    stale = bracket_paths(
+        model, start, end, BracketPathConfig(max_steps=30, threshold=0.0, refresh=3)
+    )
+    assert all(r < 1 for r in stale.relative_distance)
+    assert stale.to_json()["config"]["refresh"] == 3
