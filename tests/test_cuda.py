@@ -161,6 +161,137 @@ def test_nnk_sharded_solves_on_cuda_equal_in_process():
     assert abs(sharded.weights_ - whole.weights_).max() <= 1e-12
 
 
+# ------------------------------------------------------------------ the NNK commands' solves
+def _assert_json_close(a, b, tol: float = 1e-10, where: str = "") -> None:
+    """Same structure; numbers within ``tol`` relative (NaN equals NaN)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            _assert_json_close(a[key], b[key], tol, f"{where}/{key}")
+    elif isinstance(a, list | tuple):
+        assert isinstance(b, list | tuple) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_json_close(x, y, tol, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, rel=tol, abs=tol, nan_ok=True), where
+    else:
+        assert a == b, where
+
+
+def _double_cnn(seed: int = 0) -> torch.nn.Module:
+    """tiny_cnn in float64: its CUDA features round to the CPU's float32 NNK inputs."""
+    return tiny_cnn(seed=seed).double()
+
+
+def _double_images(n: int = 40) -> torch.Tensor:
+    return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(4), dtype=F64)
+
+
+@pytest.mark.cuda
+def test_layer_geometry_solves_on_cuda_and_equals_cpu(monkeypatch):
+    from leafscope.nnk.geometry import layer_geometry, mgm_summary
+
+    seen = []
+    fit = NNKGraph.fit
+    monkeypatch.setattr(NNKGraph, "fit", lambda g, X, ex=None: seen.append(g.device) or fit(g, X))
+    x = _double_images()
+    feats = torch.rand(40, 12, generator=torch.Generator().manual_seed(5))
+    _assert_json_close(
+        mgm_summary(feats, 8, "cosine", device="cuda"), mgm_summary(feats, 8, "cosine")
+    )
+    kw = {"k": 8, "per_channel": True}
+    cpu = layer_geometry(_double_cnn(), x, ["0", "4"], **kw)
+    gpu = layer_geometry(_double_cnn().cuda(), x.cuda(), ["0", "4"], device="cuda", **kw)
+    _assert_json_close(gpu, cpu)
+    # mgm_summary twice, then per channel: 4 of layer "0" and 8 (one value each) of layer "4"
+    assert seen == ["cuda", "cpu"] + ["cpu"] * 12 + ["cuda"] * 12
+
+
+@pytest.mark.cuda
+def test_geometric_stability_solves_on_cuda_and_equals_cpu(monkeypatch):
+    from leafscope.nnk.stability import geometric_stability
+
+    seen = []
+    fit = NNKGraph.fit
+    monkeypatch.setattr(NNKGraph, "fit", lambda g, X, ex=None: seen.append(g.device) or fit(g, X))
+    x = _double_images()
+    cpu = geometric_stability([_double_cnn(0), _double_cnn(1)], x, ["0", "4"], k=8)
+    models = [_double_cnn(0).cuda(), _double_cnn(1).cuda()]
+    gpu = geometric_stability(models, x.cuda(), ["0", "4"], k=8, device="cuda")
+    for name in ("0", "4"):
+        _assert_json_close(gpu[name].summary(), cpu[name].summary())
+        _assert_json_close(gpu[name].mgm_means, cpu[name].mgm_means)
+        assert [o.jaccard for o in gpu[name].nnk_overlap] == [
+            o.jaccard for o in cpu[name].nnk_overlap
+        ]
+    assert seen == ["cpu"] * 4 + ["cuda"] * 4
+
+
+@pytest.mark.cuda
+def test_channel_loo_errors_solve_on_cuda_and_equal_cpu(monkeypatch):
+    from leafscope.nnk.stopping import channel_loo_errors
+
+    seen = []
+    fit = NNKGraph.fit
+    monkeypatch.setattr(NNKGraph, "fit", lambda g, X, ex=None: seen.append(g.device) or fit(g, X))
+    x, y = _double_images(), torch.arange(40) % 3
+    cpu = channel_loo_errors(_double_cnn(), x, y, "0", k=8)
+    gpu = channel_loo_errors(_double_cnn().cuda(), x.cuda(), y, "0", k=8, device="cuda")
+    np.testing.assert_allclose(gpu, cpu, rtol=0, atol=1e-10)
+    assert seen == ["cpu"] * 4 + ["cuda"] * 4  # one classifier per channel
+
+
+@pytest.mark.cuda
+def test_invariance_polytopes_solve_on_cuda_and_equal_cpu(monkeypatch):
+    from leafscope.nnk import invariance
+
+    seen = []
+    kernels = invariance.local_kernels
+
+    def spy(Z, centers, idx, *args):
+        seen.append((Z.device.type, centers.device.type, idx.device.type))
+        return kernels(Z, centers, idx, *args)
+
+    monkeypatch.setattr(invariance, "local_kernels", spy)
+    x = _double_images(12)
+    cpu = invariance.rotation_invariance(_double_cnn(), x, ["0", "4"], (-30, 30, 90), batch_size=5)
+    n = len(seen)
+    gpu = invariance.rotation_invariance(
+        _double_cnn().cuda(), x.cuda(), ["0", "4"], (-30, 30, 90), batch_size=5, device="cuda"
+    )
+    assert list(gpu) == list(cpu) == ["input", "0", "4"]
+    for name in cpu:
+        for field in ("diameter", "spread", "n_selected"):
+            got, want = getattr(gpu[name], field), getattr(cpu[name], field)
+            assert isinstance(got, np.ndarray) and got.shape == want.shape == (12,)
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert set(seen[:n]) == {("cpu",) * 3} and set(seen[n:]) == {("cuda",) * 3}
+
+
+@pytest.mark.cuda
+def test_nnk_chunks_on_dask_gpu_workers_solve_on_each_workers_gpu(monkeypatch):
+    pytest.importorskip("distributed")
+    from leafscope.execution import DaskExecutor
+    from leafscope.nnk import graph
+
+    seen = []
+    solve = graph._solve_batch
+    monkeypatch.setattr(
+        graph, "_solve_batch", lambda ref, *a: seen.append(ref.device) or solve(ref, *a)
+    )
+    X = _blobs()
+    whole = NNKGraph(k=10, device="cuda", metric_batch_size=50).fit(X)
+    gpus = torch.cuda.device_count()
+    seen.clear()
+    with DaskExecutor(device="cuda", processes=False) as ex:
+        names = [w["name"] for w in ex.client.scheduler_info(n_workers=-1)["workers"].values()]
+        sharded = NNKGraph(k=10, device="cuda", metric_batch_size=50).fit(X, executor=ex)
+    own = {torch.device("cuda", gpu_for_worker(name, gpus)) for name in names}
+    assert len(seen) == 5 and set(seen) <= own  # 240 nodes in chunks of 50, each on a worker's GPU
+    np.testing.assert_allclose(sharded.theta_, whole.theta_, rtol=0, atol=1e-12)
+    assert abs(sharded.weights_ - whole.weights_).max() <= 1e-12
+
+
 # ------------------------------------------------------------------ executor
 @pytest.mark.cuda
 def test_worker_device_outside_a_worker_keeps_the_request():

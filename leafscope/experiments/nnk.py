@@ -102,7 +102,7 @@ class GeometryTask:
         images, labels: training points (tensors or :class:`~leafscope.experiments.tasks.Source`).
         test_images, test_labels: held-out points (or None).
         k, kernel, orientation, loo_layer, loo_k: see :func:`run_geometry`.
-        device: where the forward passes run (``"cuda"``: the worker's own GPU).
+        device: where the forward passes and the NNK solves run (``"cuda"``: the worker's own GPU).
     """
 
     checkpoint: str
@@ -150,8 +150,9 @@ def geometry_unit(task: GeometryTask) -> Any:
             test_error = 1.0 - evaluate(model, test, device=device)[1]
     with torch.no_grad():
         if task.layer is not None:
-            return mgm_summary(feats, task.k, task.kernel, task.orientation)
-        clf = NNKClassifier(k=min(task.loo_k or task.k, len(images) - 1), kernel=task.kernel)
+            return mgm_summary(feats, task.k, task.kernel, task.orientation, device)
+        kk = min(task.loo_k or task.k, len(images) - 1)
+        clf = NNKClassifier(k=kk, kernel=task.kernel, device=str(device))
         loo = clf.fit(feats, labels).loo_error_
     return hidden, loo, test_error
 

@@ -31,9 +31,16 @@ METRICS = ("n_neighbors", "diameter", "local_dim", "orientation")
 
 
 def mgm_summary(
-    feats: torch.Tensor, k: int, kernel: str, orientation: bool = True
+    feats: torch.Tensor,
+    k: int,
+    kernel: str,
+    orientation: bool = True,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """MGM summary of the NNK graph of (N, ...) features (flattened per point; k capped at N − 1).
+
+    Args:
+        device: where the NNK kernels and solves run (``"cuda"`` or ``"cpu"``).
 
     Returns:
         The JSON summary of :func:`leafscope.nnk.manifold_graph_metrics`.
@@ -44,7 +51,7 @@ def mgm_summary(
     n = feats.shape[0]
     if n < 3:
         raise InputError(f"need at least 3 points for an NNK graph, got {n}: pass more images")
-    graph = NNKGraph(k=min(k, n - 1), kernel=kernel).fit(feats.reshape(n, -1))
+    graph = NNKGraph(k=min(k, n - 1), kernel=kernel, device=str(device)).fit(feats.reshape(n, -1))
     return manifold_graph_metrics(graph, orientation=orientation).to_json()
 
 
@@ -68,7 +75,7 @@ def layer_geometry(
         per_channel: one graph per channel of a (N, C, ...) output.
         orientation: also compute the orientation MGM (the costly one: about 3 s for 1000
             points of dimension 4704 on one core; None in the summary when off).
-        device: where the forward passes run.
+        device: where the forward passes and the NNK solves run.
 
     Returns:
         ``{layer: summary}`` (see :func:`leafscope.nnk.summarize`); with ``per_channel``,
@@ -83,11 +90,11 @@ def layer_geometry(
         if per_channel and f.ndim == 3:
             out[name] = {
                 "channels": [
-                    mgm_summary(f[:, c], k, kernel, orientation) for c in range(f.shape[1])
+                    mgm_summary(f[:, c], k, kernel, orientation, device) for c in range(f.shape[1])
                 ]
             }
         else:
-            out[name] = mgm_summary(f, k, kernel, orientation)
+            out[name] = mgm_summary(f, k, kernel, orientation, device)
     return out
 
 

@@ -47,6 +47,7 @@ import scipy.sparse as sp
 import torch
 
 from leafscope.errors import InputError, NotFittedError
+from leafscope.execution.executor import worker_device
 from leafscope.nnk.index import IndexKind, build_index, resolve_index_params, search_knn
 from leafscope.nnk.solver import solve_nnqp_inplace
 
@@ -413,7 +414,7 @@ def solve_nnk_chunk(chunk: NNKChunk) -> NNKChunkResult:
     Returns:
         :class:`NNKChunkResult` (numpy arrays on the CPU).
     """
-    dev = torch.device(chunk.device)
+    dev = worker_device(chunk.device)  # a bare "cuda" on a Dask GPU worker: its own GPU
     th, err, dist = _solve_batch(
         torch.from_numpy(chunk.features).to(dev),
         torch.from_numpy(chunk.centers).to(dev),

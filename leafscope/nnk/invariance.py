@@ -56,13 +56,17 @@ class AugmentationGeometry:
         return {"layer": self.layer, **self.summary(), "diameter": self.diameter.tolist()}
 
 
-def _polytopes(center: np.ndarray, versions: np.ndarray) -> tuple[np.ndarray, ...]:
-    """NNK of each center among its own versions. center (B, D), versions (B, A, D), prepared."""
+def _polytopes(
+    center: np.ndarray, versions: np.ndarray, device: str | torch.device = "cpu"
+) -> tuple[np.ndarray, ...]:
+    """NNK of each center among its own versions. center (B, D), versions (B, A, D), prepared;
+    the kernels and the solve run on ``device``, the results are CPU numpy arrays."""
     B, A, D = versions.shape
-    Z = torch.from_numpy(np.ascontiguousarray(versions.reshape(B * A, D)))
-    idx = torch.arange(B * A).view(B, A)
-    K, kb, _ = local_kernels(Z, torch.from_numpy(center), idx, "cosine", None)
-    theta = solve_nnqp(K, kb).numpy()
+    dev = torch.device(device)
+    Z = torch.from_numpy(np.ascontiguousarray(versions.reshape(B * A, D))).to(dev)
+    idx = torch.arange(B * A).view(B, A).to(dev)
+    K, kb, _ = local_kernels(Z, torch.from_numpy(center).to(dev), idx, "cosine", None)
+    theta = solve_nnqp(K, kb).cpu().numpy()
     V = torch.from_numpy(versions).double()
     d = torch.cdist(V, V).numpy()  # (B, A, A)
     sel = theta > 0
@@ -92,7 +96,7 @@ def augmentation_geometry(
         include_input: also measure the inputs themselves (key ``"input"``), the reference a
             layer's features are compared with.
         batch_size: inputs per batch (each brings A versions).
-        device: where the forward passes run.
+        device: where the forward passes and the NNK solves run.
 
     Returns:
         ``{layer: AugmentationGeometry}`` (``"input"`` first when included).
@@ -119,7 +123,7 @@ def augmentation_geometry(
         for name in names:
             Z = prepare_features(feats[name], "cosine")
             center, vers = Z[:B], Z[B:].reshape(A, B, -1).transpose(1, 0, 2)
-            parts[name].append(_polytopes(center, np.ascontiguousarray(vers)))
+            parts[name].append(_polytopes(center, np.ascontiguousarray(vers), device))
     return {
         name: AugmentationGeometry(
             name, *(np.concatenate([p[i] for p in parts[name]]) for i in range(3))

@@ -197,7 +197,7 @@ def geometric_stability(
         layers: layer names (see :func:`leafscope.models.inspect.module_names`).
         k, kernel: NNK graph settings (k capped at N − 1).
         orientation: also compare the orientation MGM (slow on wide layers).
-        device: where the forward passes run.
+        device: where the forward passes and the NNK solves run.
 
     Returns:
         ``{layer: LayerStability}``.
@@ -219,7 +219,8 @@ def geometric_stability(
     for model in models:
         feats = layer_features(model, images, list(layers), device=device)
         for name in layers:
-            g = NNKGraph(k=min(k, n - 1), kernel=kernel).fit(feats[name])
+            g = NNKGraph(k=min(k, n - 1), kernel=kernel, device=str(device))
+            g.fit(feats[name])
             graphs[name].append(g)
             metrics[name].append(manifold_graph_metrics(g, orientation=orientation))
     out: dict[str, LayerStability] = {}

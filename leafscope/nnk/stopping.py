@@ -53,6 +53,7 @@ def channel_loo_errors(
         model: the network; images (N, ...), labels (N,): the points measured.
         layer: a layer with a channel axis (output (N, C, ...)).
         k, kernel: NNK classifier settings (k capped at N − 1).
+        device: where the forward pass and the NNK solves run.
 
     Returns:
         (C,) LOO error rates in [0, 1].
@@ -64,9 +65,10 @@ def channel_loo_errors(
             f"{tuple(feats.shape)}): pick a convolutional layer, output (N, C, H, W)"
         )
     kk = min(k, feats.shape[0] - 1)
+    dev = str(device)
     return np.array(
-        [NNKClassifier(k=kk, kernel=kernel).fit(feats[:, c], labels).loo_error_ for c in
-         range(feats.shape[1])]
+        [NNKClassifier(k=kk, kernel=kernel, device=dev).fit(feats[:, c], labels).loo_error_
+         for c in range(feats.shape[1])]
     )  # fmt: skip
 
 
@@ -144,7 +146,7 @@ class ChannelEarlyStopping(Callback):
         k, kernel: NNK classifier settings.
         param_layer: module whose output channel c is frozen with channel c (default ``layer``;
             must have a ``weight`` with C rows); None-like ``""`` measures only.
-        device: where the feature passes run.
+        device: where the feature passes and the NNK solves run.
 
     Attributes:
         errors: list of (C,) LOO error vectors, one per epoch seen; epochs: those epochs;
