@@ -86,6 +86,22 @@ def eval_mode(model: nn.Module, force: bool = True) -> Iterator[nn.Module]:
             module.training = flag
 
 
+@contextlib.contextmanager
+def constant_parameters(model: nn.Module) -> Iterator[nn.Module]:
+    """Treat the parameters as constants while differentiating in the input; restore the
+    ``requires_grad`` flags afterwards. With the flags set, a batched backward pass (``vmap``
+    over vjp rows) also forms a weight gradient per row: the exact factor of a 1000-class
+    ResNet-18 at 3×224×224 then ran out of 24 GB, against a 2.5 GB peak with constants."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 def logits_of(model: nn.Module, x: Tensor) -> Tensor:
     """Evaluate ``model`` on the batch ``x`` and check the result is logits ``(N, C)``, C >= 2."""
     out = model(x)
@@ -154,7 +170,7 @@ def input_jacobian(
         bad = isinstance(value, bool) or not isinstance(value, int) or value < 1
         if value is not None and bad:
             raise InputError(f"{name} must be an integer >= 1 or None (got {value!r})")
-    with eval_mode(model, force_eval):
+    with eval_mode(model, force_eval), constant_parameters(model):
         with torch.no_grad():
             logits_of(model, x[:1])
         if class_chunk_size is not None:  # one sample at a time: vmap over samples would

@@ -54,7 +54,13 @@ from torch import Tensor, nn
 from torch.func import jvp, linearize, vjp, vmap
 
 from leafscope.errors import InputError
-from leafscope.information.jacobian import cast_model, check_inputs, eval_mode, logits_of
+from leafscope.information.jacobian import (
+    cast_model,
+    check_inputs,
+    constant_parameters,
+    eval_mode,
+    logits_of,
+)
 
 __all__ = ["TopKSpectrum", "top_eigenvalues"]
 
@@ -363,7 +369,7 @@ def top_eigenvalues(
     gen = torch.Generator(device=x.device).manual_seed(seed)
     step = chunk_size or x.shape[0]
     parts: list[dict] = []
-    with eval_mode(model, force_eval):
+    with eval_mode(model, force_eval), constant_parameters(model):
         for start in range(0, x.shape[0], step):
             op = _GramOperator(model, x[start : start + step], linearize)
             if k > op.p.shape[1] - 1:

@@ -76,3 +76,15 @@ def test_bad_chunk_sizes_refused():
 
     with pytest.raises(InputError, match="class_chunk_size must be an integer >= 1"):
         input_jacobian(nn.Linear(3, 2), torch.rand(2, 3), class_chunk_size=0)
+
+
+def test_parameter_flags_are_restored_and_results_unchanged():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    model[0].bias.requires_grad_(False)
+    flags = [p.requires_grad for p in model.parameters()]
+    x = torch.rand(4, 6, dtype=torch.float64)
+    _, jac = input_jacobian(model, x)
+    assert [p.requires_grad for p in model.parameters()] == flags
+    ref = torch.autograd.functional.jacobian(lambda z: model(z[None])[0], x[1])
+    torch.testing.assert_close(jac[1], ref, rtol=1e-12, atol=1e-14)
