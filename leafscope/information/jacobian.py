@@ -92,14 +92,16 @@ def constant_parameters(model: nn.Module) -> Iterator[nn.Module]:
     ``requires_grad`` flags afterwards. With the flags set, a batched backward pass (``vmap``
     over vjp rows) also forms a weight gradient per row: the exact factor of a 1000-class
     ResNet-18 at 3×224×224 then ran out of 24 GB, against a 2.5 GB peak with constants."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
+    # only leaves can change the flag (a TorchScript module may hold non-leaf parameters:
+    # those keep it, which costs memory and time, not correctness)
+    frozen = [p for p in model.parameters() if p.requires_grad and p.is_leaf]
+    for p in frozen:
         p.requires_grad_(False)
     try:
         yield model
     finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def logits_of(model: nn.Module, x: Tensor) -> Tensor:
