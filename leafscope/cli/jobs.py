@@ -1,9 +1,10 @@
-"""Helpers of the per-point commands (``denoise``, ``involutivity``, ``generate``): the flags of
-results at scale and running a :class:`leafscope.execution.PointJob` from them."""
+"""Helpers of the per-point commands (``spectrum``, ``denoise``, ``involutivity``,
+``generate``): the flags of results at scale and running a sharded job from them."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +43,28 @@ def check_scale_args(args: argparse.Namespace) -> tuple[int, int]:
 
 
 def run_job(
-    args: argparse.Namespace, job: Any, device: torch.device | str, out: Path | None
+    args: argparse.Namespace,
+    job: Any,
+    device: torch.device | str,
+    out: Path | None,
+    runner: Callable[..., Any] | None = None,
 ) -> Any:
     """Run ``job`` with the executor, slice and resume flags of ``args``; shards under ``out``
     (None: rows in memory). Prints what an incomplete slice did.
 
+    Args:
+        runner: ``run_point_job`` (default) or another runner with its signature, e.g.
+            ``run_spectrum_job``.
+
     Returns:
-        The :class:`leafscope.execution.PointJobResult`.
+        The runner's result (:class:`leafscope.execution.PointJobResult`).
     """
     from leafscope.execution import run_point_job
 
+    runner = runner or run_point_job
     part = check_scale_args(args)
     with executor_from_args(args, device) as executor:
-        done = run_point_job(
+        done = runner(
             job, executor, out=out, resume=args.resume, part=part, progress=not args.no_progress
         )
     if not done.complete:

@@ -14,11 +14,8 @@ from leafscope.cli.common import (
     DTYPES,
     add_data_arguments,
     add_device_argument,
-    add_executor_arguments,
     add_model_arguments,
-    check_executor_args,
     data_spec_from_args,
-    executor_from_args,
     finish_json,
     load_data_for,
     model_from_args,
@@ -26,6 +23,7 @@ from leafscope.cli.common import (
     model_spec_from_args,
     resolve_device,
 )
+from leafscope.cli.jobs import add_scale_arguments, check_scale_args, run_job
 from leafscope.errors import InputError
 
 
@@ -57,25 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="only the K largest eigenvalues, matrix-free (jvp/vjp), with error bounds",
     )
-    _add_scale_arguments(p)
+    add_scale_arguments(p)
     add_device_argument(p)
     p.set_defaults(func=run)
-
-
-def _add_scale_arguments(p: argparse.ArgumentParser) -> None:
-    """``--out DIR``, ``--shard-size``, ``--resume``, ``--shard I/N``, ``--no-progress`` and the
-    executor flags."""
-    group = p.add_argument_group("results at scale (Parquet shards under --out DIR)")
-    group.add_argument(
-        "--out", type=Path, default=None, help="write Parquet shards + _summary.json here"
-    )
-    group.add_argument("--shard-size", type=int, default=1000, help="points per shard")
-    group.add_argument("--resume", action="store_true", help="skip the finished shards in --out")
-    group.add_argument(
-        "--shard", default=None, metavar="I/N", help="run only slice I of N (job arrays; merge)"
-    )
-    group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_executor_arguments(p)
 
 
 def _points(text: str) -> int | None:
@@ -117,12 +99,10 @@ def run(args: argparse.Namespace) -> int:
         rows_to_points,
         run_spectrum_job,
     )
-    from leafscope.execution.results import parse_slice
 
     if args.points is not None and args.points < 1:
         raise InputError(f"--points must be >= 1 (got {args.points})")
-    part = parse_slice(args.shard) if args.shard else (0, 1)
-    check_executor_args(args)
+    check_scale_args(args)
     device = resolve_device(args.device)
     if args.top_k is not None:
         model = model_from_args(args, device)
@@ -151,25 +131,11 @@ def run(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         info=info,
     )
-    with executor_from_args(args, device) as executor:
-        done = run_spectrum_job(
-            job,
-            executor,
-            out=args.out,
-            resume=args.resume,
-            part=part,
-            progress=not args.no_progress,
-        )
+    done = run_job(args, job, device, args.out, runner=run_spectrum_job)
     if not done.complete:
-        print(
-            f"slice {part[0]}/{part[1]}: computed {len(done.computed)} shard(s), skipped "
-            f"{len(done.skipped)}; when every slice is done: leafscope merge {args.out}"
-        )
         return 0
     summary = done.summary["summary"]
     print(" ".join(f"{k}={v:.3f}" for k, v in summary.items()))
-    if args.out is not None:
-        print(f"wrote {len(job.shards)} shard(s) and _summary.json under {args.out}")
     if args.json is not None:
         columns = done.columns
         if columns is None:
