@@ -6,6 +6,8 @@ Every message names the bad value and says how to fix it, e.g.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LeafscopeError(Exception):
     """Base class of every error leafscope raises on purpose (the CLI prints these in one line)."""
@@ -25,3 +27,11 @@ class CheckpointError(LeafscopeError, OSError):
 
 class NotFittedError(LeafscopeError, AttributeError):
     """An estimator was used before ``fit``."""
+
+
+def check_positive_int(value: Any, what: str, hint: str = "") -> int:
+    """Return ``value`` when it is an integer ≥ 1 (not a bool), else raise :class:`InputError`
+    naming ``what``; ``hint`` (e.g. ``"; e.g. 3"``) is appended to the message."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{what} must be an integer >= 1 (got {value!r}){hint}")
+    return value

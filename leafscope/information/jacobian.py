@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
-from leafscope.errors import InputError
+from leafscope.errors import InputError, check_positive_int
 
 __all__ = [
     "cast_model",
@@ -169,9 +169,8 @@ def input_jacobian(
     """
     check_inputs(x)
     for name, value in (("chunk_size", chunk_size), ("class_chunk_size", class_chunk_size)):
-        bad = isinstance(value, bool) or not isinstance(value, int) or value < 1
-        if value is not None and bad:
-            raise InputError(f"{name} must be an integer >= 1 or None (got {value!r})")
+        if value is not None:
+            check_positive_int(value, name, " or None")
     with eval_mode(model, force_eval), constant_parameters(model):
         with torch.no_grad():
             logits_of(model, x[:1])

@@ -53,7 +53,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import jvp, linearize, vjp, vmap
 
-from leafscope.errors import InputError
+from leafscope.errors import InputError, check_positive_int
 from leafscope.information.jacobian import (
     cast_model,
     check_inputs,
@@ -294,15 +294,14 @@ def _eigenvectors(op: _GramOperator, ritz: Tensor) -> Tensor:
 
 
 def _check_arguments(k: int, tol: float, block_size: int, max_iter: int, chunk_size) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InputError(f"k must be an integer >= 1 (got {k!r})")
+    check_positive_int(k, "k")
     if not tol > 0:
         raise InputError(f"tol must be > 0 (got {tol}); e.g. 1e-4 for four digits")
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise InputError(
-            f"block_size must be an integer >= 1 (got {block_size!r}); it must be at least "
-            "the largest multiplicity among the top-k eigenvalues, e.g. 3"
-        )
+    check_positive_int(
+        block_size,
+        "block_size",
+        "; it must be at least the largest multiplicity among the top-k eigenvalues, e.g. 3",
+    )
     if max_iter < 1:
         raise InputError(f"max_iter must be >= 1 (got {max_iter})")
     if chunk_size is not None and chunk_size < 1:

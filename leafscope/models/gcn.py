@@ -12,8 +12,8 @@ from typing import Any
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 
-from leafscope.errors import InputError
-from leafscope.models.registry import check_positive_int, make_activation, register_model
+from leafscope.errors import InputError, check_positive_int
+from leafscope.models.registry import make_activation, register_model
 
 
 def _check_dropout(dropout: float) -> float:

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from leafscope.errors import InputError
-from leafscope.models.registry import check_positive_int, make_activation, register_model
+from leafscope.errors import InputError, check_positive_int
+from leafscope.models.registry import make_activation, register_model
 
 
 @register_model("mlp")

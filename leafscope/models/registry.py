@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from leafscope.errors import InputError
+from leafscope.errors import InputError, check_positive_int
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 
@@ -38,13 +38,6 @@ def make_activation(name: str) -> nn.Module:
             f"unknown activation {name!r}: use one of {', '.join(sorted(ACTIVATIONS))}"
         )
     return ACTIVATIONS[name]()
-
-
-def check_positive_int(value: Any, what: str) -> int:
-    """Return ``value`` as int when it is an integer ≥ 1, else raise ``InputError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{what} must be an integer >= 1 (got {value!r})")
-    return value
 
 
 def image_model_config(
