@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import torch
 from bench_dim import resnet18_like
+from benchdevice import add_device_flag, parse_device, timed
 from torch import nn
 
 from leafscope.information import DataInformation, top_eigenvalues
@@ -59,23 +59,11 @@ def peak_head(model: nn.Module, x: torch.Tensor, std: float = 2.0, target: float
         head.bias[0] += hi
 
 
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def run_top(model: nn.Module, x: torch.Tensor, k: int, tol: float, block: int, linear: bool):
-    spec, t_top = timed(
-        lambda: top_eigenvalues(model, x, k, tol=tol, block_size=block, linearize=linear)
+    return timed(
+        lambda: top_eigenvalues(model, x, k, tol=tol, block_size=block, linearize=linear),
+        x.device,
     )
-    sync(x.device)
-    return spec, t_top
 
 
 def run_case(model: nn.Module, x: torch.Tensor, n_exact: int, args) -> dict:
@@ -102,7 +90,8 @@ def run_case(model: nn.Module, x: torch.Tensor, n_exact: int, args) -> dict:
             DataInformation(model, x[:n_exact], class_chunk_size=args.class_chunk)
             .eigenvalues()[:, :k]
             .cpu()
-        )
+        ),
+        x.device,
     )
     ref = exact.double()
     theta = spec.eigenvalues[:n_exact].double().cpu()
@@ -132,11 +121,9 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, default=3, help="top_eigenvalues block_size")
     parser.add_argument("--class-chunk", type=int, default=50, help="exact: classes per pass")
     parser.add_argument("--baseline-block", type=int, default=0, help="also run block B, jvp")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_device_flag(parser)
     args = parser.parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available on this machine")
+    device = parse_device(parser, args.device)
     print(
         f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
         f"load average {os.getloadavg()[0]:.1f}, block {args.block_size}"
