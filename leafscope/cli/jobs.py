@@ -39,7 +39,10 @@ def check_scale_args(args: argparse.Namespace) -> tuple[int, int]:
 
     check_executor_args(args)
     plan_shards(1, args.shard_size)  # raises for --shard-size < 1
-    return parse_slice(args.shard) if args.shard else (0, 1)
+    if not args.shard:
+        return (0, 1)
+    i, n = parse_slice(args.shard)
+    return i - 1, n  # the old shard runner counts slices from 0
 
 
 def run_job(

@@ -16,6 +16,7 @@ leaves only complete shards; ``resume=True`` skips them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ from leafscope.io import atomic_write, write_json
 
 __all__ = [
     "SETTINGS_FILE",
+    "fingerprint_of",
     "SUMMARY_FILE",
     "ResultFolder",
     "parse_slice",
@@ -64,14 +66,49 @@ def plan_shards(n_points: int, shard_size: int) -> list[range]:
 
 
 def parse_slice(text: str) -> tuple[int, int]:
-    """``"I/N"`` (slice I of N, 0-based) as ``(I, N)``."""
+    """``"I/N"`` (slice I of N, counted from 1 as job arrays number their tasks) as
+    ``(I, N)``."""
     try:
-        i, n = (int(t) for t in text.split("/"))
+        i, n = (int(t) for t in text.strip().split("/"))
     except ValueError as exc:
-        raise InputError(f"--shard must look like I/N, e.g. 0/4 (got {text!r})") from exc
-    if n < 1 or not 0 <= i < n:
-        raise InputError(f"--shard {text}: need N >= 1 and 0 <= I < N (e.g. 0/{max(n, 1)})")
+        raise InputError(
+            f"a slice must look like I/N with 1 <= I <= N, e.g. 1/4 (got {text!r})"
+        ) from exc
+    if n < 1 or not 1 <= i <= n:
+        raise InputError(
+            f"slice {text}: need N >= 1 and 1 <= I <= N (slices count from 1, e.g. "
+            f"1/{max(n, 1)} .. {max(n, 1)}/{max(n, 1)})"
+        )
     return i, n
+
+
+FINGERPRINT_KEY = b"leafscope.fingerprint"
+CHECKSUM_KEY = b"leafscope.checksum"
+
+
+def fingerprint_of(settings: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a job's settings: what produced a shard."""
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def rows_checksum(columns: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of the rows' values (column names, dtypes, shapes and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for name in sorted(columns):
+        value = np.ascontiguousarray(np.asarray(columns[name]))
+        if value.dtype == object:
+            value = np.asarray([str(v) for v in value.reshape(-1)]).reshape(value.shape)
+        if value.dtype.kind in "fc":
+            value = value.astype(np.float64)
+        elif value.dtype.kind in "iub":
+            value = value.astype(np.int64)
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        if value.dtype.kind == "U":
+            digest.update("\x00".join(value.reshape(-1).tolist()).encode())
+        else:
+            digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 def slice_shards(n_shards: int, part: int, parts: int) -> range:
@@ -148,11 +185,110 @@ class ResultFolder:
             write_json(self.path / SETTINGS_FILE, {"settings": settings, "info": dict(info)})
         return done
 
-    def write_shard(self, shard: int, columns: Mapping[str, np.ndarray]) -> Path:
-        """Write one shard atomically. 2-D arrays become ``list<double>`` columns."""
+    def write_shard(
+        self, shard: int, columns: Mapping[str, np.ndarray], fingerprint: str | None = None
+    ) -> Path:
+        """Write one shard atomically, stamped with the job's ``fingerprint`` and a checksum
+        of its rows (Parquet key-value metadata). 2-D arrays become ``list<double>``
+        columns."""
         pq = require_pyarrow()
         table = columns_to_table(columns)
+        if fingerprint is not None:
+            checksum = rows_checksum(table_to_columns(table))
+            table = table.replace_schema_metadata(
+                {FINGERPRINT_KEY: fingerprint.encode(), CHECKSUM_KEY: checksum.encode()}
+            )
         return atomic_write(self.shard_path(shard), lambda handle: pq.write_table(table, handle))
+
+    def shard_problem(self, shard: int, fingerprint: str) -> str | None:
+        """Why shard ``shard`` cannot be trusted (None when it verifies): unreadable
+        (truncated, empty, not Parquet), written by another job, or rows that do not match
+        their checksum."""
+        pq = require_pyarrow()
+        path = self.shard_path(shard)
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # noqa: BLE001 - any reader error means a damaged file
+            first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            return f"unreadable ({first})"
+        meta = table.schema.metadata or {}
+        found = meta.get(FINGERPRINT_KEY)
+        if found is None:
+            return "carries no fingerprint (not written by this job)"
+        if found.decode() != fingerprint:
+            return "was produced by another job (other model, data or parameters)"
+        try:
+            checksum = rows_checksum(table_to_columns(table))
+        except Exception as exc:  # noqa: BLE001
+            return f"unreadable rows ({type(exc).__name__})"
+        if checksum != meta.get(CHECKSUM_KEY, b"").decode():
+            return "rows do not match their checksum"
+        return None
+
+    def verify_all(self, n_shards: int, fingerprint: str) -> None:
+        """Raise :class:`InputError` naming the first shard that does not verify."""
+        for shard in range(n_shards):
+            problem = self.shard_problem(shard, fingerprint)
+            if problem is not None:
+                raise InputError(
+                    f"{self.shard_path(shard)}: {problem}: delete it and resume the job to "
+                    "recompute it"
+                )
+
+    def prepare_job(
+        self,
+        settings: Mapping[str, Any],
+        info: Mapping[str, Any],
+        fingerprint: str,
+        *,
+        resume: bool,
+        own: range,
+    ) -> tuple[set[int], dict[int, str]]:
+        """Check or record the job's settings; return the verified finished shards of
+        ``own`` and, on resume, the damaged or foreign ones removed for recomputation (shard
+        -> reason).
+
+        Raises:
+            InputError: the folder holds results of other settings, or finished shards of
+                ``own`` without ``resume``.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(f"result folder {self.path} is a file: pass a folder")
+        settings = json.loads(json.dumps(dict(settings)))
+        recorded = self.read_settings()
+        if recorded is not None and recorded.get("settings") != settings:
+            diff = "; ".join(_diff(recorded.get("settings"), settings)) or "unreadable settings"
+            raise InputError(
+                f"result folder {self.path} holds results of other settings ({diff}): pass "
+                "the same settings to resume, or another folder"
+            )
+        present = self.finished() & set(own)
+        if present and not resume:
+            raise InputError(
+                f"result folder {self.path} already holds {len(present)} finished shard(s) of "
+                "this job: resume it, or pass another folder"
+            )
+        done, bad = set(), {}
+        for shard in sorted(present):
+            problem = self.shard_problem(shard, fingerprint)
+            if problem is None:
+                done.add(shard)
+            else:
+                bad[shard] = problem
+                self.shard_path(shard).unlink()
+        if recorded is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_json(self.path / SETTINGS_FILE, {"settings": settings, "info": dict(info)})
+        return done, bad
+
+    def discard(self, *, remove_folder: bool) -> None:
+        """Undo :meth:`prepare_job` of a run that wrote no shard (so a corrected rerun is not
+        refused): its settings file, and the folder itself when the run created it."""
+        if self.finished():
+            return
+        (self.path / SETTINGS_FILE).unlink(missing_ok=True)
+        if remove_folder and self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
 
     def check_complete(self, n_shards: int) -> None:
         """Raise :class:`InputError` naming the missing shards (and how to make them)."""

@@ -1,0 +1,253 @@
+"""The task abstraction: every analysis is a :class:`Task` with frozen keyword-only
+:class:`Params`, computed unit by unit on any executor.
+
+A task says four things, and nothing about files, flags or clusters:
+
+* its parameters (:attr:`Task.Params`, a frozen keyword-only dataclass whose field docs give the
+  units and shapes; ``metadata={"help": ...}`` holds the one-line help the CLI shows);
+* its units of work (:meth:`Task.units`): by default the selected points of its data set, or
+  any JSON-able descriptions (one model, one layer, one seed, one data set);
+* the rows of a block of units (:meth:`Task.compute`), given a :class:`Context` that hands out
+  the loaded model(s) and data set(s) of the worker it runs on;
+* the summary of all rows (:meth:`Task.summarize`) and, optionally, its report section.
+
+The runner (:mod:`leafscope.execution.runner`) cuts the units into shards, runs them in process
+or on Dask, writes fingerprinted Parquet shards, resumes and merges; the CLI
+(:mod:`leafscope.cli.tasks`) builds each command's flags from the fields of its ``Params``.
+A new analysis is one file defining a task and registering it with :func:`register_task`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from leafscope.errors import InputError
+
+__all__ = [
+    "TASKS",
+    "Context",
+    "Params",
+    "Task",
+    "get_task",
+    "param",
+    "register_task",
+    "task_names",
+]
+
+#: Modules that register the built-in tasks when imported (looked up on first use).
+BUILTIN_TASK_MODULES = (
+    "leafscope.tasks.spectrum",
+    "leafscope.tasks.denoise",
+    "leafscope.tasks.involutivity",
+    "leafscope.tasks.generate",
+    "leafscope.tasks.ood",
+    "leafscope.tasks.transfer",
+    "leafscope.tasks.nnk",
+    "leafscope.tasks.path",
+    "leafscope.tasks.walk",
+    "leafscope.tasks.stability",
+    "leafscope.tasks.invariance",
+    "leafscope.tasks.early_stopping",
+    "leafscope.tasks.thermo",
+)
+
+
+def param(default: Any = dataclasses.MISSING, *, help: str, **metadata: Any) -> Any:  # noqa: A002
+    """A :class:`Params` field with its one-line help (and optional ``choices``, ``metavar``,
+    ``flag`` overriding the generated ``--name``, ``cli=False`` to keep it off the command line).
+
+    Mutable defaults are not allowed (the dataclasses are frozen): use tuples.
+    """
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Params:
+    """Base of every task's parameters: frozen, keyword-only, validated where they live.
+
+    Subclasses add fields with :func:`param` and check them in :meth:`validate` (called by
+    ``__post_init__``), raising :class:`InputError` that names the field, the bad value and a
+    valid one. Parameter names are library names: errors never name a CLI flag.
+    """
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` for an invalid combination of fields."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as JSON-able values (tuples become lists)."""
+        return json_ready(dataclasses.asdict(self))
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with tuples turned into lists, recursively (what JSON gives back)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+class Context:
+    """What a block of units gets on the worker that computes it.
+
+    Attributes:
+        device: the compute device of this worker.
+        params: the task's parameters.
+        units: the whole job's units (positions index into it).
+        meta: JSON-able values the runner computed once before the job (e.g. the model's class
+            count), the same on every worker.
+    """
+
+    def __init__(
+        self,
+        *,
+        device: torch.device,
+        params: Params,
+        units: Sequence[Any],
+        models: Mapping[str, Callable[[], nn.Module]],
+        data: Mapping[str, Callable[[], Any]],
+        meta: Mapping[str, Any] | None = None,
+    ):
+        self.device = device
+        self.params = params
+        self.units = units
+        self.meta = dict(meta or {})
+        self._models = dict(models)
+        self._data = dict(data)
+
+    def model(self, name: str = "model") -> nn.Module:
+        """The loaded model ``name`` (eval mode, on :attr:`device`; cached per worker)."""
+        if name not in self._models:
+            raise InputError(f"this job has no model {name!r} (it has {sorted(self._models)})")
+        return self._models[name]()
+
+    def data(self, name: str = "data") -> Any:
+        """The opened data set ``name`` (a :class:`leafscope.data.PointSet`; cached per
+        worker, decoded a batch at a time by ``take``)."""
+        if name not in self._data:
+            raise InputError(f"this job has no data set {name!r} (it has {sorted(self._data)})")
+        return self._data[name]()
+
+    def has_data(self, name: str) -> bool:
+        return name in self._data
+
+
+class Task(ABC):
+    """One analysis. Subclasses set the class attributes and implement :meth:`compute` and
+    :meth:`summarize`; they are registered with :func:`register_task`.
+
+    Class attributes:
+        name: the registered name (the CLI command, ``settings.task`` of result folders).
+        Params: the frozen keyword-only parameter dataclass.
+        columns: the columns :meth:`compute` returns; ``unit`` (each row's unit position) is
+            always one of them.
+        summary: one line for ``--help`` lists.
+        description: the command's description.
+        needs_model: the task reads a trained model (``model`` in the context).
+        needs_data: the task reads a data set (``data`` in the context).
+        per_point: the units are points of the data set (selected by the runner's point
+            selection); otherwise :meth:`units` lists them.
+        images_only: refuse vector data in one line.
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+    columns: ClassVar[tuple[str, ...]] = ("unit",)
+    summary: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    needs_model: ClassVar[bool] = True
+    needs_data: ClassVar[bool] = True
+    per_point: ClassVar[bool] = True
+    images_only: ClassVar[bool] = False
+
+    def __init__(self, params: Params | None = None):
+        params = self.Params() if params is None else params
+        if not isinstance(params, self.Params):
+            raise InputError(
+                f"task {self.name!r} takes {self.Params.__name__} parameters "
+                f"(got {type(params).__name__})"
+            )
+        self.params = params
+
+    def units(self, context: Context) -> list[Any]:
+        """The units of work of a task that is not per point (JSON-able descriptions)."""
+        raise NotImplementedError(f"task {self.name!r} is per point: it has no own units")
+
+    def prepare(self, context: Context) -> dict[str, Any]:
+        """Values computed once in the client before the job (JSON-able, passed to every
+        worker as ``context.meta``); also the place to refuse bad input early."""
+        return {}
+
+    @abstractmethod
+    def compute(self, positions: Sequence[int], context: Context) -> dict[str, np.ndarray]:
+        """The rows of the units at ``positions`` (increasing): ``{column: array}`` with 1-D
+        columns and 2-D ``(rows, k)`` float columns; ``unit`` holds each row's position."""
+
+    @abstractmethod
+    def summarize(self, rows: Mapping[str, np.ndarray], context: Context) -> dict[str, Any]:
+        """The JSON summary of all rows."""
+
+    def payload(
+        self, rows: Mapping[str, np.ndarray], summary: Mapping[str, Any], context: Context
+    ) -> dict[str, Any]:
+        """The ``--json`` document beside the summary (default: nothing more)."""
+        return {}
+
+    def report_section(self, summary: Mapping[str, Any]) -> str | None:
+        """HTML of this task's report section (None: the report lists the summary)."""
+        return None
+
+
+#: The registered tasks by name.
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Register a task class under ``cls.name`` (a class decorator; returns the class).
+
+    A Dask worker finds a task only if the module that registers it is imported there: define
+    tasks in an importable module that registers them at import (as the built-ins do).
+    """
+    if not cls.name:
+        raise InputError(f"task class {cls.__name__} has no name")
+    if "unit" not in cls.columns:
+        raise InputError(f"task {cls.name!r} must have a 'unit' column")
+    if not (dataclasses.is_dataclass(cls.Params) and cls.Params.__dataclass_params__.frozen):
+        raise InputError(f"task {cls.name!r}: Params must be a frozen dataclass")
+    TASKS[cls.name] = cls
+    return cls
+
+
+def _load_builtins() -> None:
+    for module in BUILTIN_TASK_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def get_task(name: str) -> type[Task]:
+    """The task class registered as ``name`` (the built-ins are registered on first use)."""
+    if name not in TASKS:
+        _load_builtins()
+    if name not in TASKS:
+        raise InputError(f"unknown task {name!r}: use one of {', '.join(task_names())}")
+    return TASKS[name]
+
+
+def task_names() -> list[str]:
+    """Every registered task name, built-ins included, sorted."""
+    _load_builtins()
+    return sorted(TASKS)

@@ -1,0 +1,199 @@
+"""``spectrum``: eigenvalues, trace and rank of G at the selected points of a data set.
+
+One row per point: its data index and label, the prediction, the C-1 nonzero eigenvalues of
+G(x) (descending, float64 by default) and their log10, the trace and the numerical rank. With
+``top_k`` the K largest eigenvalues come matrix-free (block Lanczos through jvp/vjp) with a
+certified error bound each, and no trace. The points are decoded and their Jacobian factors
+held one batch at a time; the batch is sized from ``memory_mb`` unless given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from leafscope.dtypes import DTYPES
+from leafscope.errors import InputError
+from leafscope.tasks.base import Context, Params, Task, param, register_task
+
+__all__ = ["SpectrumParams", "SpectrumTask", "auto_batch_size", "rows_to_points"]
+
+LOG_FLOOR = 1e-23  # log10 of eigenvalues is clamped here (as summarize_spectra does)
+
+
+def auto_batch_size(num_classes: int, input_numel: int, dtype: torch.dtype, memory_mb: int) -> int:
+    """Points per batch whose Jacobian factors fit in ``memory_mb``: the C x n Jacobian, the
+    factor A and their autograd temporaries take about four C x n arrays per point."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    per_point = 4 * max(num_classes, 1) * max(input_numel, 1) * itemsize
+    return int(max(1, min(256, (memory_mb * 2**20) // per_point)))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SpectrumParams(Params):
+    """Parameters of :class:`SpectrumTask`."""
+
+    dtype: str = param("float64", help="compute dtype of G", choices=tuple(DTYPES))
+    batch_size: int | None = param(
+        None, help="points per vectorised batch (default: sized from memory_mb)"
+    )
+    memory_mb: int = param(
+        1024, help="memory budget of one batch of Jacobian factors, in MiB (sizes the batch)"
+    )
+    rtol: float | None = param(None, help="rank tolerance relative to the largest eigenvalue")
+    top_k: int | None = param(
+        None, help="only the K largest eigenvalues, matrix-free, each with an error bound"
+    )
+
+    def validate(self) -> None:
+        if self.dtype not in DTYPES:
+            raise InputError(f"unknown dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+        for name in ("batch_size", "memory_mb", "top_k"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"{name} must be >= 1 (got {value})")
+
+
+@register_task
+class SpectrumTask(Task):
+    """Spectra of the data information matrix G at the selected points."""
+
+    name = "spectrum"
+    Params = SpectrumParams
+    summary = "eigenvalues, trace and rank of G at the points of a data set"
+    description = (
+        "Spectrum of the data information matrix G at the selected points (a seeded sample "
+        "stratified by label, or exact indices). Rows: per point the C-1 nonzero eigenvalues "
+        "(descending) and their log10, trace, rank, predicted class and max probability; "
+        "summary medians. With top_k: the K largest eigenvalues matrix-free with error bounds."
+    )
+    columns = (
+        "unit",
+        "index",
+        "label",
+        "predicted",
+        "max_probability",
+        "eigenvalues",
+        "log10_eigenvalues",
+        "error_bounds",
+        "trace",
+        "log10_trace",
+        "rank",
+    )
+
+    def prepare(self, context: Context) -> dict[str, Any]:
+        data = context.data()
+        x, _ = data.take([0])
+        with torch.no_grad():
+            logits = context.model()(x.to(context.device))
+        num_classes = int(logits.shape[-1])
+        p: SpectrumParams = self.params
+        if p.top_k is not None and p.top_k > num_classes - 1:
+            raise InputError(
+                f"top_k {p.top_k} exceeds C - 1 = {num_classes - 1}, the largest rank G can have"
+            )
+        batch = p.batch_size or auto_batch_size(
+            num_classes, int(np.prod(data.input_shape)), DTYPES[p.dtype], p.memory_mb
+        )
+        return {"num_classes": num_classes, "batch_size": batch}
+
+    def compute(self, positions: Sequence[int], context: Context) -> dict[str, np.ndarray]:
+        p: SpectrumParams = self.params
+        model, data = context.model(), context.data()
+        batch = int(context.meta["batch_size"])
+        parts = []
+        for start in range(0, len(positions), batch):
+            block = list(positions[start : start + batch])
+            indices = [int(context.units[i]) for i in block]
+            x, y = data.take(indices)
+            parts.append(self._rows(model, x, y, block, indices, context.device))
+        return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+
+    def _rows(self, model, x, y, block, indices, device) -> dict[str, np.ndarray]:
+        from leafscope.information import point_spectra, top_eigenvalues
+
+        p: SpectrumParams = self.params
+        common = {
+            "unit": np.asarray(block, dtype=np.int64),
+            "index": np.asarray(indices, dtype=np.int64),
+            "label": y.numpy().astype(np.int64),
+        }
+        if p.top_k is not None:
+            spec = top_eigenvalues(model, x.to(device), p.top_k, dtype=DTYPES[p.dtype])
+            values = spec.eigenvalues.double().cpu()
+            n = values.shape[0]
+            return {
+                **common,
+                "predicted": spec.predicted.cpu().numpy().astype(np.int64),
+                "max_probability": spec.probs.double().max(dim=1).values.cpu().numpy(),
+                "eigenvalues": values.numpy(),
+                "log10_eigenvalues": values.clamp_min(LOG_FLOOR).log10().numpy(),
+                "error_bounds": spec.error_bounds.double().cpu().numpy(),
+                "trace": np.full(n, np.nan),
+                "log10_trace": np.full(n, np.nan),
+                "rank": np.full(n, -1, dtype=np.int64),
+            }
+        spectra = point_spectra(
+            model, x, batch_size=len(block), dtype=DTYPES[p.dtype], device=device, rtol=p.rtol
+        )
+        values = spectra.eigenvalues
+        return {
+            **common,
+            "predicted": spectra.predicted.numpy().astype(np.int64),
+            "max_probability": spectra.max_probability.numpy(),
+            "eigenvalues": values.numpy(),
+            "log10_eigenvalues": spectra.log10_eigenvalues().numpy(),
+            "error_bounds": np.zeros(tuple(values.shape)),
+            "trace": spectra.trace.numpy(),
+            "log10_trace": spectra.log10_trace().numpy(),
+            "rank": spectra.rank.numpy().astype(np.int64),
+        }
+
+    def summarize(self, rows: Mapping[str, np.ndarray], context: Context) -> dict[str, Any]:
+        if self.params.top_k is not None:
+            logs = np.asarray(rows["log10_eigenvalues"], dtype=np.float64)
+            return {
+                "median_log10_highest": float(np.median(logs[:, 0])),
+                "median_log10_lowest": float(np.median(logs[:, -1])),
+                "median_delta": float(np.median(logs[:, 0] - logs[:, -1])),
+                "median_log10_trace": None,
+            }
+        from leafscope.information import summarize_spectra
+
+        return summarize_spectra(
+            torch.from_numpy(np.array(rows["eigenvalues"], dtype=np.float64)),
+            torch.from_numpy(np.array(rows["trace"], dtype=np.float64)),
+        ).to_json()
+
+    def payload(
+        self, rows: Mapping[str, np.ndarray], summary: Mapping[str, Any], context: Context
+    ) -> dict[str, Any]:
+        return {
+            "dtype": self.params.dtype,
+            "top_k": self.params.top_k,
+            "points": rows_to_points(rows, top_k=self.params.top_k is not None),
+        }
+
+
+def rows_to_points(rows: Mapping[str, np.ndarray], *, top_k: bool = False) -> list[dict]:
+    """Per-point JSON records (the ``points`` of ``spectrum --json``)."""
+    out = []
+    for i in range(len(rows["unit"])):
+        record = {
+            "index": int(rows["index"][i]),
+            "label": int(rows["label"][i]),
+            "predicted": int(rows["predicted"][i]),
+            "max_probability": float(rows["max_probability"][i]),
+            "log10_eigenvalues": np.asarray(rows["log10_eigenvalues"][i]).tolist(),
+        }
+        if top_k:
+            record["error_bounds"] = np.asarray(rows["error_bounds"][i]).tolist()
+        else:
+            record["log10_trace"] = float(rows["log10_trace"][i])
+            record["rank"] = int(rows["rank"][i])
+        out.append(record)
+    return out
