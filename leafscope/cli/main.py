@@ -38,12 +38,20 @@ COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from leafscope.cli.tasks import OneLineParser, add_task_command
+    from leafscope.tasks import TASKS, task_names
+
+    parser = OneLineParser(
         prog="leafscope",
         description="Measure the geometry a trained classifier imposes on its data.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    tasks = set(task_names())
+    names = COMMANDS + [t for t in sorted(tasks) if t not in COMMANDS]
+    for name in names:
+        if name in tasks:
+            add_task_command(subparsers, TASKS[name])
+            continue
         try:
             module = importlib.import_module(f"leafscope.cli.{name.replace('-', '_')}")
         except ModuleNotFoundError as exc:

@@ -39,7 +39,21 @@ def _result_folder(folder: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from leafscope.execution import ResultFolder, merge_results, read_rows
+    from leafscope.execution.runner import merge
 
+    recorded = ResultFolder(args.folder).read_settings()
+    if recorded is not None and "task" in recorded.get("settings", {}):
+        from leafscope.tasks import get_task
+
+        payload = merge(args.folder)
+        for line in get_task(payload["task"])(None).terminal_lines(payload["summary"]):
+            print(line)
+        print(
+            f"merged {payload['num_shards']} verified shard(s), {payload['num_units']} units: "
+            f"wrote {args.folder / '_summary.json'}"
+        )
+        finish_json(args.json, payload)
+        return 0
     folder = _result_folder(args.folder)
     payload = merge_results(folder)
     summary = payload["summary"]

@@ -45,6 +45,7 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "ShardTask",
+    "make_job",
     "merge",
     "params_from_json",
     "run",
@@ -53,6 +54,8 @@ __all__ = [
 
 #: Version of the result-folder layout (bumped when shards change meaning).
 FORMAT = 2
+#: Subfolder of a result folder holding the task's files (Parquet readers skip ``_`` names).
+FILES_DIR = "_files"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -84,7 +87,7 @@ class Job:
         cls = get_task(self.task)
         if self.params is None:
             object.__setattr__(self, "params", cls.Params())
-        if cls.needs_model and "model" not in self.models:
+        if cls.needs_model and not self.models:
             raise InputError(f"task {self.task!r} needs a model: give a checkpoint or a factory")
         if cls.needs_data and "data" not in self.data:
             raise InputError(f"task {self.task!r} needs a data set")
@@ -137,6 +140,53 @@ class RunOptions:
             raise InputError(f"threads must be >= 1 (got {self.threads})")
         if not self.connect_timeout > 0:
             raise InputError(f"connect_timeout must be > 0 seconds (got {self.connect_timeout})")
+
+
+def make_job(
+    task: str,
+    params: Params | None = None,
+    *,
+    model: ModelSpec | None = None,
+    data: DataSpec | None = None,
+    points: int | None = None,
+    indices: Sequence[int] | None = None,
+    seed: int = 0,
+    shard_size: int = 1000,
+) -> Job:
+    """The :class:`Job` of ``task`` on the main ``model`` and ``data``, with the further models
+    and data sets the task derives from them (:meth:`Task.extra_models`, :meth:`Task.extra_data`).
+    """
+    cls = get_task(task)
+    runner = cls(params)
+    models = {} if model is None else {"model": model}
+    models.update(runner.extra_models(model))
+    datasets = {} if data is None else {"data": data}
+    if data is not None:
+        datasets.update(runner.extra_data(data))
+    return Job(
+        task=task,
+        params=runner.params,
+        models=models,
+        data=datasets,
+        points=points,
+        indices=None if indices is None else tuple(int(i) for i in indices),
+        seed=seed,
+        shard_size=shard_size,
+    )
+
+
+def _shape_generated(job: Job, context: Context) -> Job:
+    """Generated sets (``noise``) of unknown shape take the shape of the main data set."""
+    from leafscope.data.registry import canonical_name
+
+    if "data" not in job.data or canonical_name(job.data["data"].name) == "noise":
+        return job
+    changes = {
+        k: v.replace(input_shape=tuple(context.data("data").input_shape))
+        for k, v in job.data.items()
+        if k != "data" and v.input_shape is None and canonical_name(v.name) == "noise"
+    }
+    return dataclasses.replace(job, data={**job.data, **changes}) if changes else job
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -246,6 +296,7 @@ class RunResult:
     settings: dict[str, Any]
     context: Context
     task: Task
+    job: Job
 
 
 def _units_record(units: Sequence[Any]) -> Any:
@@ -302,7 +353,7 @@ def describe_job(job: Job, context: Context) -> dict[str, Any]:
 
 def _check_fit(task: Task, context: Context, job: Job) -> None:
     """Refuse a model that does not take the data, or vector data for an image-only task."""
-    if not (task.needs_model and task.needs_data):
+    if not (task.needs_model and task.needs_data) or "model" not in job.models:
         return
     from leafscope.data import check_model_input
 
@@ -346,6 +397,8 @@ def run(
     device = resolve_device(options.device)
     job = job.absolute()
     task = get_task(job.task)(job.params)
+    context = make_context(job, device, [], {})
+    job = _shape_generated(job, context)
     context = make_context(job, device, [], {})
     _check_fit(task, context, job)
     if task.per_point:
@@ -409,7 +462,7 @@ def run(
     finally:
         if own_executor and executor is not None:
             executor.close()
-    result = RunResult(todo, skipped, recomputed, False, None, None, settings, context, task)
+    result = RunResult(todo, skipped, recomputed, False, None, None, settings, context, task, job)
     if folder is None:
         rows = _concat([o.columns for o in sorted(outcomes, key=lambda o: o.shard)])
         result.rows, result.complete = rows, True
@@ -468,6 +521,9 @@ def _merge_folder(
         )
     info = (folder.read_settings() or {}).get("info", {})
     payload = {**info, **_payload(task, settings, rows, context)}
+    files = task.write_files(folder.path / FILES_DIR, rows, payload["summary"], context)
+    if files:
+        payload["files"] = [str(Path(f).relative_to(folder.path)) for f in files]
     folder.write_summary(payload)
     return payload, rows
 

@@ -184,6 +184,29 @@ class Task(ABC):
         """The units of work of a task that is not per point (JSON-able descriptions)."""
         raise NotImplementedError(f"task {self.name!r} is per point: it has no own units")
 
+    def extra_models(self, model: Any) -> dict[str, Any]:
+        """Further models the task reads, by role, derived from the main
+        :class:`leafscope.models.ModelSpec` ``model`` (None when none was given), e.g. one
+        per checkpoint of a run. Default: none."""
+        return {}
+
+    def extra_data(self, data: Any) -> dict[str, Any]:
+        """Further data sets the task reads, by role, derived from the main
+        :class:`leafscope.data.DataSpec` ``data`` (e.g. its train split, the OOD sets: the same
+        options with another name or split). Default: none."""
+        return {}
+
+    def terminal_lines(self, summary: Mapping[str, Any]) -> list[str]:
+        """What the command prints when the job completes (default: the scalar entries of the
+        summary on one line)."""
+        scalars = []
+        for key, value in summary.items():
+            if isinstance(value, float):
+                scalars.append(f"{key}={value:.4g}")
+            elif isinstance(value, (int, str)) and not isinstance(value, bool):
+                scalars.append(f"{key}={value}")
+        return [" ".join(scalars)] if scalars else []
+
     def prepare(self, context: Context) -> dict[str, Any]:
         """Values computed once in the client before the job (JSON-able, passed to every
         worker as ``context.meta``); also the place to refuse bad input early."""
@@ -203,6 +226,18 @@ class Task(ABC):
     ) -> dict[str, Any]:
         """The ``--json`` document beside the summary (default: nothing more)."""
         return {}
+
+    def write_files(
+        self,
+        folder: Any,
+        rows: Mapping[str, np.ndarray],
+        summary: Mapping[str, Any],
+        context: Context,
+    ) -> list[Any]:
+        """Write the task's files (figures, image strips, arrays) into ``folder`` (a
+        :class:`pathlib.Path`, ``OUT/_files`` of a result folder: Parquet readers skip it) and
+        return their paths. Default: none."""
+        return []
 
     def report_section(self, summary: Mapping[str, Any]) -> str | None:
         """HTML of this task's report section (None: the report lists the summary)."""

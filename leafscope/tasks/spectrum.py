@@ -102,7 +102,6 @@ class SpectrumTask(Task):
         return {"num_classes": num_classes, "batch_size": batch}
 
     def compute(self, positions: Sequence[int], context: Context) -> dict[str, np.ndarray]:
-        p: SpectrumParams = self.params
         model, data = context.model(), context.data()
         batch = int(context.meta["batch_size"])
         parts = []
