@@ -430,6 +430,9 @@ def run(
         )
         skipped = sorted(done)
         todo = [s for s in own if s not in done]
+    threads = options.threads
+    if threads is None and options.executor == "dask":
+        threads = 1  # one torch thread per Dask worker process unless asked otherwise
     tasks = [
         ShardTask(
             job=job,
@@ -439,7 +442,7 @@ def run(
             meta=meta,
             fingerprint=fingerprint,
             device=str(device),
-            threads=options.threads,
+            threads=threads,
             folder=None if folder is None else str(folder.path),
         )
         for s in todo
