@@ -129,8 +129,8 @@ def test_the_fingerprint_changes_with_the_model_weights_and_the_parameters(lenet
     )
     torch.manual_seed(5)
     save_checkpoint(copy, model=build_model("lenet"), epoch=0, step=0, history=[])
-    changed = job_settings(dataclasses.replace(a, models={"model": ModelSpec(checkpoint=str(copy))}),
-                           units, meta)  # fmt: skip
+    changed_job = dataclasses.replace(a, models={"model": ModelSpec(checkpoint=str(copy))})
+    changed = job_settings(changed_job, units, meta)
     assert (
         changed["models"]["model"]["checkpoint_sha256"]
         != base["models"]["model"]["checkpoint_sha256"]
