@@ -88,7 +88,10 @@ class Job:
         if self.params is None:
             object.__setattr__(self, "params", cls.Params())
         if cls.needs_model and not self.models:
-            raise InputError(f"task {self.task!r} needs a model: give a checkpoint or a factory")
+            raise InputError(
+                f"no model given: task {self.task!r} needs a checkpoint (leafscope .pt, run "
+                "folder or TorchScript file) or a factory MODULE:CALLABLE"
+            )
         if cls.needs_data and "data" not in self.data:
             raise InputError(f"task {self.task!r} needs a data set")
         if self.shard_size < 1:
