@@ -18,7 +18,7 @@ from leafscope.data.pointsets import ConcatPointSet, SubsetPointSet, Transformed
 from leafscope.data.spec import SPLITS, PointSet
 from leafscope.errors import DataFileError, InputError
 
-__all__ = ["USER_PREFIXES", "holdout_indices", "open_points"]
+__all__ = ["USER_PREFIXES", "has_split", "holdout_indices", "open_points"]
 
 USER_PREFIXES = ("npz:", "npy:", "csv:", "folder:", "idx:")
 
@@ -50,6 +50,17 @@ def holdout_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list
         raise InputError(f"a holdout split needs at least 2 points (the set has {n})")
     train, test = train_val_split(n, fraction, seed=seed)
     return train.tolist(), test.tolist()
+
+
+def has_split(name: str, data_dir: str | os.PathLike | None = None) -> bool:
+    """Whether the set ``name`` has its own train/test split (built-in sets, folders with
+    ``train`` / ``test`` sub-folders, npz with ``x_train`` / ``x_test``), read without opening
+    it: the folder listing or the npz directory only.
+
+    Raises:
+        InputError: unknown name. DataFileError: a user file that is missing or unreadable.
+    """
+    return _source(name, data_dir, False, 0, "label", "auto", None, None).has_splits
 
 
 def open_points(

@@ -261,6 +261,13 @@ class DataSpec:
             input_shape=self.input_shape,
         )
 
+    def has_split(self) -> bool:
+        """Whether the set has its own train/test split (read without opening it); without
+        one, ``train`` / ``test`` need ``holdout``."""
+        from leafscope.data.sets import has_split
+
+        return has_split(self.name, self.data_dir)
+
     def fingerprint(self) -> dict[str, Any]:
         """The spec without ``data_dir`` (the same files found elsewhere give the same data),
         plus the size and modification time of a user file (so changed data are noticed)."""
