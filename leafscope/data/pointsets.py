@@ -128,7 +128,13 @@ class ArrayPointSet(PointSet):
             return to_data(batch, self.source, self.layout)[0]
         except InputError:
             for j, i in enumerate(rows.tolist()):  # name the first point that fails
-                to_data(batch[j : j + 1], f"{self.source} point {i}", self.layout)
+                try:
+                    to_data(batch[j : j + 1], f"{self.source} point {i}", self.layout)
+                except InputError as exc:
+                    text = str(exc)
+                    for what in ("image", "vector"):
+                        text = text.replace(f": {what} 0 contains", " contains")
+                    raise InputError(text) from None
             raise
 
 

@@ -307,7 +307,7 @@ def select_points(
 
     Examples:
         >>> select_points(torch.tensor([0] * 6 + [1] * 6), points=4)
-        [1, 3, 6, 9]
+        [3, 4, 7, 11]
     """
     y = np.asarray(labels).reshape(-1)
     n = int(y.size)
