@@ -134,8 +134,8 @@ def error_of(capsys, *argv: str) -> str:
 def test_spectrum_on_rgb_and_vectors(world, kind, tmp_path) -> None:
     data = world.vec if kind == "mlp" else world.rgb
     out = tmp_path / "s.json"
-    assert cli("spectrum", *getattr(world, kind), "--dataset", data, "--points", 3,
-               "--json", out) == 0  # fmt: skip
+    assert cli("spectrum", *getattr(world, kind), "--dataset", data, "--split", "all",
+               "--points", 3, "--json", out) == 0  # fmt: skip
     res = read(out)
     assert res["dataset"]["input_shape"] == ([5] if kind == "mlp" else [3, 16, 16])
     for p in res["points"]:
