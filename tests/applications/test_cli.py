@@ -110,24 +110,48 @@ def test_denoise_cli(checkpoint, tmp_path, capsys):
 
 
 def test_generate_cli(checkpoint, tmp_path):
-    # an untrained LeNet predicts one class almost everywhere: ask for that class
+    """Walks from correctly classified starts keep the class, stay in the pixel box, and record
+    the model's probability of the target class at the generated images."""
+    import numpy as np
+
     from leafscope.data import load_images
     from leafscope.training import load_checkpoint
 
-    data = load_images("digits", "train", limit=50)
+    pool, n, steps = 50, 3, 4
+    data = load_images("digits", "train", limit=pool)
     model = load_checkpoint(checkpoint)
-    label = int(model(data.images).argmax(1).mode().values)
-    data_label = torch.nonzero(data.labels == label).numel()
-    if data_label == 0:
-        pytest.skip("no digit of the predicted class in the first 50 images")
-    argv = ["generate", "--checkpoint", str(checkpoint), "--class", str(label), "--out"]
-    argv += [str(tmp_path / "g"), "--dataset", "digits", "--n", "3", "--steps", "4"]
-    argv += ["--pool", "50", "--device", "cpu"]
+    with torch.no_grad():
+        predicted = model(data.images).argmax(1)
+    # the class with the most correctly classified images of the pool (an untrained LeNet
+    # predicts one class almost everywhere): generate never lacks a start image
+    correct = torch.bincount(data.labels[predicted == data.labels], minlength=10)
+    label = int(correct.argmax())
+    assert correct[label] >= 1, "no image of the pool is classified correctly"
+    out = tmp_path / "g"
+    argv = ["generate", "--checkpoint", str(checkpoint), "--class", str(label), "--out", str(out)]
+    argv += ["--dataset", "digits", "--n", str(n), "--steps", str(steps), "--pool", str(pool)]
+    argv += ["--device", "cpu"]
     args = parse(generate, argv)
-    try:
-        assert args.func(args) == 0
-    except InputError as exc:  # no start image classified correctly
-        pytest.skip(str(exc))
-    assert (tmp_path / "g" / "grid.png").stat().st_size > 0
-    summary = json.loads((tmp_path / "g" / "generate.json").read_text())
-    assert summary["kept_class"] == 1.0 and len(summary["predicted"]) == 3
+    assert args.func(args) == 0
+    assert (out / "grid.png").stat().st_size > 0 and list((out / "points").glob("shard-*"))
+    arrays = np.load(out / "generated.npz")
+    images, starts = torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["starts"])
+    assert images.shape == starts.shape == (n, *data.images.shape[1:])
+    assert images.min() >= 0 and images.max() <= 1  # the pixel box
+    summary = json.loads((out / "generate.json").read_text())
+    assert summary["class"] == label and summary["steps"] == steps
+    # the starts are correctly classified training images of the class, from the pool
+    index = torch.as_tensor(summary["start_index"])
+    assert len(index) == n and bool(((index >= 0) & (index < pool)).all())
+    assert torch.equal(starts, data.images[index].float())
+    assert bool((data.labels[index] == label).all() and (predicted[index] == label).all())
+    # every walk kept the class; the recorded probability is the model's for that class
+    assert summary["kept_class"] == 1.0 and summary["predicted"] == [label] * n
+    with torch.no_grad():
+        probs = torch.softmax(model(images).double(), dim=1)
+    np.testing.assert_allclose(summary["probability"], probs[:, label].numpy(), rtol=1e-4)
+    np.testing.assert_allclose(arrays["probability"], summary["probability"], rtol=1e-6)
+    assert all(1 / probs.shape[1] <= p <= 1 for p in summary["probability"])  # the argmax
+    moved = (images - starts).flatten(1).norm(dim=1).numpy()
+    np.testing.assert_allclose(summary["displacement"], moved, rtol=1e-5, atol=1e-6)
+    assert all(0 <= a <= steps for a in summary["accepted_steps"]) and moved.max() > 0

@@ -102,59 +102,81 @@ def test_dask_workers_give_the_in_process_rows(lenet, tmp_path):
     assert s0["summary"] == pytest.approx(s1["summary"], abs=1e-10)
 
 
-SLOW_MODEL = """
+HELD_MODEL = """
+import os
 import time
+from pathlib import Path
+
 import torch
 from torch import nn
 
 
-class Slow(nn.Module):
+class Held(nn.Module):
+    \"\"\"A small MLP that, when LEAFSCOPE_TEST_HOLD names a file that exists, marks
+    LEAFSCOPE_TEST_HELD and waits to be killed instead of computing.\"\"\"
+
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.Tanh(), nn.Linear(16, 4))
 
     def forward(self, x):
-        time.sleep(0.25)  # slow enough to kill the job between two shards
+        hold = os.environ.get("LEAFSCOPE_TEST_HOLD")
+        if hold and Path(hold).exists():
+            Path(os.environ["LEAFSCOPE_TEST_HELD"]).touch()
+            while True:
+                time.sleep(1)
         return self.net(x)
 
 
 def make():
-    return Slow()
+    return Held()
 """
 
 
 def test_kill_9_then_resume_gives_the_uninterrupted_rows(tmp_path):
-    factory = tmp_path / "slow_model.py"
-    factory.write_text(textwrap.dedent(SLOW_MODEL))
+    """Killed (SIGKILL) while computing the second shard, the job leaves the first shard and
+    nothing else; resumed, it gives exactly the rows of an uninterrupted run. Deterministic:
+    the model blocks (forever) on its first call once the first shard file exists, and the
+    test kills the job only when the model says it is blocked."""
+    factory = tmp_path / "held_model.py"
+    factory.write_text(textwrap.dedent(HELD_MODEL))
     argv = ["spectrum", "--model", f"{factory}:make", "--points", "24", "--shard-size", "4",
             "--device", "cpu", "--no-progress"]  # fmt: skip
-    killed = tmp_path / "killed"
+    killed, held = tmp_path / "killed", tmp_path / "held"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "leafscope.cli.main", *argv, "--out", str(killed)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    hold = {"LEAFSCOPE_TEST_HOLD": str(killed / "shard-00000.parquet"),
+            "LEAFSCOPE_TEST_HELD": str(held)}  # fmt: skip
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "leafscope.cli.main", *argv, "--out", str(killed)],
+            env={**env, **hold}, stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 240
-        while not (killed / "shard-00000.parquet").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "no first shard"
+        while not held.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"the job ended before its second shard: {log.read_text()[-3000:]}")
+            assert time.monotonic() < deadline, "the job never reached its second shard"
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
+        if proc.poll() is None:
+            proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    done = {p.name for p in killed.glob("shard-*.parquet")}
-    assert (
-        "shard-00000.parquet" in done and len(done) < 6 and not (killed / "_summary.json").exists()
-    )
+    # exactly the first shard, complete (atomic writes), and no summary
+    assert sorted(p.name for p in killed.iterdir()) == ["_settings.json", "shard-00000.parquet"]
+    assert len(_rows(killed)["index"]) == 4
     assert main([*argv, "--out", str(killed)]) == 2  # finished shards need --resume
     # the other runs as processes too: the same threads, hence the same round-off, as the first
     for extra in (["--out", str(killed), "--resume"], ["--out", str(tmp_path / "whole")]):
         cmd = [sys.executable, "-m", "leafscope.cli.main", *argv, *extra]
-        assert subprocess.run(cmd, env=env, capture_output=True, timeout=300).returncode == 0
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
     a, b = _rows(killed), _rows(tmp_path / "whole")
-    assert a == b and len(a["index"]) == 24  # exactly the same rows
+    assert a == b and a["index"] == list(range(24))  # exactly the same rows
     s = [json.loads((tmp_path / d / "_summary.json").read_text()) for d in ("killed", "whole")]
     assert s[0]["summary"] == s[1]["summary"]
 
