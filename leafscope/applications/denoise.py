@@ -42,8 +42,8 @@ from leafscope.applications.denoise_baselines import (
 )
 from leafscope.applications.leaf import NearestImages, project_onto_leaf
 from leafscope.applications.metrics import psnr
+from leafscope.applications.predict import predict_logits
 from leafscope.errors import InputError
-from leafscope.models.features import penultimate_features
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -497,7 +497,7 @@ def image_metrics(
 ) -> dict[str, np.ndarray]:
     """Per image: ``psnr`` (dB), ``ssim`` against ``clean`` (data range 1) and ``correct``
     (the classifier's prediction on ``images`` equals ``labels``), each ``(n,)``."""
-    predicted = penultimate_features(model, images).logits.argmax(dim=1).cpu()
+    predicted = predict_logits(model, images).argmax(dim=1)
     return {
         "psnr": psnr(clean.numpy(), images.numpy()),
         "ssim": ssim(clean.numpy(), images.numpy()),
