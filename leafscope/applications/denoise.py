@@ -345,7 +345,23 @@ class DenoisePlan:
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> DenoisePlan:
-        return cls(**{**record, "sigmas": tuple(record["sigmas"])})
+        """The plan of :meth:`to_json` (each method's parameters back in the order of its grid,
+        whatever order the JSON kept: ``DenoiseRow.parameter`` is the first of them)."""
+        params = {
+            sigma: {m: _grid_order(m, chosen) for m, chosen in methods.items()}
+            for sigma, methods in record["params"].items()
+        }
+        return cls(**{**record, "sigmas": tuple(record["sigmas"]), "params": params})
+
+
+def _grid_order(method: str, params: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not params or method not in GRIDS or not GRIDS[method]:
+        return params
+    order = list(GRIDS[method][0])
+    return {
+        **{k: params[k] for k in order if k in params},
+        **{k: v for k, v in params.items() if k not in order},
+    }
 
 
 def noise_seed(seed: int, j: int, tuning: bool = False) -> int:

@@ -127,7 +127,7 @@ class InvolutivityTask(Task):
             "num_classes": num_classes,
             "shape": list(data.input_shape),
             "fisher_points": min(p.fisher_points, len(context.units)),
-            "fisher_widths": [0, 0],
+            "fisher_widths": [1, 1],  # NaN rows (the shard writer takes no 0-wide columns)
         }
         stacked = num_classes + num_classes * (num_classes - 1) // 2
         if p.fisher_points:
