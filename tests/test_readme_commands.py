@@ -93,9 +93,10 @@ def _check_denoise(out: Path, run: Path) -> None:
     assert rows and all(np.isfinite(r["psnr"]) and r["points"] == 3 for r in rows)
     psnr = {(r["sigma"], r["method"]): r["psnr"] for r in rows}
     for sigma in (0.25, 0.5):  # at strong noise some method beats the noisy input
-        assert max(v for (s, m), v in psnr.items() if s == sigma and m != "noisy") > psnr[
-            (sigma, "noisy")
-        ]
+        assert (
+            max(v for (s, m), v in psnr.items() if s == sigma and m != "noisy")
+            > psnr[(sigma, "noisy")]
+        )
 
 
 def _check_merge(out: Path, run: Path) -> None:

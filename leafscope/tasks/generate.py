@@ -7,8 +7,9 @@ projected on D_x, clamps pixels to [0, 1] and undoes steps that change the predi
 walk number i draws its directions from its own seed (:func:`walk_seed` of ``(seed, i)``), so
 its end point does not depend on the shards or the executor. One row per walk: the start and
 end points (flattened), their predicted classes and probabilities, the accepted steps and the
-displacement. With a result folder, ``_files/grid.png`` (starts, then walks) and
-``_files/generated.npz`` are written.
+displacement. With a result folder, ``_files/grid.png`` (starts, then walks),
+``_files/generated.npz`` (the arrays) and ``_files/generate.json`` (the summary and the per-walk
+lists) are written.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class GenerateTask(Task):
         "data leaf: a random direction projected on D_x each step, pixels clamped to [0, 1], "
         "steps that change the predicted class undone. Rows: one per walk. With --out DIR: "
         "DIR/_files/grid.png (top: starts, bottom: generated, with predicted class and "
-        "probability) and DIR/_files/generated.npz."
+        "probability), DIR/_files/generated.npz and DIR/_files/generate.json."
     )
     columns = (
         "unit",
@@ -196,7 +197,7 @@ class GenerateTask(Task):
         summary: Mapping[str, Any],
         context: Context,
     ) -> list[Any]:
-        from leafscope.io import atomic_write
+        from leafscope.io import atomic_write, write_json
         from leafscope.tasks._tiles import tile_png
 
         folder = Path(folder)
@@ -231,4 +232,5 @@ class GenerateTask(Task):
             "(predicted class and probability)"
         )
         grid = tile_png(folder / "grid.png", grid_rows, captions=captions, title=title)
-        return [grid, npz]
+        record = {**summary, **self.payload(rows, summary, context)}
+        return [grid, npz, write_json(folder / "generate.json", record)]

@@ -4,8 +4,10 @@ One row per point: the ranks of the C fields and of fields and brackets stacked 
 the largest gap of the stacked singular values, all singular values (float64, descending) and
 the compute time. The points are uniform noise in [0, 1) of the data set's point shape (as
 published: point number p of ``torch.rand((N, *shape))`` seeded ``seed``, whatever the shards),
-or the selected points of the data set. With ``fisher_points`` the first points also get the
-same test for the Fisher distribution in parameter space.
+or the selected points of the data set (for noise only the data set's point shape and the
+number of points are used; ``index`` is then the draw number). With ``fisher_points`` the first
+points also get the same test for the Fisher distribution in parameter space (columns
+``fisher_*``; NaN in the rows of the other points).
 """
 
 from __future__ import annotations

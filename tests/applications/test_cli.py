@@ -139,6 +139,7 @@ def test_generate_cli(checkpoint, tmp_path, capsys):
     summary = json.loads((out / "_summary.json").read_text())
     assert summary["summary"]["kept_class"] == 1.0 and summary["summary"]["walks"] == 3
     walks = json.loads((tmp_path / "g.json").read_text())["walks"]
+    assert json.loads((out / "_files" / "generate.json").read_text())["walks"] == walks
     assert walks["predicted"] == [label] * 3
     starts = walks["start_index"]
     assert all(int(data.labels[i]) == label for i in starts)  # starts of the class
