@@ -68,8 +68,10 @@ def _check_walk(out: Path, argv: list[str]) -> None:
 
 def _check_involutivity(out: Path, argv: list[str]) -> None:
     data = _json(out)
-    ranks = data["points"] if "points" in data else data["results"]
-    assert ranks
+    summary, points = data["summary"], data["points"]
+    assert len(points) == 2 and summary["inputs"] == "noise" and summary["ceiling"] == 9 + 36
+    for p in points:  # LeNet is a ReLU network: involutive, the brackets add no direction
+        assert 1 <= p["dim_distribution"] == p["dim_with_brackets"] <= 9
 
 
 def _check_transfer(out: Path, argv: list[str]) -> None:
@@ -87,8 +89,14 @@ def _check_ood(out: Path, argv: list[str]) -> None:
 
 
 def _check_denoise(out: Path, argv: list[str]) -> None:
-    rows = _json(out)["results"]
-    assert rows and all(np.isfinite(r["psnr"]) for r in rows)
+    rows = _json(out)["summary"]["results"]
+    assert rows and all(np.isfinite(r["psnr"]) and r["points"] == 3 for r in rows)
+    psnr = {(r["sigma"], r["method"]): r["psnr"] for r in rows}
+    for sigma in (0.25, 0.5):  # at strong noise some method beats the noisy input
+        assert (
+            max(v for (s, m), v in psnr.items() if s == sigma and m != "noisy")
+            > psnr[(sigma, "noisy")]
+        )
 
 
 def _check_merge(out: Path, argv: list[str]) -> None:
@@ -97,7 +105,10 @@ def _check_merge(out: Path, argv: list[str]) -> None:
 
 
 def _check_generate(out: Path, argv: list[str]) -> None:
-    assert list(out.glob("*.png")) and list(out.glob("*.npz"))
+    assert (out / "_files" / "grid.png").stat().st_size > 0
+    with np.load(out / "_files" / "generated.npz") as arrays:
+        assert arrays["images"].shape == (2, 1, 28, 28)
+        assert (arrays["predicted"] == 3).all()  # steps that change the class are undone
 
 
 def _option(argv: list[str], flag: str) -> str:
@@ -259,7 +270,7 @@ _SUBCOMMANDS: dict[str, tuple[list[str], str, Check | None]] = {
             _check_ood),
     "denoise": (["--points", "3", "--pool", "60", "--tune-points", "3", "--leaf-steps", "3"],
                 "OUT", _check_denoise),
-    "generate": (["--n", "2", "--steps", "3", "--pool", "60"], "DIR", _check_generate),
+    "generate": (["--points", "2", "--steps", "3", "--pool", "60"], "DIR", _check_generate),
     "nnk": (["--points", "80", "--test-points", "80", "--no-orientation"], "OUT", _check_nnk),
     "early-stopping": (["--train-points", "400", "--val-points", "100", "--points", "60",
                         "--epochs", "2", "--json", "OUT"], "OUT", _check_early_stopping),
