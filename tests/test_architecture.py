@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "dtypes", "io"),
     ("information",),  # the math core
     ("models", "data", "testing"),
-    ("foliation", "applications", "thermo", "nnk", "training"),
+    ("foliation", "geometry", "applications", "thermo", "nnk", "training"),
     ("tasks",),
     ("execution",),
     ("report", "cli", "experiments", "demo"),

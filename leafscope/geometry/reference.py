@@ -16,6 +16,7 @@ from torch.func import hessian, jacfwd, jacrev
 
 from leafscope.geometry.frame import model_in, sqrt_probability
 from leafscope.information import eval_mode
+from leafscope.information.jacobian import constant_parameters
 
 __all__ = [
     "coordinate_sectional_curvature",
@@ -39,7 +40,7 @@ def dense_derivatives(
     """``q(x)`` (C,), ``A = Dq`` (C, n) and the full Hessians ``∇²q_c`` (C, n, n) at one point
     ``x`` (*shape)."""
     model, q, z = _q(model, x, dtype)
-    with eval_mode(model):
+    with eval_mode(model), constant_parameters(model):
         return q(z).detach(), jacrev(q)(z).detach(), hessian(q)(z).detach()
 
 
@@ -99,7 +100,7 @@ def level_set_acceleration(
     ``w`` must lie in ker A (it is projected there).
     """
     model, q, z0 = _q(model, x, dtype)
-    with eval_mode(model):
+    with eval_mode(model), constant_parameters(model):
         a = jacrev(q)(z0)
         _, _, v, ker = _kernel_basis(a, rank)
         w = ker.T @ (ker @ w.reshape(-1).to(z0))
@@ -169,7 +170,7 @@ def intrinsic_transverse_curvature(
     Christoffel symbols and Riemann tensor (:func:`coordinate_sectional_curvature`). No Gauss
     equation, no use of the sphere: third derivatives of the model by nested autodiff."""
     model, q, z0 = _q(model, x, dtype)
-    with eval_mode(model):
+    with eval_mode(model), constant_parameters(model):
         a = jacrev(q)(z0)
         _, _, vr, _ = _kernel_basis(a, rank)
         u, v = u.reshape(-1).to(z0), v.reshape(-1).to(z0)
