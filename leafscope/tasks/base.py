@@ -57,6 +57,8 @@ BUILTIN_TASK_MODULES = (
     "leafscope.tasks.invariance",
     "leafscope.tasks.early_stopping",
     "leafscope.tasks.thermo",
+    "leafscope.tasks.curvature",
+    "leafscope.tasks.attack",
 )
 
 
