@@ -16,6 +16,7 @@ Seeds: PGD starts at a random point of the ε-ball, drawn per point from
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from leafscope.dtypes import DTYPES
 from leafscope.errors import InputError
 from leafscope.tasks.base import Context, Params, Task, param, register_task
 
-__all__ = ["AttackParams", "AttackTask", "fooling_table"]
+__all__ = ["AttackParams", "AttackTask", "fooling_table", "mcnemar_p", "paired_comparison"]
 
 METHOD_NAMES = ("ossa", "tssa", "fgsm", "pgd")
 DETERMINISTIC = ("ossa", "tssa", "fgsm")
@@ -122,6 +123,42 @@ def fooling_table(
         if fisher_rao is not None:
             row["mean_fisher_rao_distance"] = float(np.mean(np.asarray(fisher_rao)[:, cols]))
         out.append(row)
+    return out
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value: the binomial probability, under p = 1/2, of a split of
+    the ``only_a + only_b`` discordant points at least as uneven as the observed one."""
+    n, k = only_a + only_b, min(only_a, only_b)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return float(min(1.0, 2.0 * tail))
+
+
+def paired_comparison(
+    fooled: np.ndarray, layout: Sequence[Sequence[Any]], first: str, second: str
+) -> list[dict[str, Any]]:
+    """Per budget, the points fooled by ``first`` only, by ``second`` only, by both and by
+    neither (seed 0), with the exact McNemar p-value of the discordant split."""
+    fooled = np.asarray(fooled) > 0.5
+    cols = {(str(m), float(b)): i for i, (m, b, s) in enumerate(layout) if int(s) == 0}
+    out = []
+    for budget in sorted({b for (m, b) in cols if m == first}):
+        if (second, budget) not in cols:
+            continue
+        a, b = fooled[:, cols[(first, budget)]], fooled[:, cols[(second, budget)]]
+        only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
+        out.append(
+            {
+                "budget": budget,
+                f"{first}_only": only_a,
+                f"{second}_only": only_b,
+                "both": int((a & b).sum()),
+                "neither": int((~a & ~b).sum()),
+                "mcnemar_p": mcnemar_p(only_a, only_b),
+            }
+        )
     return out
 
 
@@ -240,12 +277,15 @@ class AttackTask(Task):
         )
         label = np.asarray(rows["label"])
         clean = np.asarray(rows["clean_predicted"])
-        return {
+        summary = {
             "points": int(len(label)),
             "clean_accuracy": float((label == clean).mean()) if len(label) else None,
             "seeds": int(self.params.seeds),
             "fooling_rates": table,
         }
+        if {"tssa", "ossa"} <= set(self.params.methods):
+            summary["tssa_vs_ossa"] = paired_comparison(rows["fooled"], layout, "tssa", "ossa")
+        return summary
 
     def terminal_lines(self, summary: Mapping[str, Any]) -> list[str]:
         lines = [f"points={summary['points']} clean accuracy={summary['clean_accuracy']:.4g}"]
@@ -254,6 +294,11 @@ class AttackTask(Task):
                 f"{row['method']:>5} budget={row['budget']:g} fooling_rate="
                 f"{row['fooling_rate']:.4f} (std {row['std']:.4f} over {len(row['per_seed'])} "
                 f"seeds)"
+            )
+        for row in summary.get("tssa_vs_ossa", []):
+            lines.append(
+                f"budget={row['budget']:g}: fooled by TSSA only {row['tssa_only']}, by OSSA only "
+                f"{row['ossa_only']} (McNemar p={row['mcnemar_p']:.3g})"
             )
         return lines
 

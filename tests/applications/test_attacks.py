@@ -166,6 +166,18 @@ def test_fooling_table_means_over_seeds():
     assert rows[1]["per_seed"] == [1.0, 0.5] and rows[1]["fooling_rate"] == 0.75
 
 
+def test_paired_comparison_and_mcnemar():
+    from leafscope.tasks.attack import mcnemar_p, paired_comparison
+
+    layout = [("tssa", 1.0, 0), ("tssa", 1.0, 1), ("ossa", 1.0, 0), ("ossa", 1.0, 1)]
+    fooled = np.array([[1, 0, 0, 0], [1, 1, 1, 1], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
+    (row,) = paired_comparison(fooled, layout, "tssa", "ossa")
+    assert row == {"budget": 1.0, "tssa_only": 2, "ossa_only": 1, "both": 1, "neither": 1,
+                   "mcnemar_p": 1.0}  # fmt: skip
+    assert mcnemar_p(0, 10) == pytest.approx(2 / 1024)
+    assert mcnemar_p(0, 0) == 1.0
+
+
 # ------------------------------------------------------------ a trained MNIST LeNet
 @pytest.fixture(scope="module")
 def mnist_lenet():
