@@ -59,6 +59,7 @@ BUILTIN_TASK_MODULES = (
     "leafscope.tasks.thermo",
     "leafscope.tasks.curvature",
     "leafscope.tasks.attack",
+    "leafscope.tasks.adversarial",
 )
 
 
