@@ -71,17 +71,30 @@ def _seeds(seeds: Sequence[int] | None, n: int) -> list[int]:
     return seeds
 
 
-def random_planes(frame: LeafFrame, planes: int, seeds: Sequence[int]) -> tuple[Tensor, Tensor]:
-    """``planes`` random 2-planes of each ``D_x``, uniform for the transverse metric.
+PLANE_SAMPLING = ("pixel", "transverse")
 
-    Two Gaussian vectors ``a, b`` in the coordinates of ``Im A`` (inside the rank, drawn from a
-    generator seeded by the point's seed) are orthonormalised and lifted:
-    ``u = Σ_k v_k a_k/σ_k``, so that ``Au = U a`` and ``G(u, u) = 1``, ``G(u, v) = 0``.
+
+def random_planes(
+    frame: LeafFrame, planes: int, seeds: Sequence[int], sampling: str = "pixel"
+) -> tuple[Tensor, Tensor]:
+    """``planes`` random 2-planes of each ``D_x``, as pairs of spanning vectors.
+
+    Two Gaussian vectors ``a, b ∈ R^r`` (coordinates inside the rank, drawn from a generator
+    seeded by the point's seed) are orthonormalised, then
+
+    * ``sampling="pixel"`` (default): ``u = Σ_k a_k v_k``: planes uniform among the 2-planes of
+      D_x for the pixel metric, ``|u| = |v| = 1``, ``u ⟂ v``;
+    * ``sampling="transverse"``: ``u = Σ_k a_k v_k/σ_k``: planes uniform for the transverse
+      metric (``Au = U a``, ``G(u, u) = 1``, ``G(u, v) = 0``). Their vectors have length up to
+      ``1/σ_{C−1}``: at saturated points (σ_{C−1}/σ_1 below ~1e-8) forward-mode rounding in the
+      softmax then spoils the second derivatives, which the pixel planes avoid.
 
     Returns:
         ``(u, v)``, each ``(N, planes, n)``.
     """
-    n_pts, k = frame.sigma.shape
+    if sampling not in PLANE_SAMPLING:
+        raise InputError(f"sampling must be one of {', '.join(PLANE_SAMPLING)} (got {sampling!r})")
+    k = frame.sigma.shape[1]
     dtype, device = frame.sigma.dtype, frame.sigma.device
     coords = []
     for seed in seeds:
@@ -92,27 +105,46 @@ def random_planes(frame: LeafFrame, planes: int, seeds: Sequence[int]) -> tuple[
     a = a / a.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
     b = ab[:, :, 1] - (ab[:, :, 1] * a).sum(-1, keepdim=True) * a
     b = b / b.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
-    safe = torch.where(frame.mask, frame.sigma, torch.ones_like(frame.sigma))
-    lift = frame.basis() / safe[:, :, None]  # (N, k, n): rows v_k / σ_k
+    lift = frame.basis()  # (N, k, n): rows v_k
+    if sampling == "transverse":
+        safe = torch.where(frame.mask, frame.sigma, torch.ones_like(frame.sigma))
+        lift = lift / safe[:, :, None]
     return torch.einsum("npk,nkd->npd", a, lift), torch.einsum("npk,nkd->npd", b, lift)
 
 
-def _second_derivatives(q, x: Tensor, u: Tensor, v: Tensor, chunk_size: int | None) -> Tensor:
-    """``(P, 3, C)``: D²q(u,u), D²q(v,v), D²q(u,v) at the points x (P, n) (forward-over-forward)."""
+def _g_orthogonal(q, x: Tensor, u: Tensor, v: Tensor, chunk_size: int | None) -> Tensor:
+    """``v − (G(u,v)/G(u,u)) u``, rescaled to the length of v: the same plane, spanned by a
+    G-orthogonal pair, so that neither ``G(u,u)G(v,v) − G(u,v)²`` nor the numerator of the
+    Gauss equation is a difference of nearly equal numbers when the plane's two G-lengths differ
+    by orders of magnitude (saturated points). ``G(u, v) = ⟨Au, Av⟩`` with ``Au``, ``Av`` by
+    forward mode (x, u, v: (P, n))."""
 
-    def d2(z: Tensor, a: Tensor, b: Tensor) -> Tensor:
-        return jvp(lambda y: jvp(q, (y,), (a,))[1], (z,), (b,))[1]
+    def first(z: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        return jvp(q, (z,), (a,))[1], jvp(q, (z,), (b,))[1]
 
-    def three(z: Tensor, a: Tensor, b: Tensor) -> Tensor:
-        return torch.stack([d2(z, a, a), d2(z, b, b), d2(z, a, b)])
+    au, av = vmap(first, chunk_size=chunk_size)(x, u, v)
+    guu = (au * au).sum(-1, keepdim=True)
+    guv = (au * av).sum(-1, keepdim=True)
+    w = v - torch.where(guu > 0, guv / guu.clamp_min(1e-300), 0.0) * u
+    scale = v.norm(dim=-1, keepdim=True) / w.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    return w * scale
 
-    return vmap(three, chunk_size=chunk_size)(x, u, v)
 
+def _derivatives(q, x: Tensor, u: Tensor, v: Tensor, chunk_size: int | None) -> Tensor:
+    """``(P, 5, C)``: Dq·u, Dq·v, D²q(u,u), D²q(v,v), D²q(u,v) at the points x (P, n)
+    (forward mode; the first derivatives come out of the same passes)."""
 
-def _first_derivatives(frame: LeafFrame, w: Tensor) -> Tensor:
-    """``A w`` for ``w`` (N, ..., n) → (N, ..., C) from the frame (``A = U Σ Vᵀ``)."""
-    coeff = torch.einsum("n...d,nkd->n...k", w, frame.basis()) * frame.sigma[:, None, :]
-    return torch.einsum("n...k,nck->n...c", coeff, frame.u * frame.mask[:, None, :])
+    def d2(z: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        first, second = jvp(lambda y: jvp(q, (y,), (a,))[1], (z,), (b,))
+        return first, second
+
+    def five(z: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        da, daa = d2(z, a, a)
+        db, dbb = d2(z, b, b)
+        _, dab = d2(z, a, b)
+        return torch.stack([da, db, daa, dbb, dab])
+
+    return vmap(five, chunk_size=chunk_size)(x, u, v)
 
 
 def transverse_sectional_curvature(
@@ -121,6 +153,7 @@ def transverse_sectional_curvature(
     *,
     planes: int = 4,
     seeds: Sequence[int] | None = None,
+    sampling: str = "pixel",
     dtype: torch.dtype = torch.float64,
     rtol: float | None = None,
     chunk_size: int | None = 8,
@@ -130,14 +163,16 @@ def transverse_sectional_curvature(
 
     The leaf space near x is identified with the transversal slice ``x + D_x`` carrying the
     (nondegenerate) restriction of G; ``q`` maps it isometrically onto its image in R^C, and the
-    curvature is that of the image by the Gauss equation (module docstring). The planes are
-    uniform for the transverse metric (:func:`random_planes`).
+    curvature is that of the image by the Gauss equation (module docstring), with ``Au``, ``Av``
+    and the second derivatives from the same forward-mode passes. The planes are drawn by
+    :func:`random_planes`.
 
     Args:
         model: classifier ``(N, *shape) → (N, C)``.
         x: points ``(N, *shape)``.
         planes: 2-planes per point.
         seeds: one seed per point for the planes (default :func:`point_seeds` ``(0, N)``).
+        sampling: ``pixel`` or ``transverse`` (:func:`random_planes`).
         dtype: compute dtype (float64 recommended).
         rtol: rank tolerance (see :func:`leaf_frame`).
         chunk_size: (point, plane) pairs per vectorised chunk.
@@ -152,17 +187,17 @@ def transverse_sectional_curvature(
     seeds = _seeds(seeds, n_pts)
     model = model_in(model, dtype)
     frame = frame if frame is not None else leaf_frame(model, x, dtype=dtype, rtol=rtol)
-    u, v = random_planes(frame, planes, seeds)
+    u, v = random_planes(frame, planes, seeds, sampling)
     q = sqrt_probability(model, frame.shape)
     xs = frame.x[:, None, :].expand(-1, planes, -1).reshape(n_pts * planes, -1)
+    us, vs = u.reshape(n_pts * planes, -1), v.reshape(n_pts * planes, -1)
     with eval_mode(model), constant_parameters(model):
-        hess = _second_derivatives(
-            q, xs, u.reshape(n_pts * planes, -1), v.reshape(n_pts * planes, -1), chunk_size
-        ).reshape(n_pts, planes, 3, -1)
-    normal = frame.project_normal_space(hess)
+        vs = _g_orthogonal(q, xs, us, vs, chunk_size)
+        d = _derivatives(q, xs, us, vs, chunk_size).reshape(n_pts, planes, 5, -1)
+    normal = frame.project_normal_space(d[:, :, 2:])
     uu, vv, uv = normal[:, :, 0], normal[:, :, 1], normal[:, :, 2]
     numerator = (uu * vv).sum(-1) - (uv * uv).sum(-1)
-    au, av = _first_derivatives(frame, u), _first_derivatives(frame, v)
+    au, av = d[:, :, 0], d[:, :, 1]  # Au, Av from the same passes as the second derivatives
     area = (au * au).sum(-1) * (av * av).sum(-1) - (au * av).sum(-1) ** 2
     curvature = numerator / area
     return torch.where(frame.rank[:, None] >= 2, curvature, torch.nan)
@@ -399,6 +434,7 @@ def leaf_geometry(
     count: int = 5,
     steps: int = 40,
     seeds: Sequence[int] | None = None,
+    sampling: str = "pixel",
     integrability: bool = True,
     principal: bool = True,
     dtype: torch.dtype = torch.float64,
@@ -411,8 +447,9 @@ def leaf_geometry(
     seeds = _seeds(seeds, x.shape[0])
     frame = leaf_frame(model, x, dtype=dtype, rtol=rtol)
     sectional = transverse_sectional_curvature(
-        model, x, planes=planes, seeds=seeds, dtype=dtype, chunk_size=chunk_size, frame=frame
-    )
+        model, x, planes=planes, seeds=seeds, sampling=sampling, dtype=dtype,
+        chunk_size=chunk_size, frame=frame,
+    )  # fmt: skip
     half = None if chunk_size is None else max(1, chunk_size // 2)
     omega = (
         integrability_tensor(model, x, dtype=dtype, chunk_size=half, frame=frame)

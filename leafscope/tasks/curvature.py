@@ -6,11 +6,13 @@ full (C − 1), the C−1 eigenvalues of G, and three second-order quantities, a
 
 * ``transverse_sectional_curvature``: sectional curvatures of the metric G induces on the local
   leaf space (the quotient by the level sets of p, identified with the slice ``x + D_x``), on
-  ``planes`` random 2-planes of D_x (uniform for that metric, seeded per point by ``seed`` and
-  the data index). G is the pull-back of the Fisher–Rao metric by p, so at every full-rank point
-  the leaf space is a piece of the sphere of radius 2 and every value is 1/4 (C ≥ 3); the
-  computation does not assume it (Gauss equation for the image of the slice under ``q = 2√p``
-  with the normal space found numerically). NaN where the rank is below 2.
+  ``planes`` random 2-planes of D_x (seeded per point by ``seed`` and the data index; uniform
+  for the pixel metric, or with ``sampling=transverse`` for G). G is the pull-back of the
+  Fisher–Rao metric by p, so at every full-rank point the leaf space is a piece of the sphere
+  of radius 2 and every value is 1/4 (C ≥ 3). The computation does not return that number: it
+  evaluates the Gauss equation for the image of the slice under ``q = 2√p`` from second
+  derivatives of the model (``sigma_ratio`` = σ_{C−1}/σ_1 tells how saturated the point is).
+  NaN where the rank is below 2.
 * ``integrability_norm``: ``(Σ_{i<j} |Ω(v_i, v_j)|²)^{1/2}`` of the integrability tensor
   ``Ω(X, Y) = P_ker[X, Y]`` of ``D = Im G`` on the eigenvectors v_i of G (1/pixel), with the
   norm of the whole brackets and their ratio (zero for ReLU nets inside a linear region).
@@ -51,6 +53,8 @@ class CurvatureParams(Params):
     Attributes:
         dtype: compute dtype (float64 recommended: the small eigenvalues of G matter).
         planes: random 2-planes of D_x per point for the transverse sectional curvature.
+        sampling: ``pixel`` (uniform among the 2-planes of D_x for the pixel metric; robust at
+            saturated points) or ``transverse`` (uniform for the metric G induces).
         normals: top eigen-directions of G used as normals of the kernel leaf (clamped to C−1).
         count: principal curvatures kept per normal (largest magnitude).
         steps: Lanczos steps (Hessian-vector products) per normal.
@@ -64,6 +68,11 @@ class CurvatureParams(Params):
 
     dtype: str = param("float64", help="compute dtype", choices=tuple(DTYPES))
     planes: int = param(4, help="random 2-planes of D_x per point (transverse curvature)")
+    sampling: str = param(
+        "pixel",
+        help="how the planes are drawn: pixel (uniform in D_x) or transverse (uniform for G)",
+        choices=("pixel", "transverse"),
+    )
     normals: int = param(3, help="top eigenvectors of G used as normals of the kernel leaf")
     count: int = param(5, help="principal curvatures kept per normal (largest |kappa|)")
     steps: int = param(40, help="Lanczos steps (Hessian-vector products) per normal")
@@ -76,6 +85,8 @@ class CurvatureParams(Params):
     def validate(self) -> None:
         if self.dtype not in DTYPES:
             raise InputError(f"unknown dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+        if self.sampling not in ("pixel", "transverse"):
+            raise InputError(f"sampling must be pixel or transverse (got {self.sampling!r})")
         for name in ("planes", "normals", "count", "steps", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -116,6 +127,7 @@ class CurvatureTask(Task):
         "max_probability",
         "rank",
         "full_rank",
+        "sigma_ratio",
         "eigenvalues",
         "transverse_sectional_curvature",
         "integrability_norm",
@@ -165,7 +177,7 @@ class CurvatureTask(Task):
         t0 = time.perf_counter()
         geo = leaf_geometry(
             model, x, planes=p.planes, normals=normals, count=p.count, steps=p.steps,
-            seeds=seeds, integrability=p.integrability, principal=p.principal,
+            seeds=seeds, sampling=p.sampling, integrability=p.integrability, principal=p.principal,
             dtype=DTYPES[p.dtype], rtol=p.rtol,
         )  # fmt: skip
         seconds = (time.perf_counter() - t0) / n
@@ -193,6 +205,7 @@ class CurvatureTask(Task):
             "max_probability": frame.probs.double().max(dim=1).values.cpu().numpy(),
             "rank": rank,
             "full_rank": rank == c - 1,
+            "sigma_ratio": (frame.sigma[:, -1] / frame.sigma[:, 0]).double().cpu().numpy(),
             "eigenvalues": (frame.sigma.double() ** 2).cpu().numpy(),
             "transverse_sectional_curvature": geo.sectional_curvature.double().cpu().numpy(),
             "integrability_norm": norm,
@@ -270,6 +283,7 @@ class CurvatureTask(Task):
                     "max_probability": float(rows["max_probability"][i]),
                     "rank": int(rows["rank"][i]),
                     "full_rank": bool(rows["full_rank"][i]),
+                    "sigma_ratio": float(rows["sigma_ratio"][i]),
                     "eigenvalues": np.asarray(rows["eigenvalues"][i]).tolist(),
                     "transverse_sectional_curvature": _nan_to_none(
                         np.asarray(rows["transverse_sectional_curvature"][i]).tolist()

@@ -152,20 +152,43 @@ def test_transverse_curvature_matches_the_intrinsic_riemann_tensor():
 def test_transverse_curvature_on_a_cnn_and_on_any_plane():
     model = tiny_cnn(n_classes=4, activation="gelu", seed=1)
     x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(2))
-    k = transverse_sectional_curvature(model, x, planes=3, seeds=[7, 8, 9])
-    assert float((k - 0.25).abs().max()) < 1e-9
-    # random planes are G-orthonormal
+    for sampling in ("pixel", "transverse"):
+        k = transverse_sectional_curvature(model, x, planes=3, seeds=[7, 8, 9], sampling=sampling)
+        assert float((k - 0.25).abs().max()) < 1e-9
+    # transverse planes are G-orthonormal, pixel planes orthonormal in D_x
     frame = leaf_frame(model, x)
-    u, v = random_planes(frame, 3, [7, 8, 9])
+    u, v = random_planes(frame, 3, [7, 8, 9], "transverse")
     info = DataInformation(model, x, dtype=F64)
     guu = info.quadratic(u[:, 0].reshape(3, -1))
     assert torch.allclose(guu, torch.ones(3, dtype=F64), atol=1e-9)
+    u, v = random_planes(frame, 3, [7, 8, 9], "pixel")
+    assert torch.allclose(u.norm(dim=-1), torch.ones(3, 3, dtype=F64))
+    assert float((u * v).sum(-1).abs().max()) < 1e-12
+    assert torch.allclose(frame.project_kernel(u), torch.zeros_like(u), atol=1e-12)
 
 
 def test_rank_one_leaf_space_has_no_sectional_curvature():
     model, x = _mlp("tanh", n_classes=2), _points(2, 6)
     k = transverse_sectional_curvature(model, x, planes=2)
     assert bool(torch.isnan(k).all())
+
+
+@pytest.mark.parametrize(
+    ("activation", "scale", "tol"), [("relu", 40.0, 1e-12), ("gelu", 12.0, 1e-9)]
+)
+def test_saturated_points_still_give_a_quarter(activation, scale, tol):
+    """Models pushed toward one-hot p (σ_{C-1}/σ_1 down to 1e-11): the pivoted log-softmax, the
+    exact normal q and a G-orthogonal basis of each plane keep K at 1/4."""
+    model = tiny_mlp(n_in=8, n_classes=4, hidden=8, activation=activation, seed=5)
+    with torch.no_grad():
+        model[-1].weight.mul_(scale)
+    x = _points(6, 8, seed=6)
+    frame = leaf_frame(model, x)
+    ratio = frame.sigma[:, -1] / frame.sigma[:, 0]
+    full = frame.rank == 3
+    assert float(ratio[full].min()) < (1e-10 if activation == "relu" else 1e-4)
+    k = transverse_sectional_curvature(model, x, planes=4, frame=frame)
+    assert float((k[full] - 0.25).abs().max()) < tol
 
 
 def test_planes_depend_on_the_point_seed_only():
