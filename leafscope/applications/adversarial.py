@@ -59,7 +59,7 @@ def spectral_scores(
     lanczos_steps: int = 20,
 ) -> dict[str, np.ndarray]:
     """``msp``, ``lambda1``, ``trace``, ``turning`` (and with ``leaf_curvature`` the largest
-    |principal curvature| along v₁) at the points ``x`` (N, *shape), float64 arrays."""
+    |principal curvature| along v₁) at the points ``x`` ``(N, *shape)``, float64 arrays."""
     if not turning_step > 0:
         raise InputError(f"turning_step must be > 0 (got {turning_step!r})")
     with eval_mode(model):

@@ -276,7 +276,7 @@ class PrincipalCurvatures:
     Attributes:
         values: ``(N, normals, count)`` the ``count`` eigenvalues of largest magnitude of the
             shape operator ``S_k`` along the normal ``v_k`` (k = 1..normals, the top
-            eigenvectors of G, oriented as in :class:`LeafFrame`), sorted by |κ| descending,
+            eigenvectors of G, oriented as in :class:`LeafFrame`), sorted by ``|κ|`` descending,
             sign kept (1/input units; κ < 0: the leaf bends away from ``v_k``). NaN for normals
             beyond the rank.
         residuals: ``(N, normals, count)`` Lanczos residual norms ``‖S u − κ u‖`` of the Ritz
@@ -320,7 +320,7 @@ def leaf_principal_curvatures(
 
     Args:
         normals: the top ``normals`` eigen-directions of G used as normals (≤ C−1).
-        count: principal curvatures kept per normal (largest |κ|).
+        count: principal curvatures kept per normal (largest ``|κ|``).
         steps: Lanczos steps (Hessian-vector products) per normal.
         seeds: one seed per point (start vectors); default :func:`point_seeds` ``(0, N)``.
     """

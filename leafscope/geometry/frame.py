@@ -152,7 +152,7 @@ def leaf_frame(
     rtol: float | None = None,
     chunk_size: int | None = None,
 ) -> LeafFrame:
-    """The oriented frame of G at the points ``x`` (N, *shape): ``A = Dq`` by reverse mode (C
+    """The oriented frame of G at the points ``x`` ``(N, *shape)``: ``A = Dq`` by reverse mode (C
     backward passes per point, :func:`sqrt_probability`), its thin SVD and numerical rank.
 
     Args:
