@@ -18,6 +18,9 @@ budget, never longer (clipping is a projection onto a convex set that holds x).
   continue the first step (``⟨v₁(x₁), s₁⟩ ≥ 0``). The bend at x₁ is how the turning of the
   transverse leaves (the curvature of the leaf space in pixel coordinates) enters.
 * **FGSM** (L2 version, the "fast gradient method"): ``x + ε ∇L/‖∇L‖``.
+* **FGSM2** (a control for TSSA, ours): two FGSM steps of ``ratio·ε`` and ``(1 − ratio)·ε``,
+  the gradient recomputed at the intermediate point — TSSA's two-step schedule with the
+  gradient in place of the top eigenvector.
 * **PGD** (L2, Madry et al. 2018): random start in the ε-ball, ``steps`` steps of size
   ``step_size·ε`` along the normalised gradient, each followed by the projection onto the ε-ball
   and the box; a point keeps the first iterate that fools the model.
@@ -42,6 +45,7 @@ __all__ = [
     "AttackOutcome",
     "attack",
     "fgsm",
+    "fgsm2",
     "fisher_rao_distance",
     "ossa",
     "pgd",
@@ -49,7 +53,7 @@ __all__ = [
     "tssa",
 ]
 
-METHODS = ("ossa", "tssa", "fgsm", "pgd")
+METHODS = ("ossa", "tssa", "fgsm", "fgsm2", "pgd")
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,27 @@ def fgsm(
     return _clip(x + budget * _unit(g), box)
 
 
+def fgsm2(
+    model: nn.Module,
+    x: Tensor,
+    budget: float,
+    *,
+    ratio: float = 0.6,
+    labels: Tensor | None = None,
+    box: tuple[float, float] | None = (0.0, 1.0),
+) -> Tensor:
+    """Two fast-gradient steps, ``ratio·ε`` then ``(1 − ratio)·ε``, the gradient recomputed at
+    the (clipped) intermediate point: TSSA's schedule with the loss gradient as direction."""
+    _check(x, budget, box)
+    if not 0 < ratio <= 1:
+        raise InputError(f"ratio must be in (0, 1] (got {ratio!r})")
+    labels = _labels(model, x, labels)
+    x1 = fgsm(model, x, ratio * budget, labels=labels, box=box)
+    if ratio == 1:
+        return x1
+    return fgsm(model, x1, (1 - ratio) * budget, labels=labels, box=box)
+
+
 def _ball(delta: Tensor, radius: float) -> Tensor:
     norm = _flat_norm(delta).reshape((-1,) + (1,) * (delta.dim() - 1))
     return delta * torch.clamp(radius / norm.clamp_min(1e-30), max=1.0)
@@ -309,6 +334,8 @@ def attack(
             x_adv = tssa(model, x, budget, ratio=ratio, labels=labels, box=box, dtype=dtype)
         elif method == "fgsm":
             x_adv = fgsm(model, x, budget, labels=labels, box=box)
+        elif method == "fgsm2":
+            x_adv = fgsm2(model, x, budget, ratio=ratio, labels=labels, box=box)
         else:
             x_adv = pgd(
                 model, x, budget, steps=steps, step_size=step_size, seeds=seeds, labels=labels,

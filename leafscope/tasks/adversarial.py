@@ -25,7 +25,7 @@ from leafscope.tasks.base import Context, Params, Task, param, register_task
 
 __all__ = ["AdversarialParams", "AdversarialTask"]
 
-ATTACKS = ("pgd", "ossa", "tssa", "fgsm")
+ATTACKS = ("pgd", "ossa", "tssa", "fgsm", "fgsm2")
 SEED_STRIDE = 1_000_003
 
 

@@ -14,6 +14,7 @@ import torch
 from leafscope.applications.attacks import (
     attack,
     fgsm,
+    fgsm2,
     fisher_rao_distance,
     ossa,
     pgd,
@@ -106,10 +107,19 @@ def test_tssa_second_step_follows_the_top_eigenvector_at_the_midpoint():
     assert torch.allclose(tssa(model, x, eps, ratio=1.0), ossa(model, x, eps))
 
 
+def test_fgsm2_is_two_gradient_steps():
+    model = tiny_mlp(n_in=10, n_classes=3, activation="tanh").double()
+    x = 0.4 + 0.2 * torch.rand(3, 10, generator=torch.Generator().manual_seed(5), dtype=F64)
+    labels = model(x).argmax(1)
+    x1 = fgsm(model, x, 0.006, labels=labels)
+    expected = fgsm(model, x1, 0.004, labels=labels)
+    assert torch.allclose(fgsm2(model, x, 0.01, labels=labels), expected)
+
+
 def test_attacks_stay_in_the_box_and_the_budget():
     model = tiny_cnn(n_classes=3, activation="relu", seed=0)
     x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    for method in ("ossa", "tssa", "fgsm", "pgd"):
+    for method in ("ossa", "tssa", "fgsm", "fgsm2", "pgd"):
         out = attack(method, model, x, 1.5, seeds=list(range(6)))
         assert float(out.x_adv.min()) >= 0.0 and float(out.x_adv.max()) <= 1.0
         assert float(out.perturbation_norm.max()) <= 1.5 + 1e-9
