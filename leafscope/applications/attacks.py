@@ -10,7 +10,8 @@ budget, never longer (clipping is a projection onto a convex set that holds x).
 
 * **OSSA** (one-step spectral attack, Zhao et al., AAAI 2019): one step of length ε along the top
   eigenvector v₁ of G(x), the optimal one-step direction for the second-order KL
-  ``½ δᵀGδ``; of the two signs, the one whose clipped point has the larger loss.
+  ``½ δᵀGδ``; of the two signs, the one whose step ``x ± εv₁`` has the larger loss; then the
+  clip to the box.
 * **TSSA** (two-step spectral attack, Tron, Couëllan & Puechmorel, Machine Learning 2024,
   arXiv 2203.00922): a two-segment approximation of the geodesic of the (degenerate) Fisher
   metric that starts along v₁. First step: ``ratio·ε`` along v₁(x), sign as OSSA; second step:
@@ -118,14 +119,14 @@ def top_eigenvector(model: nn.Module, x: Tensor, *, dtype: torch.dtype = torch.f
 def _signed_step(
     model: nn.Module, x: Tensor, direction: Tensor, length: float, labels: Tensor, box
 ) -> tuple[Tensor, Tensor]:
-    """``clip(x ± length·direction)`` with the sign of the larger loss (ties: +); returns the
-    point and the signed (unclipped) step."""
+    """``clip(x + s·length·direction)`` with the sign s ∈ {+1, −1} whose *unclipped* step
+    ``x + s·length·direction`` has the larger loss (ties: +): one step, the sign that raises
+    the loss, then the clip; returns the point and the signed (unclipped) step."""
     step = length * direction
-    plus, minus = _clip(x + step, box), _clip(x - step, box)
-    better = _loss(model, minus, labels) > _loss(model, plus, labels)
+    better = _loss(model, x - step, labels) > _loss(model, x + step, labels)
     shape = (-1,) + (1,) * (x.dim() - 1)
     sign = torch.where(better, -1.0, 1.0).to(x.dtype).reshape(shape)
-    return torch.where(sign > 0, plus, minus), sign * step
+    return _clip(x + sign * step, box), sign * step
 
 
 def ossa(

@@ -83,7 +83,7 @@ def test_ossa_takes_the_sign_that_raises_the_loss():
     model = tiny_mlp(n_in=10, n_classes=4, activation="tanh").double()
     x = 0.3 + 0.4 * torch.rand(8, 10, generator=torch.Generator().manual_seed(1), dtype=F64)
     labels = model(x).argmax(1)
-    adv = ossa(model, x, 0.2)
+    adv = ossa(model, x, 0.2)  # x in [0.3, 0.7]: no clipping
     other = x - (adv - x)
     loss = torch.nn.functional.cross_entropy
     assert bool(
