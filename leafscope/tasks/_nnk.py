@@ -24,13 +24,17 @@ from leafscope.tasks.base import Context
 
 __all__ = [
     "MAIN",
+    "check_layers",
     "derived_model",
     "first_points",
     "has_model",
     "json_cell",
     "labelled_runs",
     "model_roles",
+    "nan_if_none",
+    "none_if_nan",
     "parse_run_entry",
+    "require_layers",
     "run_checkpoints",
     "run_models",
     "split_names",
@@ -40,13 +44,16 @@ __all__ = [
 MAIN = "model"
 
 
-def split_names(values: Sequence[str], field: str) -> tuple[str, ...]:
-    """Names stripped, empty ones dropped, each at most once (order kept); InputError naming
-    ``field`` when one is left empty."""
-    names = tuple(dict.fromkeys(v.strip() for v in values if v and v.strip()))
-    if not names:
+def split_names(values: Sequence[str]) -> tuple[str, ...]:
+    """Names stripped, empty ones dropped, each at most once (order kept)."""
+    return tuple(dict.fromkeys(v.strip() for v in values if v and v.strip()))
+
+
+def require_layers(layers: Sequence[str], field: str = "layers") -> None:
+    """InputError naming ``field`` when no layer is named (checked when a job is made: the
+    defaults of the parameters stay valid)."""
+    if not layers:
         raise InputError(f"{field} must name at least one layer of the model, e.g. conv1,fc1")
-    return names
 
 
 def parse_run_entry(entry: str) -> tuple[str | None, str]:

@@ -52,6 +52,7 @@ class EarlyStoppingParams(Params):
         train_points: training points (the first N of the data set; default: all but the
             validation points); val_points: the validation points after them.
         points: the first N training points on which the channel LOO errors are measured.
+        test_points: the first N points of the test split score both runs (None: all).
         epochs: at most this many epochs; patience: epochs without improvement (both rules).
         k: kNN candidates of the NNK classifier.
         lr, momentum, batch_size: SGD settings (learning rate, momentum, images per step).
@@ -68,6 +69,9 @@ class EarlyStoppingParams(Params):
     )
     val_points: int = param(6000, help="validation points, the ones after the training points")
     points: int = param(1000, help="the first N training points measure the channel LOO errors")
+    test_points: int | None = param(
+        None, help="the first N test points score both runs (default: the whole test split)"
+    )
     epochs: int = param(15, help="at most this many epochs")
     patience: int = param(2, help="epochs without improvement before stopping / freezing")
     k: int = param(15, help="kNN candidates of the NNK classifier")
@@ -94,6 +98,8 @@ class EarlyStoppingParams(Params):
                 raise InputError(f"{name} must be >= 1 (got {getattr(self, name)})")
         if self.points < 3:
             raise InputError(f"points must be >= 3 for an NNK graph (got {self.points})")
+        if self.test_points is not None and self.test_points < 1:
+            raise InputError(f"test_points must be >= 1 (got {self.test_points})")
         if self.train_points is not None and self.train_points < self.points:
             raise InputError(
                 f"train_points {self.train_points} must be >= points {self.points} (the LOO "
@@ -137,8 +143,9 @@ class EarlyStoppingTask(Task):
         "--layer on the first --points training points; a channel freezes after --patience "
         "epochs without improvement; stop when all are frozen). Reports test accuracy and "
         "stopping epochs per seed, mean and std. Training uses the first --train-points "
-        "points of the data set, validation the --val-points after them; the model is yours "
-        "(--model MODULE:CALLABLE or --checkpoint), re-initialised per seed."
+        "points of the data set, validation the --val-points after them, the test split "
+        "scores both; the model is yours (--model MODULE:CALLABLE or --checkpoint), "
+        "re-initialised per seed; the runs go to --runs-dir."
     )
     per_point = False
     default_split = "train"
@@ -200,7 +207,12 @@ class EarlyStoppingTask(Task):
                 "a layer with channels of several values each (a convolution, output (N, C, H, "
                 "W)); vectors (N, D) and dense layers have none"
             )
-        return {"train_points": n_train, "channels": int(shape[0])}
+        test = len(context.data("test"))
+        return {
+            "train_points": n_train,
+            "test_points": test if p.test_points is None else min(p.test_points, test),
+            "channels": int(shape[0]),
+        }
 
     def compute(self, positions: Sequence[int], context: Context) -> dict[str, np.ndarray]:
         from leafscope.nnk.stopping import compare_early_stopping
@@ -208,8 +220,7 @@ class EarlyStoppingTask(Task):
         p: EarlyStoppingParams = self.params
         n_train = int(context.meta["train_points"])
         x, y = context.data().take(list(range(n_train + p.val_points)))
-        test_set = context.data("test")
-        test = test_set.take(list(range(len(test_set))))
+        test = context.data("test").take(list(range(int(context.meta["test_points"]))))
         rows: dict[str, list] = {c: [] for c in self.columns}
         for pos in positions:
             seed = int(context.units[pos]["seed"])

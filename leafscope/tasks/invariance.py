@@ -55,7 +55,7 @@ class InvarianceParams(Params):
     points: int = param(500, help="the first N images of the data set")
 
     def validate(self) -> None:
-        object.__setattr__(self, "layers", _nnk.split_names(self.layers, "layers"))
+        object.__setattr__(self, "layers", _nnk.split_names(self.layers))
         object.__setattr__(self, "runs", tuple(r.strip() for r in self.runs if r.strip()))
         object.__setattr__(self, "angles", tuple(float(a) for a in self.angles))
         if len(self.angles) < 2 or any(a % 360 == 0 for a in self.angles):
@@ -101,11 +101,13 @@ class InvarianceTask(Task):
     )
 
     def extra_models(self, model: Any) -> dict[str, Any]:
+        _nnk.require_layers(self.params.layers)
         if model is None and not self.params.runs:
             raise InputError("invariance needs a model: give a checkpoint, a factory or runs")
         return _nnk.run_models(model, self.params.runs)
 
     def units(self, context: Context) -> list[dict[str, Any]]:
+        _nnk.require_layers(self.params.layers)
         roles = _nnk.model_roles(context, self.params.runs)
         units: list[dict[str, Any]] = [
             {"kind": "geometry", "model": None, "label": INPUT, "layer": INPUT}

@@ -76,7 +76,7 @@ class NNKParams(Params):
     )
 
     def validate(self) -> None:
-        object.__setattr__(self, "layers", _nnk.split_names(self.layers, "layers"))
+        object.__setattr__(self, "layers", _nnk.split_names(self.layers))
         if self.points < 3:
             raise InputError(f"points must be >= 3 for an NNK graph (got {self.points})")
         for name in ("test_points", "k"):
@@ -130,6 +130,7 @@ class NNKTask(Task):
         )
 
     def extra_models(self, model: Any) -> dict[str, Any]:
+        _nnk.require_layers(self.params.layers)
         if self.params.run is None:
             return {}
         return {i.path.stem: _nnk.derived_model(model, i.path) for i in self._checkpoints()}
@@ -139,6 +140,7 @@ class NNKTask(Task):
 
     def units(self, context: Context) -> list[dict[str, Any]]:
         p: NNKParams = self.params
+        _nnk.require_layers(p.layers)
         if p.run is None:
             models = [
                 {"model": _nnk.MAIN, "checkpoint": None, "epoch": None, "step": None, "val": None}

@@ -60,7 +60,7 @@ class StabilityParams(Params):
     orientation: bool = param(False, help="also compare the orientation MGM (slow)")
 
     def validate(self) -> None:
-        object.__setattr__(self, "layers", _nnk.split_names(self.layers, "layers"))
+        object.__setattr__(self, "layers", _nnk.split_names(self.layers))
         object.__setattr__(self, "runs", tuple(r.strip() for r in self.runs if r.strip()))
         if self.points < 3:
             raise InputError(f"points must be >= 3 for an NNK graph (got {self.points})")
@@ -109,12 +109,14 @@ class StabilityTask(Task):
     )
 
     def extra_models(self, model: Any) -> dict[str, Any]:
+        _nnk.require_layers(self.params.layers)
         count = (model is not None) + len(self.params.runs)
         if count < 2:
             raise _too_few(count)
         return _nnk.run_models(model, self.params.runs)
 
     def units(self, context: Context) -> list[dict[str, Any]]:
+        _nnk.require_layers(self.params.layers)
         roles = _nnk.model_roles(context, self.params.runs)
         if len(roles) < 2:
             raise _too_few(len(roles))

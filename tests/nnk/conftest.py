@@ -1,7 +1,113 @@
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
+from torch import nn
+
+# A user model whose layers are named conv1, conv2, fc1, fc2 (not leafscope's): the commands
+# must take these names as they are.
+USER_SOURCE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self, in_channels=3, num_classes=3, width=4):
+            super().__init__()
+            self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
+            self.conv2 = nn.Conv2d(width, width + 2, 3, padding=1)
+            self.pool = nn.AdaptiveAvgPool2d(2)
+            self.fc1 = nn.Linear(4 * (width + 2), 12)
+            self.fc2 = nn.Linear(12, num_classes)
+
+        def forward(self, x):
+            x = torch.tanh(self.conv1(x))
+            x = self.pool(torch.tanh(self.conv2(x))).flatten(1)
+            return self.fc2(torch.tanh(self.fc1(x)))
+
+
+    def make(**kwargs):
+        return Net(**kwargs)
+    """
+)
 
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def user_names_supported() -> bool:
+    """Whether a loaded user model shows its own layer names (the model layer's adapter)."""
+    from leafscope.models.inspect import module_names
+    from leafscope.models.loading import ModelAdapter
+
+    return "0" in module_names(ModelAdapter(nn.Sequential(nn.Linear(2, 2))))
+
+
+@pytest.fixture
+def user_names(request) -> None:
+    """Marks the test xfail (not strict) until a loaded user model shows its own layer names
+    (the model layer's adapter): the layer names of these tests are the user's."""
+    if not user_names_supported():
+        request.node.add_marker(
+            pytest.mark.xfail(
+                reason="user layer names (no adapter prefix) land with the model layer",
+                strict=False,
+            )
+        )
+
+
+@pytest.fixture
+def torchscript_features(request) -> None:
+    """Marks the test xfail (not strict): features of TorchScript models land with the model
+    layer (forward hooks on a ScriptModule)."""
+    request.node.add_marker(
+        pytest.mark.xfail(reason="TorchScript features land with the model layer", strict=False)
+    )
+
+
+def rgb_npz(path: Path, n: int = 36, side: int = 8, seed: int = 0) -> Path:
+    """uint8 (n, side, side, 3) images whose class (0, 1, 2) is their brightest channel, as
+    train and test splits (the test images differ)."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, offset in (("train", 0), ("test", 1)):
+        y = (np.arange(n) + offset) % 3
+        x = rng.integers(0, 90, (n, side, side, 3)).astype(np.uint8)
+        for i in range(n):
+            x[i, :, :, y[i]] += 150
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture
+def rgb_data(tmp_path) -> Path:
+    """An RGB .npz (8×8 images, 36 train and 36 test points, 3 classes)."""
+    return rgb_npz(tmp_path / "rgb.npz")
+
+
+@pytest.fixture
+def user_model(tmp_path, monkeypatch):
+    """``(module name, folder, eager net, weights file, TorchScript file)`` of a user model on
+    the Python path (a module name unique to the test)."""
+    name = f"nnk_usernet_{tmp_path.name.replace('-', '_')}"
+    folder = tmp_path / "pymods"
+    folder.mkdir()
+    (folder / f"{name}.py").write_text(USER_SOURCE)
+    monkeypatch.syspath_prepend(str(folder))
+    import importlib
+
+    torch.manual_seed(0)
+    net = importlib.import_module(name).make().eval()
+    weights = tmp_path / "net.pt"
+    torch.save(net.state_dict(), weights)
+    scripted = tmp_path / "net.ts"
+    torch.jit.save(torch.jit.script(net), str(scripted))
+    yield name, folder, net, weights, scripted
+    sys.modules.pop(name, None)
