@@ -330,6 +330,7 @@ def test_early_stopping_on_a_user_model(world, tmp_path, request) -> None:
                "--json", out) == 0  # fmt: skip
     assert len(read(out)["cw_deepnnk"]["frozen_at"]) == 5
 
+
 def test_train_builds_the_zoo_model_for_vectors(world, tmp_path) -> None:
     from leafscope.training import load_checkpoint, select_checkpoint
 

@@ -78,9 +78,7 @@ def test_compares_both_rules_and_nnk_reads_its_runs(lenet, tmp_path, capsys):
     assert [e["epoch"] for e in json.loads(out.read_text())["epochs"]] == list(range(1, stop + 1))
 
 
-def test_a_user_model_by_its_layer_names_over_two_seeds(
-    user_model, user_names, rgb_data, tmp_path
-):
+def test_a_user_model_by_its_layer_names_over_two_seeds(user_model, user_names, rgb_data, tmp_path):
     """Seeds as units (one shard each); each seed re-initialises the user model; nnk measures
     the CW run with the factory as its architecture."""
     name, _, _, weights, _ = user_model
