@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 # A user model whose layers are named conv1, conv2, fc1, fc2 (not leafscope's): the commands
-# must take these names as they are.
+# must take these names as they are. Its sub-modules run in order (so a TorchScript copy's
+# layer features can be read too).
 USER_SOURCE = textwrap.dedent(
     """
     import torch
@@ -19,15 +20,18 @@ USER_SOURCE = textwrap.dedent(
         def __init__(self, in_channels=3, num_classes=3, width=4):
             super().__init__()
             self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
+            self.act1 = nn.Tanh()
             self.conv2 = nn.Conv2d(width, width + 2, 3, padding=1)
+            self.act2 = nn.Tanh()
             self.pool = nn.AdaptiveAvgPool2d(2)
+            self.flat = nn.Flatten()
             self.fc1 = nn.Linear(4 * (width + 2), 12)
+            self.act3 = nn.Tanh()
             self.fc2 = nn.Linear(12, num_classes)
 
         def forward(self, x):
-            x = torch.tanh(self.conv1(x))
-            x = self.pool(torch.tanh(self.conv2(x))).flatten(1)
-            return self.fc2(torch.tanh(self.fc1(x)))
+            x = self.pool(self.act2(self.conv2(self.act1(self.conv1(x)))))
+            return self.fc2(self.act3(self.fc1(self.flat(x))))
 
 
     def make(**kwargs):

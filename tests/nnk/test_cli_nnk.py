@@ -167,12 +167,12 @@ def _check_user_model(model_args: list, net, rgb_data: Path, tmp_path: Path) -> 
     (epoch,) = data["epochs"]
     x, y = _rgb_points(rgb_data, 30)
     assert tuple(x.shape) == (30, 3, 8, 8)
-    feats = layer_features(net, x, ["conv2", "fc1"])
+    feats = layer_features(net, x, ["conv2", "fc1", "act3"])
     for layer in ("conv2", "fc1"):
         assert_close(epoch["layers"][layer], mgm_summary(feats[layer], 6, "cosine"))
-    # the LOO layer is the input of the last nn.Linear: the output of fc1 (fc1 -> tanh -> fc2)
-    assert data["loo_layer"] == "fc1"
-    assert epoch["loo_error"] == pytest.approx(loo_error(feats["fc1"], y, 6))
+    # the LOO layer is the input of the last nn.Linear: the output of act3 (fc1, act3, fc2)
+    assert data["loo_layer"] == "act3"
+    assert epoch["loo_error"] == pytest.approx(loo_error(feats["act3"], y, 6))
     assert 0 <= epoch["test_error"] <= 1
 
 
@@ -206,7 +206,7 @@ def test_a_user_factory_over_the_checkpoints_leafscope_wrote_for_it(
     capsys.readouterr()
     assert _run("nnk", "--run", tmp_path / "run", "--layers", "conv1", "--dataset", rgb_data,
                 "--points", 30) == 2  # fmt: skip
-    assert "--model" in capsys.readouterr().err  # weights only: name the architecture
+    assert "weights only" in capsys.readouterr().err  # name the architecture (a factory)
     doc = tmp_path / "run.json"
     assert _run("nnk", "--model", f"{name}:make", "--run", tmp_path / "run", "--layers", "conv1",
                 "--dataset", rgb_data, "--points", 30, "--test-points", 20, "--k", 6,
