@@ -4,6 +4,7 @@ wrote."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -123,3 +124,33 @@ def test_bad_arguments_give_one_line(user_model, user_names, rgb_data, capsys, a
                 "--layer", "conv2", "--val-points", 4, "--points", 10, *argv) == 2  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_the_task_through_the_runner_in_process(rgb_data, tmp_path):
+    """One row per seed; a leafscope checkpoint (its own layer names) re-initialised per seed:
+    the same seed twice gives the same row."""
+    from leafscope.data.spec import DataSpec
+    from leafscope.execution.runner import RunOptions, make_job, run
+    from leafscope.models import build_model
+    from leafscope.models.spec import ModelSpec
+    from leafscope.tasks.early_stopping import EarlyStoppingParams
+    from leafscope.training import save_checkpoint
+
+    net = build_model("vgg", in_channels=3, image_size=8, num_classes=3, widths=(4, 6),
+                      convs_per_block=1)  # fmt: skip
+    save_checkpoint(tmp_path / "vgg.pt", model=net, epoch=0, step=0, history=[])
+    params = EarlyStoppingParams(
+        layer="block2.0", val_points=8, points=20, epochs=2, patience=1, k=4, batch_size=8,
+        lr=0.05, seed=5, seeds=2,
+    )  # fmt: skip
+    model = ModelSpec(checkpoint=str(tmp_path / "vgg.pt"))
+    data = DataSpec(name=str(rgb_data), split="train")
+    options = RunOptions(device="cpu", progress=False)
+    rows = run(make_job("early-stopping", params, model=model, data=data), options).rows
+    assert list(rows["seed"]) == [5, 6] and list(rows["channels"]) == [6, 6]
+    assert rows["frozen_at"].shape == (2, 6)
+    assert np.all((rows["cw_stop_epoch"] >= 1) & (rows["cw_stop_epoch"] <= 2))
+    assert np.all(rows["validation_best_epoch"] <= rows["validation_stop_epoch"])
+    one = dataclasses.replace(params, seeds=1)
+    again = run(make_job("early-stopping", one, model=model, data=data), options).rows
+    assert json.loads(again["result"][0]) == json.loads(rows["result"][0])

@@ -164,3 +164,33 @@ def test_bad_arguments_give_one_line(runs, capsys, argv, message):
     assert _mnist(*argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@needs_mnist
+def test_both_tasks_through_the_runner_in_process(runs):
+    from leafscope.data.spec import DataSpec
+    from leafscope.execution.runner import RunOptions, make_job, run
+    from leafscope.models.spec import ModelSpec
+    from leafscope.tasks.invariance import InvarianceParams
+    from leafscope.tasks.stability import StabilityParams
+
+    data = DataSpec(name="mnist", data_dir=str(DATA))
+    options = RunOptions(device="cpu", progress=False)
+    main_model = ModelSpec(checkpoint=str(runs["a"]))
+    params = StabilityParams(layers=("conv1", "fc1"), runs=(f"self={runs['a']}", str(runs["b"])),
+                             points=40, k=5)  # fmt: skip
+    rows = run(make_job("stability", params, model=main_model, data=data), options).rows
+    assert list(rows["layer"]) == ["conv1"] * 3 + ["fc1"] * 3
+    assert list(rows["a"]) == ["model", "model", "self"] * 2
+    assert list(rows["b"]) == ["self", str(runs["b"]), str(runs["b"])] * 2
+    assert rows["nnk_jaccard"][0] == rows["nnk_jaccard"][3] == 1.0
+    assert np.all((rows["nnk_jaccard"] >= 0) & (rows["nnk_jaccard"] <= 1))
+    assert rows["n_neighbors_wasserstein"][0] == 0.0
+    np.testing.assert_array_equal(rows["nnk_common"][[0, 3]], rows["nnk_edges_a"][[0, 3]])
+    params = InvarianceParams(layers=("fc1",), angles=(90.0, 180.0), points=5)
+    rows = run(make_job("invariance", params, model=main_model, data=data), options).rows
+    assert list(rows["kind"]) == ["geometry", "accuracy", "geometry"]
+    assert list(rows["layer"]) == ["input", "", "fc1"]
+    assert rows["diameter"].shape == (3, 5) and np.isnan(rows["diameter"][1]).all()
+    assert np.isfinite(rows["diameter"][[0, 2]]).all() and (rows["diameter"][[0, 2]] >= 0).all()
+    assert rows["accuracy"].shape == (3, 3) and np.isfinite(rows["accuracy"][1]).all()
