@@ -264,7 +264,9 @@ class ModelAdapter(nn.Module):
         return self
 
     def extra_repr(self) -> str:
-        parts = [f"wraps={type(self._wrapped).__name__}"]
+        from leafscope.models.inspect import module_kind
+
+        parts = [f"wraps={module_kind(self._wrapped)}"]
         if self.normalized:
             parts.append(f"normalize={self.preset or 'custom'}")
         if self.output is not None:
