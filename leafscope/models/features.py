@@ -270,7 +270,7 @@ def _script_parts(model: nn.Module):
 
     def prepare(x: Tensor) -> Tensor:
         for adapter in adapters:
-            x = adapter.prepare(x)
+            x = adapter._prepare(x)
         return x
 
     return inner, prepare

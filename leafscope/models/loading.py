@@ -189,9 +189,8 @@ class ModelAdapter(nn.Module):
         preset: the name of the normalisation preset ``mean``/``std`` come from (for messages,
             and to refuse a one-channel preset on inputs of several channels).
 
-    Attributes:
-        notes: what loading changed about the model (e.g. ``"model was in training mode; put in
-            eval mode"``), for the results (see :func:`load_notes`).
+    The adapter's own state has private names (``_output``, ``_notes``...), so every public
+    name stays the user's; :func:`load_notes` reads what loading changed about the model.
     """
 
     def __init__(
@@ -207,11 +206,17 @@ class ModelAdapter(nn.Module):
         if not isinstance(model, nn.Module):
             raise InputError(f"ModelAdapter wraps an nn.Module (got {type(model).__name__})")
         self._share(model)
-        self.output = output
-        self.preset = preset
-        self.notes: list[str] = []
-        self.normalized = mean is not None or std is not None
-        if self.normalized:
+        # The adapter's own state has underscore names set past nn.Module.__setattr__: the
+        # public names (and the shared dicts) belong to the user's model.
+        normalized = mean is not None or std is not None
+        for key, value in (
+            ("_output", output),
+            ("_preset", preset),
+            ("_notes", []),
+            ("_normalized", normalized),
+        ):
+            object.__setattr__(self, key, value)
+        if normalized:
             mean, std = parse_normalize((mean if mean is not None else (0.0,), std or (1.0,)))
         # Plain float64 tensors (not buffers: the buffers are the model's), so that float64
         # analyses see the exact values; cast to the input's dtype and device on each call.
@@ -247,16 +252,6 @@ class ModelAdapter(nn.Module):
         new._share(copy.deepcopy(self._wrapped, memo))
         return new
 
-    @property
-    def mean(self) -> Tensor:
-        """Per-channel means (float64), or ``(0.0,)``."""
-        return self._mean
-
-    @property
-    def std(self) -> Tensor:
-        """Per-channel standard deviations (float64), or ``(1.0,)``."""
-        return self._std
-
     def train(self, mode: bool = True) -> ModelAdapter:
         """Set the mode of the adapter, the wrapped model and every sub-module."""
         super().train(mode)
@@ -267,21 +262,21 @@ class ModelAdapter(nn.Module):
         from leafscope.models.inspect import module_kind
 
         parts = [f"wraps={module_kind(self._wrapped)}"]
-        if self.normalized:
-            parts.append(f"normalize={self.preset or 'custom'}")
-        if self.output is not None:
-            parts.append(f"output={self.output!r}")
+        if self._normalized:
+            parts.append(f"normalize={self._preset or 'custom'}")
+        if self._output is not None:
+            parts.append(f"output={self._output!r}")
         return ", ".join(parts)
 
-    def prepare(self, x: Tensor) -> Tensor:
+    def _prepare(self, x: Tensor) -> Tensor:
         """What the wrapped model receives for inputs ``x`` (N, ...): ``(x − mean) / std``
         (``x`` itself when not normalising)."""
-        if not self.normalized:
+        if not self._normalized:
             return x
         k = max(self._mean.numel(), self._std.numel())
         channels = x.shape[1] if x.dim() >= 2 else None
-        if k == 1 and self.preset is not None and channels not in (None, 1) and x.dim() >= 3:
-            raise InputError(_one_channel_preset(self.preset, channels, "the inputs have"))
+        if k == 1 and self._preset is not None and channels not in (None, 1) and x.dim() >= 3:
+            raise InputError(_one_channel_preset(self._preset, channels, "the inputs have"))
         if k > 1 and channels != k:
             got = "no channel axis" if channels is None else f"{channels} channels"
             raise InputError(
@@ -289,16 +284,26 @@ class ModelAdapter(nn.Module):
                 f"{tuple(x.shape)} have {got} (axis 1): give one mean and std per channel"
             )
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        mean = self._mean.to(device=x.device, dtype=x.dtype).reshape(shape)
-        std = self._std.to(device=x.device, dtype=x.dtype).reshape(shape)
-        return (x - mean) / std
+        mean, std = self._constants(x.device, x.dtype)
+        return (x - mean.reshape(shape)) / std.reshape(shape)
+
+    def _constants(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``(mean, std)`` on ``device`` in ``dtype``, converted once per pair."""
+        cache = self.__dict__.setdefault("_constants_cache", {})
+        key = (str(device), dtype)
+        if key not in cache:
+            cache[key] = (
+                self._mean.to(device=device, dtype=dtype),
+                self._std.to(device=device, dtype=dtype),
+            )
+        return cache[key]
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (N, C) of inputs (N, ...) in data units."""
         wrapped = self._wrapped
         if wrapped.training != self.training:
             wrapped.training = self.training
-        z = self.prepare(x)
+        z = self._prepare(x)
         try:
             out = wrapped(z)
         except torch.OutOfMemoryError:
@@ -310,7 +315,7 @@ class ModelAdapter(nn.Module):
                 f"the model fails on inputs of shape {tuple(x.shape)} ({type(exc).__name__}: "
                 f"{_first_line(exc)}): check that the data's shape and channels fit the model"
             ) from exc
-        return _select(out, self.output, x.shape[0])
+        return _select(out, self._output, x.shape[0])
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -323,7 +328,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 def load_notes(model: nn.Module) -> list[str]:
     """What :func:`load_model` changed about ``model`` (e.g. ``"model was in training mode; put
     in eval mode"``), one sentence each, for the results; ``[]`` when nothing."""
-    return list(getattr(model, "notes", None) or []) if isinstance(model, ModelAdapter) else []
+    return list(model.__dict__.get("_notes", [])) if isinstance(model, ModelAdapter) else []
 
 
 def _one_channel_preset(preset: str, channels: int, who: str) -> str:
@@ -626,7 +631,7 @@ def load_model(
         notes.append("model was in training mode; put in eval mode" + _mode_layers(model))
     if user or mean is not None or output is not None:
         model = ModelAdapter(model, mean=mean, std=std, output=output, preset=preset)
-        model.notes.extend(notes)
+        model._notes.extend(notes)
     return model.to(device).eval()
 
 

@@ -147,6 +147,33 @@ def test_fisher_parameter_names_are_the_users(factories) -> None:
     torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-14)
 
 
+class _Clashing(nn.Module):
+    """Public names the adapter could have used: a child ``output``, buffers ``mean``/``std``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.full((1, 3), 0.25))
+        self.register_buffer("std", torch.full((1, 3), 2.0))
+        self.output = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.output((x - self.mean) / self.std)
+
+
+def test_the_users_names_win_over_the_adapters() -> None:
+    torch.manual_seed(5)
+    net = _Clashing().double().eval()
+    model = ModelAdapter(net, mean=(0.5,), std=(0.5,), output=None)
+    assert isinstance(model.output, nn.Linear) and torch.equal(model.mean, net.mean)
+    assert list(model.state_dict()) == ["mean", "std", "output.weight", "output.bias"]
+    x = torch.rand(4, 3, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), net((x - 0.5) / 0.5), rtol=0, atol=0)
+    got = FisherInformation(model, x, parameters=["output.weight"]).eigenvalues()
+    ref = FisherInformation(net, (x - 0.5) / 0.5, parameters=["output.weight"]).eigenvalues()
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-14)
+
+
 def test_adapter_copies_and_modes(factories) -> None:
     net = _net(factories)
     model = ModelAdapter(net, mean=(0.5,), std=(0.25,)).train()
@@ -184,12 +211,8 @@ def test_torchscript_features_equal_the_eager_models(tmp_path, make) -> None:
     module = torch.jit.script(net) if make == "script" else torch.jit.trace(net, x[:2])
     torch.jit.save(module, tmp_path / "net.ts")
     model = load_model(tmp_path / "net.ts", normalize="cifar10")
-    z = model.prepare(x)  # what the wrapped module receives: (x − mean) / std per channel
-    m, s = (
-        torch.tensor(v).view(1, 3, 1, 1)
-        for v in ((0.4914, 0.4822, 0.4465), (0.247, 0.2435, 0.2616))
-    )
-    torch.testing.assert_close(z, (x - m) / s)
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # the cifar10 preset
+    z = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     assert module_names(model) == module_names(net) == [str(i) for i in range(7)]
     got = layer_features(model, x, ["1", "4", "model.6"], batch_size=3)
     ref = layer_features(net, z, ["1", "4", "6"], batch_size=3)
