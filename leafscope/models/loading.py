@@ -178,7 +178,9 @@ class ModelAdapter(nn.Module):
     names: ``named_modules()``, ``named_parameters()``, ``state_dict()`` and
     :func:`torch.func.functional_call` see ``conv1``, ``fc2.weight``..., exactly as in the user's
     model (no prefix). :func:`unwrap` gives the wrapped module back; public attributes the adapter
-    lacks (``config``...) are read from it.
+    lacks (``config``...) are read from it. The adapter's own state has private names
+    (``_output``, ``_notes``...), so every public name stays the user's; :func:`load_notes`
+    reads what loading changed about the model.
 
     Args:
         model: the wrapped module (eager or TorchScript).
@@ -189,8 +191,6 @@ class ModelAdapter(nn.Module):
         preset: the name of the normalisation preset ``mean``/``std`` come from (for messages,
             and to refuse a one-channel preset on inputs of several channels).
 
-    The adapter's own state has private names (``_output``, ``_notes``...), so every public
-    name stays the user's; :func:`load_notes` reads what loading changed about the model.
     """
 
     def __init__(
