@@ -312,8 +312,8 @@ def _compose(
 
 _REFUSAL = (
     "so its layer and penultimate features cannot be read: load the model from its Python code "
-    "(a factory MODULE:CALLABLE with its weights) for every feature; the TorchScript model still "
-    "works for G, spectra, paths and walks"
+    "(a `factory` MODULE:CALLABLE with its `weights`) for every feature; the TorchScript model "
+    "still works for G, spectra, paths and walks"
 )
 
 
@@ -381,7 +381,7 @@ def _collect_composed(
                     f"layer(s) {missing} of the TorchScript model {module_kind(root)} cannot be "
                     "read: its features come from running its sub-modules in order, which "
                     f"reaches {', '.join(list(record)[:30])}; pick one of these, or load the "
-                    "model from its Python code (a factory MODULE:CALLABLE with its weights)"
+                    "model from its Python code (a `factory` MODULE:CALLABLE with its `weights`)"
                 )
             for key, (name, take_input) in taps.items():
                 if name:

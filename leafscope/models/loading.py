@@ -79,7 +79,7 @@ def parse_normalize(
             std = tuple(float(t) for t in std_text.split(","))
         except ValueError as exc:
             raise InputError(
-                f"normalize must be MEAN:STD with comma-separated numbers per channel, e.g. "
+                f"`normalize` must be MEAN:STD with comma-separated numbers per channel, e.g. "
                 f"0.4914,0.4822,0.4465:0.247,0.243,0.261, or one of "
                 f"{', '.join(NORMALIZE_PRESETS)} (got {text!r})"
             ) from exc
@@ -88,24 +88,24 @@ def parse_normalize(
             mean, std = (tuple(float(v) for v in side) for side in text)
         except (TypeError, ValueError) as exc:
             raise InputError(
-                f"normalize must be a pair (mean, std) of sequences (got {text!r})"
+                f"`normalize` must be a pair (mean, std) of sequences (got {text!r})"
             ) from exc
     if len(mean) != len(std) and 1 not in (len(mean), len(std)):
         raise InputError(
-            f"normalize has {len(mean)} means but {len(std)} stds: give one of each per channel"
+            f"`normalize` has {len(mean)} means but {len(std)} stds: give one of each per channel"
         )
     if not all(s > 0 and s < float("inf") for s in std):
-        raise InputError(f"normalize std values must be finite and > 0 (got {std})")
+        raise InputError(f"`normalize` std values must be finite and > 0 (got {std})")
     return mean, std
 
 
 def _select(out: Any, key: str | int | None, n: int) -> Tensor:
     """The logits in the output ``out`` of a batch of ``n`` inputs (see :class:`ModelAdapter`)."""
-    hint = "as output (load_model or ModelSpec output=...)"
+    hint = "as `output`"
     if isinstance(out, Tensor):
         if key is not None:
             raise InputError(
-                f"the model returns a tensor, so there is nothing to select: drop output {key!r}"
+                f"the model returns a tensor, so there is nothing to select: drop `output={key}`"
             )
         logits = out
     elif isinstance(out, Mapping):
@@ -113,7 +113,7 @@ def _select(out: Any, key: str | int | None, n: int) -> Tensor:
         if key is None:
             raise InputError(
                 f"the model returns a {type(out).__name__} with keys {_shorten(names)}: pass the "
-                f"key of the logits {hint}, e.g. {names[0] if names else 'logits'!r}"
+                f"key of the logits {hint}, e.g. `output={names[0] if names else 'logits'}`"
             )
         if key in out:
             logits = out[key]
@@ -125,13 +125,13 @@ def _select(out: Any, key: str | int | None, n: int) -> Tensor:
         if key is None:
             raise InputError(
                 f"the model returns a {type(out).__name__} of {len(out)} items: pass the index "
-                f"of the logits {hint}, e.g. 0"
+                f"of the logits {hint}, e.g. `output=0`"
             )
         try:
             logits = out[int(key)]
         except (ValueError, IndexError) as exc:
             raise InputError(
-                f"output {key!r} is not an index of the model's {len(out)}-item output: use "
+                f"`output={key}` is not an index of the model's {len(out)}-item output: use "
                 f"0..{len(out) - 1}"
             ) from exc
     else:
@@ -139,7 +139,7 @@ def _select(out: Any, key: str | int | None, n: int) -> Tensor:
             example = "logits" if hasattr(out, "logits") else "ATTRIBUTE"
             raise InputError(
                 f"the model returns a {type(out).__name__}, not a tensor of logits: pass the "
-                f"attribute holding them {hint}, e.g. {example!r}"
+                f"attribute holding them {hint}, e.g. `output={example}`"
             )
         if not isinstance(key, str) or not hasattr(out, key):
             raise InputError(f"the model's {type(out).__name__} output has no attribute {key!r}")
@@ -150,7 +150,7 @@ def _select(out: Any, key: str | int | None, n: int) -> Tensor:
         raise InputError(
             f"{where} has shape {got} for a batch of {n} inputs; expected logits of shape "
             f"({n}, C), one row of C class scores per input: make the model return its logits "
-            "(or select them with output=KEY)"
+            "(or select them with `output=KEY`)"
         )
     return logits
 
@@ -280,7 +280,7 @@ class ModelAdapter(nn.Module):
         if k > 1 and channels != k:
             got = "no channel axis" if channels is None else f"{channels} channels"
             raise InputError(
-                f"normalize has {k} values per channel but the inputs of shape "
+                f"`normalize` has {k} values per channel but the inputs of shape "
                 f"{tuple(x.shape)} have {got} (axis 1): give one mean and std per channel"
             )
         shape = (1, -1) + (1,) * (x.dim() - 2)
@@ -336,8 +336,8 @@ def _one_channel_preset(preset: str, channels: int, who: str) -> str:
     example = ",".join(["0.5"] * channels) + ":" + ",".join(["0.25"] * channels)
     presets = f"a {channels}-channel preset ({', '.join(many)}) or " if many else ""
     return (
-        f"normalize preset {preset!r} has 1 channel but {who} {channels}: use "
-        f"{presets}MEAN:STD with one value per channel, e.g. {example}"
+        f"`normalize={preset}` has 1 channel but {who} {channels}: use "
+        f"{presets}MEAN:STD with one value per channel, e.g. `normalize={example}`"
     )
 
 
@@ -356,7 +356,7 @@ def _import_module(module: str, spec: str):
         if module.endswith(".py"):
             path = Path(module)
             if not path.is_file():
-                raise InputError(f"factory {spec}: no Python file {path}: check the path")
+                raise InputError(f"`factory={spec}`: no Python file {path}: check the path")
             loader_spec = importlib.util.spec_from_file_location(path.stem, path)
             mod = importlib.util.module_from_spec(loader_spec)
             sys.modules[path.stem] = mod
@@ -372,7 +372,7 @@ def _import_module(module: str, spec: str):
             else "fix the module"
         )
         raise InputError(
-            f"factory {spec}: cannot import module {module!r} ({type(exc).__name__}: "
+            f"`factory={spec}`: cannot import module {module!r} ({type(exc).__name__}: "
             f"{_first_line(exc)}): {hint}"
         ) from exc
 
@@ -389,38 +389,39 @@ def build_from_factory(spec: str, kwargs: Mapping[str, Any] | None = None) -> nn
     module, sep, attr = str(spec).rpartition(":")
     if not sep or not module or not attr:
         raise InputError(
-            f"a factory must be MODULE:CALLABLE, e.g. mymodels:resnet (got {spec!r}); leafscope's "
-            "own models are trained with leafscope train and loaded from their checkpoint"
+            f"`factory` must be MODULE:CALLABLE, e.g. mymodels:resnet (got {spec!r}); leafscope's "
+            "own models are trained with leafscope train and loaded from their `checkpoint`"
         )
     obj: Any = _import_module(module, spec)
     for part in attr.split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_")]
             raise InputError(
-                f"factory {spec}: {module!r} has no attribute {part!r} (it defines "
+                f"`factory={spec}`: {module!r} has no attribute {part!r} (it defines "
                 f"{_shorten(names, 8)})"
             )
         obj = getattr(obj, part)
     if not callable(obj):
-        raise InputError(f"factory {spec}: {attr!r} is a {type(obj).__name__}, not a callable")
+        raise InputError(f"`factory={spec}`: {attr!r} is a {type(obj).__name__}, not a callable")
     arguments = dict(kwargs or {})
     try:
         model = obj(**arguments)
     except torch.OutOfMemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - any error in user code becomes one line
-        called = f"{spec}(**{json.dumps(arguments, sort_keys=True, default=str)})"
+        given = json.dumps(arguments, sort_keys=True, default=str)
+        called = f" (called with `factory_kwargs={given}`)" if arguments else ""
         hint = (
-            "check the factory's arguments (factory_kwargs)"
+            "check the factory's arguments (`factory_kwargs`)"
             if isinstance(exc, TypeError)
-            else "fix the factory or its arguments (factory_kwargs)"
+            else "fix the factory or its arguments (`factory_kwargs`)"
         )
         raise InputError(
-            f"factory {called} raised {type(exc).__name__}: {_first_line(exc, 200)}: {hint}"
+            f"`factory={spec}` raised {type(exc).__name__}: {_first_line(exc, 200)}{called}: {hint}"
         ) from exc
     if not isinstance(model, nn.Module):
         raise InputError(
-            f"factory {spec} returned a {type(model).__name__}, not a torch.nn.Module: make the "
+            f"`factory={spec}` returned a {type(model).__name__}, not a torch.nn.Module: make the "
             "factory return the model"
         )
     return model
@@ -493,7 +494,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, Any]
         ]
         raise CheckpointError(
             f"weights in {where} do not fit the model ({'; '.join(parts)}): pass the weights "
-            "saved from this architecture (or fix the factory's arguments)"
+            "saved from this architecture (or fix `factory_kwargs`)"
         )
     try:
         model.load_state_dict(state)
@@ -531,8 +532,8 @@ def _load_file(path: Path, device: torch.device | str) -> tuple[nn.Module, bool]
         except CheckpointError:
             raise exc from None
         raise CheckpointError(
-            f"{path} holds weights only (no leafscope model config): pass it as the weights of "
-            "a factory MODULE:CALLABLE that builds the architecture (CLI: --weights with --model)"
+            f"{path} holds weights only (no leafscope model config): pass it as `weights` with "
+            "a `factory` MODULE:CALLABLE that builds the architecture"
         ) from exc
 
 
@@ -606,12 +607,12 @@ def load_model(
         normalize, output = spec.normalize, spec.output
     if (checkpoint is None) == (factory is None):
         raise InputError(
-            "pass exactly one model source: a checkpoint (leafscope .pt, run folder or "
-            "TorchScript file) or a factory MODULE:CALLABLE (with weights)"
+            "pass exactly one model source: a `checkpoint` (leafscope .pt, run folder or "
+            "TorchScript file) or a `factory` MODULE:CALLABLE (with `weights`)"
         )
     if factory_kwargs and factory is None:
         raise InputError(
-            "factory_kwargs are the keyword arguments of a factory MODULE:CALLABLE: name one"
+            "`factory_kwargs` are the keyword arguments of a `factory` MODULE:CALLABLE: name one"
         )
     mean = std = preset = None
     if normalize is not None:
@@ -667,8 +668,9 @@ def _check_normalize_channels(
         if preset is not None:
             raise InputError(_one_channel_preset(preset, channels, "the model takes"))
         return  # one explicit value applies to every channel
-    what = f"normalize preset {preset!r}" if preset is not None else "normalize"
+    what = f"`normalize={preset}`" if preset is not None else "`normalize`"
+    side = "one value" if channels == 1 else f"{channels} values"
     raise InputError(
         f"{what} has {k} channels but the model takes {channels}-channel inputs: give one "
-        f"mean and std per input channel (MEAN:STD with {channels} values a side)"
+        f"mean and std per input channel (MEAN:STD with {side} a side)"
     )

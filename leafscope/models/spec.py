@@ -73,22 +73,25 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if (self.checkpoint is None) == (self.factory is None):
             raise InputError(
-                "a model needs exactly one source: a checkpoint (leafscope .pt, run folder or "
-                "TorchScript file) or a factory MODULE:CALLABLE (with weights)"
+                "a model needs exactly one source: a `checkpoint` (leafscope .pt, run folder or "
+                "TorchScript file) or a `factory` MODULE:CALLABLE (with `weights`)"
             )
         try:
             kwargs = json.loads(self.factory_kwargs)
         except json.JSONDecodeError as exc:
             raise InputError(
-                f"factory_kwargs must be a JSON object (got {self.factory_kwargs!r}: {exc})"
+                f"`factory_kwargs` must be a JSON object (got {self.factory_kwargs!r}: {exc})"
             ) from exc
         if not isinstance(kwargs, dict):
             raise InputError(
-                f'factory_kwargs must be a JSON object like {{"depth": 18}} '
+                f'`factory_kwargs` must be a JSON object like {{"depth": 18}} '
                 f"(got {self.factory_kwargs!r})"
             )
         if kwargs and self.factory is None:
-            raise InputError("factory_kwargs are the keyword arguments of a factory: name one")
+            raise InputError(
+                "`factory_kwargs` are the keyword arguments of a `factory` MODULE:CALLABLE: "
+                "name one"
+            )
 
     def absolute(self) -> ModelSpec:
         """The spec with every path absolute (what is sent to workers)."""

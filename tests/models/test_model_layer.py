@@ -347,9 +347,10 @@ def test_factory_that_raises_is_one_line(factories) -> None:
     with pytest.raises(InputError) as exc:
         load_model(factory=f"{factories}:broken", factory_kwargs={"depth": 50})
     text = _one_line(exc)
-    assert f'factory {factories}:broken(**{{"depth": 50}}) raised ValueError' in text
+    assert f"`factory={factories}:broken` raised ValueError" in text
+    assert '(called with `factory_kwargs={"depth": 50}`)' in text
     assert "weights for depth 50 are not bundled" in text and "second line" not in text
-    with pytest.raises(InputError, match=r"make\(\*\*\{\"width\": 3\}\) raised TypeError"):
+    with pytest.raises(InputError, match=r"make` raised TypeError.*\{\"width\": 3\}"):
         load_model(factory=f"{factories}:make", factory_kwargs={"width": 3})
     spec = ModelSpec(factory=f"{factories}:broken")
     with pytest.raises(InputError, match="raised ValueError"):
@@ -376,8 +377,8 @@ def test_normalisation_channels_are_checked(factories, tmp_path) -> None:
     with pytest.raises(InputError) as exc:
         load_model(factory=f"{factories}:make", normalize="cifar10")
     text = _one_line(exc)
-    assert "preset 'cifar10' has 3 channels but the model takes 1-channel inputs" in text
-    with pytest.raises(InputError, match="normalize has 2 channels but the model takes 3"):
+    assert "`normalize=cifar10` has 3 channels but the model takes 1-channel inputs" in text
+    with pytest.raises(InputError, match="`normalize` has 2 channels but the model takes 3"):
         load_model(
             factory=f"{factories}:make", factory_kwargs={"in_channels": 3}, normalize="0,0:1,1"
         )
@@ -387,7 +388,7 @@ def test_normalisation_channels_are_checked(factories, tmp_path) -> None:
             factory=f"{factories}:make", factory_kwargs={"in_channels": 3}, normalize="mnist"
         )
     text = _one_line(exc)
-    assert "preset 'mnist' has 1 channel but the model takes 3" in text
+    assert "`normalize=mnist` has 1 channel but the model takes 3" in text
     assert "imagenet" in text and "cifar10" in text and "MEAN:STD" in text and "--" not in text
     # One explicit value applies to every channel (documented), and matching counts load.
     load_model(factory=f"{factories}:make", factory_kwargs={"in_channels": 3}, normalize="0.5:0.5")
@@ -396,11 +397,13 @@ def test_normalisation_channels_are_checked(factories, tmp_path) -> None:
     # Leafscope checkpoints know their channels from their config.
     lenet = build_model("lenet", in_channels=3, image_size=28)
     save_checkpoint(tmp_path / "c.pt", model=lenet, epoch=1, step=1, history=[])
-    with pytest.raises(InputError, match="'mnist' has 1 channel but the model takes 3"):
+    with pytest.raises(InputError, match="`normalize=mnist` has 1 channel but the model takes 3"):
         load_model(tmp_path / "c.pt", normalize="mnist")
     # Channels unknown at load (no convolution): the inputs are checked on each call.
     toy = ModelAdapter(nn.Flatten(), mean=(0.1307,), std=(0.3081,), preset="mnist")
-    with pytest.raises(InputError, match="'mnist' has 1 channel but the inputs have 3") as exc:
+    with pytest.raises(
+        InputError, match="`normalize=mnist` has 1 channel but the inputs have 3"
+    ) as exc:
         toy(torch.rand(2, 3, 4, 4))
     assert not isinstance(exc.value, ModelCallError)
     three = ModelAdapter(nn.Flatten(), mean=(0.5, 0.5, 0.5), std=(1, 1, 1))

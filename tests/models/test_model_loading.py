@@ -205,16 +205,16 @@ def test_outputs_select_the_logits(user_module, kind, key) -> None:
 def test_output_errors(user_module) -> None:
     x = torch.rand(2, 1, 6, 6)
     as_dict = trained(user_module, kind="dict")
-    with pytest.raises(InputError, match=r"keys features, logits.*e.g. 'features'"):
+    with pytest.raises(InputError, match=r"keys features, logits.*e.g. `output=features`"):
         ModelAdapter(as_dict)(x)
     with pytest.raises(InputError, match="no key 'scores': its keys are features, logits"):
         ModelAdapter(as_dict, output="scores")(x)
     as_tuple = trained(user_module, kind="tuple")
-    with pytest.raises(InputError, match="tuple of 2 items.*e.g. 0"):
+    with pytest.raises(InputError, match="tuple of 2 items.*e.g. `output=0`"):
         ModelAdapter(as_tuple)(x)
     with pytest.raises(InputError, match="use 0..1"):
         ModelAdapter(as_tuple, output=2)(x)
-    with pytest.raises(InputError, match="SimpleNamespace.*e.g. 'logits'"):
+    with pytest.raises(InputError, match="SimpleNamespace.*e.g. `output=logits`"):
         ModelAdapter(trained(user_module, kind="object"))(x)
     with pytest.raises(InputError, match="nothing to select"):
         ModelAdapter(trained(user_module), output="logits")(x)
@@ -240,7 +240,9 @@ def test_factory_errors(user_module, tmp_path) -> None:
         load_model(factory=f"{user_module}:VALUE")
     with pytest.raises(InputError, match="returned a int, not a torch.nn.Module"):
         load_model(factory=f"{user_module}:not_a_module")
-    with pytest.raises(InputError, match=r"make\(\*\*\{\"depth\": 3\}\) raised TypeError.*depth"):
+    with pytest.raises(
+        InputError, match=r"make` raised TypeError.*depth.*`factory_kwargs=\{\"depth\": 3\}`"
+    ):
         load_model(factory=f"{user_module}:make", factory_kwargs={"depth": 3})
     with pytest.raises(InputError, match="MODULE:CALLABLE"):
         load_model(factory="lenet")
