@@ -203,6 +203,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model stored in a checkpoint, load its weights, and put it in eval mode.
 
+    The reader of leafscope checkpoint files. To load any model (a run folder's newest
+    checkpoint, a TorchScript file, a factory with weights, normalisation and output options),
+    use the one loader, :func:`leafscope.models.load_model` or
+    :meth:`leafscope.models.ModelSpec.load`, which calls this for leafscope files.
+
     Args:
         path: a ``.pt`` file written by leafscope.
         device: where to put the model.
