@@ -152,9 +152,9 @@ def test_mismatch_error_names_both_shapes_and_the_fix() -> None:
         check_model_input(model, x)
     msg = str(info.value)
     assert "(N, 1, 28, 28)" in msg and "(N, 3, 32, 32)" in msg
-    assert "--grey" in msg and "--resize 28,28" in msg
+    assert "`grey`" in msg and "`resize=28,28`" in msg and "--" not in msg  # no CLI flag
     check_model_input(model, resize(to_grey(x), (28, 28)))  # the advertised fix works
-    with pytest.raises(InputError, match=r"\(N, 3, 32, 32\).*--grey"):
+    with pytest.raises(InputError, match=r"\(N, 3, 32, 32\).*`grey`"):
         check_model_input(build_model("mlp"), x)
     check_model_input(build_model("mlp"), torch.rand(2, 784))  # an MLP flattens
 
