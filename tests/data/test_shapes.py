@@ -167,7 +167,7 @@ def test_mismatch_of_a_model_without_config_and_mode_restored() -> None:
     stats = model[1].running_mean.clone()
     with pytest.raises(InputError) as info:
         check_model_input(model, torch.rand(2, 3, 10, 10))
-    assert "(N, 3, 10, 10)" in str(info.value) and "--grey" in str(info.value)
+    assert "(N, 3, 10, 10)" in str(info.value) and "`grey`" in str(info.value)
     assert "[4, 1, 3, 3]" in str(info.value)  # torch's own words name the weight shape
     check_model_input(model, torch.rand(2, 1, 10, 10))
     assert model.training and torch.equal(model[1].running_mean, stats)
