@@ -428,7 +428,7 @@ def build_from_factory(spec: str, kwargs: Mapping[str, Any] | None = None) -> nn
 
 
 def _read_weights(path: Path) -> Any:
-    from leafscope.training.checkpoint import load_torch_file
+    from leafscope.models.checkpoint import load_torch_file
 
     return load_torch_file(path, "weights file")
 
@@ -507,7 +507,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, Any]
 
 def _load_file(path: Path, device: torch.device | str) -> tuple[nn.Module, bool]:
     """(model, is_user_model) from a leafscope checkpoint, a run folder or a TorchScript file."""
-    from leafscope.training import load_checkpoint, select_checkpoint
+    from leafscope.models.checkpoint import load_checkpoint, select_checkpoint
 
     if path.is_dir():
         path = select_checkpoint(path)

@@ -117,7 +117,7 @@ class ModelSpec:
             if value is not None:
                 path = Path(value)
                 if path.is_dir():
-                    from leafscope.training import select_checkpoint
+                    from leafscope.models.checkpoint import select_checkpoint
 
                     path = select_checkpoint(path)
                 if path is not None and path.is_file():
