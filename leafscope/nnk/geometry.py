@@ -229,3 +229,13 @@ class RunGeometry:
         out = asdict(self)
         out["pearson_loo_vs_test"] = self.pearson
         return out
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> RunGeometry:
+        """The geometry :meth:`to_json` wrote (its Pearson r is recomputed)."""
+        fields = {k: record[k] for k in ("run_dir", "layers", "loo_layer", "k", "kernel")}
+        return cls(
+            **fields,
+            n_points=int(record["n_points"]),
+            epochs=[EpochGeometry(**e) for e in record["epochs"]],
+        )

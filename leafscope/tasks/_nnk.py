@@ -53,7 +53,7 @@ def require_layers(layers: Sequence[str], field: str = "layers") -> None:
     """InputError naming ``field`` when no layer is named (checked when a job is made: the
     defaults of the parameters stay valid)."""
     if not layers:
-        raise InputError(f"{field} must name at least one layer of the model, e.g. conv1,fc1")
+        raise InputError(f"`{field}` must name at least one layer of the model, e.g. conv1,fc1")
 
 
 def parse_run_entry(entry: str) -> tuple[str | None, str]:
@@ -167,18 +167,18 @@ def run_checkpoints(
 
     folder = Path(run).expanduser()
     if not folder.is_dir():
-        raise InputError(f"run {run}: no such run folder (the out folder of a training run)")
+        raise InputError(f"`run={run}`: no such run folder (the out folder of a training run)")
     try:
         infos = list_checkpoints(folder)
     except CheckpointError as exc:
-        raise InputError(f"run {run}: {exc}") from None
+        raise InputError(f"`run={run}`: {exc}") from None
     kinds = ("epoch", "step") if step_checkpoints else ("epoch",)
     infos = [i for i in infos if i.kind in kinds and (include_initial or i.step > 0)]
     epoch_steps = {i.step for i in infos if i.kind == "epoch"}
     infos = [i for i in infos if i.kind == "epoch" or i.step not in epoch_steps]
     if not infos:
         raise InputError(
-            f"run {run} holds no epoch checkpoints (epoch_NNNN.pt, epoch >= 1): train it first"
+            f"`run={run}` holds no epoch checkpoints (epoch_NNNN.pt, epoch >= 1): train it first"
         )
     return infos
 
@@ -192,7 +192,7 @@ def first_points(context: Context, count: int, role: str = "data", *, field: str
     data = context.data(role)
     if count > len(data):
         raise InputError(
-            f"{field} {count} exceeds the {len(data)} points of {data.name} ({data.split}): "
+            f"`{field}={count}` exceeds the {len(data)} points of {data.name} ({data.split}): "
             f"pass at most {len(data)}"
         )
     return data.take(list(range(count)))

@@ -92,23 +92,25 @@ class EarlyStoppingParams(Params):
     def validate(self) -> None:
         object.__setattr__(self, "layer", self.layer.strip())
         if not self.layer:
-            raise InputError("layer must name a layer of the model, e.g. conv2")
+            raise InputError("`layer` must name a layer of the model, e.g. conv2")
         for name in ("val_points", "epochs", "patience", "k", "batch_size", "seeds"):
             if getattr(self, name) < 1:
-                raise InputError(f"{name} must be >= 1 (got {getattr(self, name)})")
+                raise InputError(f"`{name}` must be >= 1 (got {getattr(self, name)})")
         if self.points < 3:
-            raise InputError(f"points must be >= 3 for an NNK graph (got {self.points})")
+            raise InputError(f"`points` must be >= 3 for an NNK graph (got {self.points})")
         if self.test_points is not None and self.test_points < 1:
-            raise InputError(f"test_points must be >= 1 (got {self.test_points})")
+            raise InputError(f"`test_points` must be >= 1 (got {self.test_points})")
         if self.train_points is not None and self.train_points < self.points:
             raise InputError(
-                f"train_points {self.train_points} must be >= points {self.points} (the LOO "
+                f"`train_points={self.train_points}` must be >= `points={self.points}` (the LOO "
                 "errors are measured on training points)"
             )
         if not self.lr > 0 or self.momentum < 0:
-            raise InputError(f"lr must be > 0 and momentum >= 0 (got {self.lr}, {self.momentum})")
+            raise InputError(
+                f"`lr` must be > 0 and `momentum` >= 0 (got {self.lr}, {self.momentum})"
+            )
         if self.seed < 0:
-            raise InputError(f"seed must be >= 0 (got {self.seed})")
+            raise InputError(f"`seed` must be >= 0 (got {self.seed})")
 
 
 def reset_parameters(model: torch.nn.Module, seed: int) -> int:
@@ -177,7 +179,7 @@ class EarlyStoppingTask(Task):
         if not self.params.keep_weights and reset_parameters(net, seed) == 0:
             raise InputError(
                 "the model has no layer with reset_parameters (a TorchScript model?), so it "
-                "cannot be re-initialised per seed: set keep_weights to train from its weights"
+                "cannot be re-initialised per seed: set `keep_weights` to train from its weights"
             )
         return net
 
@@ -190,8 +192,9 @@ class EarlyStoppingTask(Task):
         n_train = n - p.val_points if p.train_points is None else p.train_points
         if n_train < p.points or n_train + p.val_points > n:
             raise InputError(
-                f"train_points {n_train} + val_points {p.val_points} must fit in the {n} points "
-                f"of {data.name} ({data.split}), with points {p.points} <= train_points"
+                f"`train_points={n_train}` + `val_points={p.val_points}` must fit in the {n} "
+                f"points of {data.name} ({data.split}), with `points={p.points}` <= "
+                "`train_points`"
             )
         x, y = data.take(list(range(min(n, 64))))
         if bool((y < 0).any()):
@@ -203,7 +206,7 @@ class EarlyStoppingTask(Task):
         shape = tuple(feats[p.layer].shape[1:])
         if len(shape) != 2 or shape[1] < 2:
             raise InputError(
-                f"layer {p.layer} gives features of shape {shape} per point: CW-DeepNNK needs "
+                f"`layer={p.layer}` gives features of shape {shape} per point: CW-DeepNNK needs "
                 "a layer with channels of several values each (a convolution, output (N, C, H, "
                 "W)); vectors (N, D) and dense layers have none"
             )

@@ -6,7 +6,7 @@ features of the image and of its rotations by ``angles`` degrees; the NNK polyto
 among its rotations and its diameter (0 = the layer maps all rotations to one point; at most 2)
 and spread; one per model: its accuracy on the upright and the rotated images; and one for the
 images themselves (layer ``input``, the reference, the same for every model). Models: the main
-one and those of ``runs`` (e.g. trained with and without ``--augment-rotation``).
+one and those of ``models`` (e.g. trained with and without ``--augment-rotation``).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ class InvarianceParams(Params):
 
     Attributes:
         layers: layer names of the models (as the models name them).
-        runs: further models, ``PATH`` or ``LABEL=PATH`` (see
-            :class:`~leafscope.tasks.stability.StabilityParams`).
+        models: further models, ``LABEL=PATH`` or ``PATH`` (as ``runs`` of
+            :class:`~leafscope.tasks.stability.StabilityParams`: run folders, checkpoints,
+            TorchScript or, with a user main model, weight files).
         angles: rotation angles in degrees (at least 2, none a multiple of 360).
         points: the first N images of the data set.
     """
@@ -43,11 +44,11 @@ class InvarianceParams(Params):
     layers: tuple[str, ...] = param(
         (), help="layer names of the models, comma-separated, e.g. conv1,fc1", metavar="NAME,..."
     )
-    runs: tuple[str, ...] = param(
+    models: tuple[str, ...] = param(
         (),
         help="models measured besides --checkpoint/--model (or alone): run folders, "
-        "checkpoints, TorchScript or weight files, each PATH or LABEL=PATH",
-        metavar="[LABEL=]PATH,...",
+        "checkpoints, TorchScript or weight files, each LABEL=PATH or PATH",
+        metavar="LABEL=PATH,...",
     )
     angles: tuple[float, ...] = param(
         DEFAULT_ANGLES, help="rotation angles in degrees", metavar="DEG,..."
@@ -56,15 +57,15 @@ class InvarianceParams(Params):
 
     def validate(self) -> None:
         object.__setattr__(self, "layers", _nnk.split_names(self.layers))
-        object.__setattr__(self, "runs", tuple(r.strip() for r in self.runs if r.strip()))
+        object.__setattr__(self, "models", tuple(r.strip() for r in self.models if r.strip()))
         object.__setattr__(self, "angles", tuple(float(a) for a in self.angles))
         if len(self.angles) < 2 or any(a % 360 == 0 for a in self.angles):
             raise InputError(
-                f"angles must hold at least 2 angles in degrees, none a multiple of 360 (got "
+                f"`angles` must hold at least 2 angles in degrees, none a multiple of 360 (got "
                 f"{list(self.angles)})"
             )
         if self.points < 1:
-            raise InputError(f"points must be >= 1 (got {self.points})")
+            raise InputError(f"`points` must be >= 1 (got {self.points})")
 
 
 @register_task
@@ -80,8 +81,8 @@ class InvarianceTask(Task):
         "and its diameter (0 = the layer maps all rotations to one point). Also each model's "
         "accuracy on upright and rotated images, and the images' own polytopes (layer "
         "'input'). Compare models trained with and without rotation augmentation (leafscope "
-        "train --augment-rotation DEG): --checkpoint A --runs rotated=B, or --runs "
-        "plain=A,rotated=B. Figure under OUT/_files."
+        "train --augment-rotation DEG): --checkpoint A --models rotated=B, or --models "
+        "plain=A,rotated=B. The figure's data go to OUT/_files/invariance.json."
     )
     per_point = False
     images_only = True
@@ -102,13 +103,13 @@ class InvarianceTask(Task):
 
     def extra_models(self, model: Any) -> dict[str, Any]:
         _nnk.require_layers(self.params.layers)
-        if model is None and not self.params.runs:
-            raise InputError("invariance needs a model: give a checkpoint, a factory or runs")
-        return _nnk.run_models(model, self.params.runs)
+        if model is None and not self.params.models:
+            raise InputError("invariance needs a model: give a checkpoint, a factory or `models`")
+        return _nnk.run_models(model, self.params.models)
 
     def units(self, context: Context) -> list[dict[str, Any]]:
         _nnk.require_layers(self.params.layers)
-        roles = _nnk.model_roles(context, self.params.runs)
+        roles = _nnk.model_roles(context, self.params.models)
         units: list[dict[str, Any]] = [
             {"kind": "geometry", "model": None, "label": INPUT, "layer": INPUT}
         ]
@@ -239,16 +240,13 @@ class InvarianceTask(Task):
         summary: Mapping[str, Any],
         context: Context,
     ) -> list[Any]:
-        # figures belong to the report layer: imported only when a results folder is written
-        from leafscope.report.figures.nnk import plot_invariance
-        from leafscope.report.save import save_figure
+        """``invariance.json``: per model and layer the per-image diameters (what the report's
+        invariance figure draws: :func:`leafscope.report.results.write_result_figures`)."""
+        from leafscope.io import write_json
 
-        results, _ = rows_to_results(rows, context, self.params)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "invariance.png"
-        save_figure(plot_invariance(results), path, dpi=110)
-        return [path]
+        return [write_json(folder / "invariance.json", self.payload(rows, summary, context))]
 
 
 def rows_to_results(

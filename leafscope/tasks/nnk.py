@@ -78,14 +78,16 @@ class NNKParams(Params):
     def validate(self) -> None:
         object.__setattr__(self, "layers", _nnk.split_names(self.layers))
         if self.points < 3:
-            raise InputError(f"points must be >= 3 for an NNK graph (got {self.points})")
+            raise InputError(f"`points` must be >= 3 for an NNK graph (got {self.points})")
         for name in ("test_points", "k"):
             if getattr(self, name) < 1:
-                raise InputError(f"{name} must be >= 1 (got {getattr(self, name)})")
+                raise InputError(f"`{name}` must be >= 1 (got {getattr(self, name)})")
         if self.kernel not in KERNELS:
-            raise InputError(f"kernel must be one of {', '.join(KERNELS)} (got {self.kernel!r})")
+            raise InputError(f"`kernel` must be one of {', '.join(KERNELS)} (got {self.kernel!r})")
         if self.run is None and (self.include_initial or self.step_checkpoints):
-            raise InputError("include_initial and step_checkpoints select checkpoints of a run")
+            raise InputError(
+                "`include_initial` and `step_checkpoints` select checkpoints of a `run`: name one"
+            )
 
 
 @register_task
@@ -101,7 +103,7 @@ class NNKTask(Task):
         "layer's features on the first --points points (one unit per checkpoint and layer), "
         "the DeepNNK leave-one-out error on the last hidden layer and the test error (one "
         "unit per checkpoint), and their Pearson correlation across checkpoints. Layers are "
-        "named as in your model. Figures under OUT/_files."
+        "named as in your model. The figures' data go to OUT/_files/nnk.json."
     )
     per_point = False
     default_split = "train"
@@ -175,7 +177,7 @@ class NNKTask(Task):
             if bool((y < 0).any()):
                 raise InputError(
                     "the data are unlabelled: the DeepNNK leave-one-out error needs labels "
-                    "(turn loo off, or pass a labelled set)"
+                    "(turn `loo` off, or pass a labelled set)"
                 )
             if p.loo_layer is not None:
                 _nnk.check_layers(model, [p.loo_layer])
@@ -285,28 +287,14 @@ class NNKTask(Task):
         summary: Mapping[str, Any],
         context: Context,
     ) -> list[Any]:
-        # figures belong to the report layer: imported only when a results folder is written
-        from leafscope.report.figures.nnk import (
-            plot_loo_vs_test,
-            plot_mgm_distributions,
-            plot_mgm_epochs,
-        )
-        from leafscope.report.save import save_figure
+        """``nnk.json``: the geometry of every checkpoint (what the report's NNK figures draw:
+        :func:`leafscope.report.results.write_result_figures`)."""
+        from leafscope.io import write_json
 
-        geometry = rows_to_geometry(rows, context, self.params)
-        figures = {
-            "mgm_distributions.png": plot_mgm_distributions,
-            "mgm_epochs.png": plot_mgm_epochs,
-        }
-        if geometry.loo_layer is not None:
-            figures["loo_vs_test.png"] = plot_loo_vs_test
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, plot in figures.items():
-            save_figure(plot(geometry), folder / name, dpi=110)
-            written.append(folder / name)
-        return written
+        geometry = rows_to_geometry(rows, context, self.params)
+        return [write_json(folder / "nnk.json", geometry.to_json())]
 
 
 def rows_to_geometry(rows: Mapping[str, np.ndarray], context: Context, params: NNKParams) -> Any:

@@ -63,16 +63,16 @@ class StabilityParams(Params):
         object.__setattr__(self, "layers", _nnk.split_names(self.layers))
         object.__setattr__(self, "runs", tuple(r.strip() for r in self.runs if r.strip()))
         if self.points < 3:
-            raise InputError(f"points must be >= 3 for an NNK graph (got {self.points})")
+            raise InputError(f"`points` must be >= 3 for an NNK graph (got {self.points})")
         if self.k < 1:
-            raise InputError(f"k must be >= 1 (got {self.k})")
+            raise InputError(f"`k` must be >= 1 (got {self.k})")
         if self.kernel not in KERNELS:
-            raise InputError(f"kernel must be one of {', '.join(KERNELS)} (got {self.kernel!r})")
+            raise InputError(f"`kernel` must be one of {', '.join(KERNELS)} (got {self.kernel!r})")
 
 
 def _too_few(count: int) -> InputError:
     return InputError(
-        f"stability compares models: it needs at least 2, got {count} (give runs, with or "
+        f"stability compares models: it needs at least 2, got {count} (give `runs`, with or "
         "without a main model)"
     )
 
@@ -90,7 +90,7 @@ class StabilityTask(Task):
         "layer): Jaccard overlap of the NNK edges (and of the kNN edges they were selected "
         "from, and the chance level), and Wasserstein / KS distances between the per-node "
         "distributions of the manifold graph metrics. Models: --checkpoint or --model (+ "
-        "--weights) and --runs. Figure under OUT/_files."
+        "--weights) and --runs. The figure's data go to OUT/_files/stability.json."
     )
     per_point = False
     columns = (
@@ -243,15 +243,13 @@ class StabilityTask(Task):
         summary: Mapping[str, Any],
         context: Context,
     ) -> list[Any]:
-        # figures belong to the report layer: imported only when a results folder is written
-        from leafscope.report.figures.nnk import plot_stability
-        from leafscope.report.save import save_figure
+        """``stability.json``: per layer the overlaps and distances of every pair (what the
+        report's stability figure draws: :func:`leafscope.report.results.write_result_figures`)."""
+        from leafscope.io import write_json
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "stability.png"
-        save_figure(plot_stability(rows_to_layers(rows, context)), path, dpi=110)
-        return [path]
+        return [write_json(folder / "stability.json", self.payload(rows, summary, context))]
 
 
 def rows_to_layers(rows: Mapping[str, np.ndarray], context: Context) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 # A user model whose layers are named conv1, conv2, fc1, fc2 (not leafscope's): the commands
 # must take these names as they are. Its sub-modules run in order (so a TorchScript copy's
@@ -43,36 +42,6 @@ USER_SOURCE = textwrap.dedent(
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
-
-
-def user_names_supported() -> bool:
-    """Whether a loaded user model shows its own layer names (the model layer's adapter)."""
-    from leafscope.models.inspect import module_names
-    from leafscope.models.loading import ModelAdapter
-
-    return "0" in module_names(ModelAdapter(nn.Sequential(nn.Linear(2, 2))))
-
-
-@pytest.fixture
-def user_names(request) -> None:
-    """Marks the test xfail (not strict) until a loaded user model shows its own layer names
-    (the model layer's adapter): the layer names of these tests are the user's."""
-    if not user_names_supported():
-        request.node.add_marker(
-            pytest.mark.xfail(
-                reason="user layer names (no adapter prefix) land with the model layer",
-                strict=False,
-            )
-        )
-
-
-@pytest.fixture
-def torchscript_features(request) -> None:
-    """Marks the test xfail (not strict): features of TorchScript models land with the model
-    layer (forward hooks on a ScriptModule)."""
-    request.node.add_marker(
-        pytest.mark.xfail(reason="TorchScript features land with the model layer", strict=False)
-    )
 
 
 def rgb_npz(path: Path, n: int = 36, side: int = 8, seed: int = 0) -> Path:

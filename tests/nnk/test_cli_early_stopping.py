@@ -79,7 +79,7 @@ def test_compares_both_rules_and_nnk_reads_its_runs(lenet, tmp_path, capsys):
     assert [e["epoch"] for e in json.loads(out.read_text())["epochs"]] == list(range(1, stop + 1))
 
 
-def test_a_user_model_by_its_layer_names_over_two_seeds(user_model, user_names, rgb_data, tmp_path):
+def test_a_user_model_by_its_layer_names_over_two_seeds(user_model, rgb_data, tmp_path):
     """Seeds as units (one shard each); each seed re-initialises the user model; nnk measures
     the CW run with the factory as its architecture."""
     name, _, _, weights, _ = user_model
@@ -111,14 +111,17 @@ def test_a_user_model_by_its_layer_names_over_two_seeds(user_model, user_names, 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--train-points", "100", "--points", "500"], "--train-points 100 must be >= points 500"),
+        (
+            ["--train-points", "100", "--points", "500"],
+            "--train-points 100 must be >= --points 500",
+        ),
         (["--train-points", "30", "--val-points", "20"], "must fit in the 36 points"),
         (["--patience", "0"], "--patience must be >= 1"),
         (["--layer", "fc1"], "channels of several values"),
         (["--layer", "conv9"], "conv9"),
     ],
 )
-def test_bad_arguments_give_one_line(user_model, user_names, rgb_data, capsys, argv, message):
+def test_bad_arguments_give_one_line(user_model, rgb_data, capsys, argv, message):
     name = user_model[0]
     assert _run("early-stopping", "--model", f"{name}:make", "--dataset", rgb_data,
                 "--layer", "conv2", "--val-points", 4, "--points", 10, *argv) == 2  # fmt: skip

@@ -15,7 +15,8 @@ from leafscope.cli.main import main
 from leafscope.data.spec import DataSpec
 from leafscope.execution.runner import RunOptions, make_job, run
 from leafscope.models.features import layer_features
-from leafscope.nnk.geometry import loo_error, mgm_summary
+from leafscope.nnk.geometry import RunGeometry, loo_error, mgm_summary
+from leafscope.report.results import write_result_figures
 from leafscope.tasks.nnk import NNKParams
 from leafscope.testing import shared_data_dir
 
@@ -88,9 +89,14 @@ def test_every_epoch_of_a_run_with_mgms_equal_to_leafscope_nnk(tiny_run, tmp_pat
             assert 1 <= s["n_neighbors"]["mean"] <= 10
             assert_close(s, mgm_summary(feats[layer], 10, "cosine", True))
         assert epoch["loo_error"] == pytest.approx(loo_error(feats["act4"], x.labels, 10))
-    files = sorted(p.name for p in (out / "_files").iterdir())
-    assert files == ["loo_vs_test.png", "mgm_distributions.png", "mgm_epochs.png"]
-    assert all((out / "_files" / f).stat().st_size > 0 for f in files)
+    # the figures' data, and the report draws them from the result folder
+    geometry = json.loads((out / "_files" / "nnk.json").read_text())
+    assert geometry == {k: data[k] for k in geometry}
+    assert RunGeometry.from_json(geometry).to_json() == geometry
+    pngs = write_result_figures(out)
+    assert sorted(p.name for p in pngs) == ["loo_vs_test.png", "mgm_distributions.png",
+                                           "mgm_epochs.png"]  # fmt: skip
+    assert all(p.parent == out / "_files" and p.stat().st_size > 0 for p in pngs)
     summary = json.loads((out / "_summary.json").read_text())["summary"]
     assert summary["checkpoints"] == 2 and summary["loo_error"] == [
         e["loo_error"] for e in data["epochs"]
@@ -120,7 +126,7 @@ def test_bad_layers_and_points_give_one_line(tiny_run, capsys):
     assert _mnist("nnk", "--run", tiny_run, "--layers", "fc1", "--points", 2) == 2
     assert "--points must be >= 3" in capsys.readouterr().err
     assert _mnist("nnk", "--run", tiny_run) == 2
-    assert "layers must name at least one layer" in capsys.readouterr().err
+    assert "--layers must name at least one layer" in capsys.readouterr().err
 
 
 @needs_mnist
@@ -147,7 +153,7 @@ def test_in_process_job_and_two_slices_merged_equal_one_run(tiny_run, tmp_path):
     merged = json.loads((tmp_path / "r" / "_summary.json").read_text())
     assert_close(merged["summary"], one)
     assert merged["num_shards"] == 4
-    assert (tmp_path / "r" / "_files" / "mgm_epochs.png").stat().st_size > 0
+    assert (tmp_path / "r" / "_files" / "nnk.json").stat().st_size > 0
 
 
 def _rgb_points(path: Path, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,22 +182,18 @@ def _check_user_model(model_args: list, net, rgb_data: Path, tmp_path: Path) -> 
     assert 0 <= epoch["test_error"] <= 1
 
 
-def test_a_factory_model_with_weights_by_its_own_layer_names(
-    user_model, user_names, rgb_data, tmp_path
-):
+def test_a_factory_model_with_weights_by_its_own_layer_names(user_model, rgb_data, tmp_path):
     name, _, net, weights, _ = user_model
     _check_user_model(["--model", f"{name}:make", "--weights", weights], net, rgb_data, tmp_path)
 
 
-def test_a_torchscript_model_by_its_own_layer_names(
-    user_model, torchscript_features, rgb_data, tmp_path
-):
+def test_a_torchscript_model_by_its_own_layer_names(user_model, rgb_data, tmp_path):
     _, _, net, _, scripted = user_model
     _check_user_model(["--checkpoint", scripted], net, rgb_data, tmp_path)
 
 
 def test_a_user_factory_over_the_checkpoints_leafscope_wrote_for_it(
-    user_model, user_names, rgb_data, tmp_path, capsys
+    user_model, rgb_data, tmp_path, capsys
 ):
     """A run leafscope trained from a user factory stores no model config: with --model the
     factory gives the architecture and each checkpoint its weights."""

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from leafscope.cli.main import main
+from leafscope.report.results import write_result_figures
 from leafscope.testing import shared_data_dir
 
 DATA = shared_data_dir()
@@ -66,7 +67,9 @@ def test_stability_of_a_run_with_itself_and_across_seeds(runs, tmp_path, capsys)
         for overlap in (*pairs["nnk_overlap"], *pairs["knn_overlap"]):
             assert 0 <= overlap["jaccard"] <= 1 and 0 <= overlap["chance"] <= 1
         assert len(pairs["mgm_means"]) == 3 and pairs["mgm_means"][0] == pairs["mgm_means"][1]
-    assert (out / "_files" / "stability.png").stat().st_size > 0
+    assert json.loads((out / "_files" / "stability.json").read_text())["layers"] == data["layers"]
+    (png,) = write_result_figures(out)
+    assert png == out / "_files" / "stability.png" and png.stat().st_size > 0
     summary = json.loads((out / "_summary.json").read_text())["summary"]
     assert 0 < summary["layers"]["fc2"]["nnk_jaccard"] < 1
     assert "NNK edge Jaccard" in capsys.readouterr().out
@@ -86,7 +89,7 @@ def test_stability_of_the_main_model_against_a_run(runs, tmp_path):
 @needs_mnist
 def test_invariance_compares_models(runs, tmp_path, capsys):
     doc, out = tmp_path / "i.json", tmp_path / "res"
-    code = _mnist("invariance", "--runs", f"plain={runs['a']},rotated={runs['rot']}",
+    code = _mnist("invariance", "--models", f"plain={runs['a']},rotated={runs['rot']}",
                   "--layers", "conv1,fc2", "--points", 40, "--angles=-30,30,60",
                   "--out", out, "--json", doc)  # fmt: skip
     assert code == 0
@@ -105,11 +108,15 @@ def test_invariance_compares_models(runs, tmp_path, capsys):
         assert all(0 <= a <= 1 for a in data["accuracy"][label].values())
     # the inputs do not depend on the model
     assert data["results"]["plain"]["input"] == data["results"]["rotated"]["input"]
-    assert (out / "_files" / "invariance.png").stat().st_size > 0
+    assert (
+        json.loads((out / "_files" / "invariance.json").read_text())["results"] == data["results"]
+    )
+    (png,) = write_result_figures(out)
+    assert png == out / "_files" / "invariance.png" and png.stat().st_size > 0
     assert "mean NNK polytope diameter" in capsys.readouterr().out
 
 
-def test_user_model_by_its_layer_names(user_model, user_names, rgb_data, tmp_path):
+def test_user_model_by_its_layer_names(user_model, rgb_data, tmp_path):
     """A factory with weights, compared with a TorchScript copy of itself (stability: the same
     graphs) and measured for rotation invariance, its layers named as the user named them."""
     name, _, net, weights, _ = user_model
@@ -133,9 +140,7 @@ def test_user_model_by_its_layer_names(user_model, user_names, rgb_data, tmp_pat
     assert all(np.isfinite(g["diameter"]).all() and min(g["diameter"]) >= 0 for g in res.values())
 
 
-def test_a_torchscript_model_against_its_factory(
-    user_model, user_names, torchscript_features, rgb_data, tmp_path
-):
+def test_a_torchscript_model_against_its_factory(user_model, rgb_data, tmp_path):
     """The same weights as a factory and as TorchScript: identical NNK graphs per layer."""
     name, _, _, weights, scripted = user_model
     doc = tmp_path / "s.json"
@@ -152,10 +157,10 @@ def test_a_torchscript_model_against_its_factory(
         (["stability", "--runs", "RUN_A", "--layers", "conv1"], "at least 2"),
         (["stability", "--runs", "RUN_A,RUN_B", "--layers", "conv9"], "conv9"),
         (["stability", "--runs", "RUN_A,RUN_B", "--layers", "conv1", "--points", "2"], ">= 3"),
-        (["stability", "--runs", "RUN_A,RUN_B"], "layers must name at least one layer"),
-        (["invariance", "--runs", "a=RUN_A", "--layers", "conv1", "--angles", "x"], "number"),
-        (["invariance", "--runs", "a=RUN_A", "--layers", "conv1", "--angles", "0,90"], "360"),
-        (["invariance", "--runs", "a=/no/such", "--layers", "conv1"], "no checkpoint"),
+        (["stability", "--runs", "RUN_A,RUN_B"], "--layers must name at least one layer"),
+        (["invariance", "--models", "a=RUN_A", "--layers", "conv1", "--angles", "x"], "number"),
+        (["invariance", "--models", "a=RUN_A", "--layers", "conv1", "--angles", "0,90"], "360"),
+        (["invariance", "--models", "a=/no/such", "--layers", "conv1"], "no checkpoint"),
         (["invariance", "--layers", "conv1"], "needs a model"),
     ],
 )
