@@ -54,14 +54,14 @@ class PathParams(Params):
     """Parameters of :class:`PathTask` (distances in input units: pixels in [0, 1])."""
 
     start: tuple[str, ...] = param(
-        (),
+        ("mnist:test:0",),
         help="start point(s): NAME:SPLIT:INDEX (e.g. mnist:test:0) or INDEX of the data set; "
         "comma-separated for several pairs",
         flag="--from",
         metavar="POINT[,POINT...]",
     )
     end: tuple[str, ...] = param(
-        (),
+        ("mnist:test:1",),
         help="end point(s), as --from (one start or one end is shared by every pair)",
         flag="--to",
         metavar="POINT[,POINT...]",
