@@ -161,6 +161,18 @@ def _first(data: Any, count: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     return data.take(list(range(n)))
 
 
+def _without_timings(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` without the wall-clock times of its training history: a row holds only what
+    the job defines (the same in every run and every slice)."""
+    history = record.get("train_history")
+    if isinstance(history, list):
+        record["train_history"] = [
+            {k: v for k, v in entry.items() if k != "seconds"} if isinstance(entry, dict) else entry
+            for entry in history
+        ]
+    return record
+
+
 def _json_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, allow_nan=True)
 
@@ -397,6 +409,7 @@ class ThermoLenetTask(_ImageThermoTask):
             out["loss"].append([values[c][1] for c in CONDITIONS])
             out["single_filter_accuracy_drop"].append(record["single_filter_accuracy_drop"])
             record["layer"] = p.layer
+            record = _without_timings(record)
             result = {"values": values, "variants": variants, "record": record}
             out["result"].append(_json_text(result))
         return _arrays(out)
@@ -499,6 +512,7 @@ class ThermoFiltersTask(_ImageThermoTask):
             out["loss"].append([values[c][1] for c in conditions])
             out["single_filter_accuracy_drop"].append(record["single_filter_accuracy_drop"])
             record["layer"] = p.layer
+            record = _without_timings(record)
             out["result"].append(_json_text({"values": values, "record": record}))
         return _arrays(out)
 

@@ -100,9 +100,10 @@ def test_path_sharded_over_pairs_merges_to_the_rows_of_one_run(run_cli, checkpoi
     assert [str(s) for s in one["start"]] == ["mnist:test:0", "mnist:test:2"]
     assert [str(s) for s in one["end"]] == ["mnist:test:1"] * 2  # one end shared by both
     summary = json.loads((sliced / "_summary.json").read_text())
-    assert summary["summary"] == json.loads((tmp_path / "one" / "_summary.json").read_text())[
-        "summary"
-    ]
+    assert (
+        summary["summary"]
+        == json.loads((tmp_path / "one" / "_summary.json").read_text())["summary"]
+    )
     assert (sliced / "_files" / "path_001_strip.png").exists()
 
 
