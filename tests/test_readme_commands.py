@@ -149,13 +149,16 @@ _SUBCOMMANDS: dict[str, tuple[list[str], str, Check | None]] = {
     "stability": (["--points", "60"], "OUT", _check_stability),
     "invariance": (["--points", "12", "--angles", "90,180", "--json", "OUT"], "OUT",
                    _check_invariance),
+    "thermo-lenet": (["--seeds", "1", "--epochs", "1", "--train-points", "1500",
+                      "--test-points", "1500", "--no-progress", "--json", "OUT"], "OUT",
+                     _check_thermo),
+    "thermo-gnn": (["--seeds", "1", "--epochs", "5", "--no-progress", "--json", "OUT"], "OUT",
+                   _check_thermo),
+    "thermo-filters": (["--train-points", "300", "--test-points", "100", "--seeds", "1",
+                        "--epochs", "1", "--no-progress", "--json", "OUT"], "OUT",
+                       _check_thermo),
 }  # fmt: skip
-_THERMO: dict[str, tuple[list[str], Check]] = {
-    "lenet": (["--seeds", "1", "--epochs", "1", "--limit", "1500", "--quiet"], _check_thermo),
-    "gnn": (["--seeds", "1", "--epochs", "5", "--quiet"], _check_thermo),
-    "filters": (["--train-points", "300", "--test-points", "100", "--seeds", "1", "--epochs",
-                 "1", "--quiet"], _check_thermo),
-}  # fmt: skip
+_THERMO: dict[str, tuple[list[str], Check]] = {}  # the thermo-* commands are listed above
 
 
 @pytest.fixture(scope="module")
