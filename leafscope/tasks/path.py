@@ -3,8 +3,9 @@
 Each step projects ``end − x`` onto ``D_x = Im G(x)``, normalises it and steps (images are
 clamped to [0, 1], vectors are free): :mod:`leafscope.foliation.paths`. The units are the pairs
 (``start[i] → end[i]``; one start or one end is shared by every pair). A point is
-``NAME:SPLIT:INDEX`` (e.g. ``mnist:test:0``, read with the options of the main data set:
-data_dir, grey, resize) or a plain ``INDEX`` into the main data set.
+``NAME:SPLIT:INDEX`` (e.g. ``mnist:test:0``, read with the options of the given data set:
+data_dir, grey, resize) or a plain ``INDEX`` into the given data set (name and split). The model
+is checked against the data set of the first start point.
 
 One row per pair: labels, steps, why it stopped, start / final / relative distance, length,
 the final class and probability, the per-step trace (predicted class, max probability,
@@ -44,9 +45,10 @@ def _parse_point(spec: str) -> tuple[str | None, str | None, int]:
 
 
 def point_role(spec: str) -> str:
-    """The data role holding the point ``spec`` (``data``: the main data set)."""
+    """The data role holding the point ``spec``: ``index`` (the data set the flags name) for a
+    plain ``INDEX``, ``point:NAME:SPLIT`` otherwise."""
     name, split, _ = _parse_point(spec)
-    return "data" if name is None else f"point:{name}:{split}"
+    return "index" if name is None else f"point:{name}:{split}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -199,12 +201,15 @@ class PathTask(Task):
     )
 
     def extra_data(self, data: Any) -> dict[str, Any]:
+        """One role per data set the points name (their options: those of ``data``); the main
+        set ``data`` (checked against the model) becomes the set of the first start point."""
         out = {}
         for a, b in self.params.pairs():
             for spec in (a, b):
                 name, split, _ = _parse_point(spec)
-                if name is not None:
-                    out[point_role(spec)] = data.replace(name=name, split=split)
+                role = point_role(spec)
+                out[role] = data if name is None else data.replace(name=name, split=split)
+        out["data"] = out[point_role(self.params.start[0])]
         return out
 
     def units(self, context: Context) -> list[Any]:
