@@ -147,25 +147,27 @@ def test_spectrum_on_rgb_and_vectors(world, kind, tmp_path) -> None:
 def test_path_on_rgb_is_drawn_in_colour_and_gets_closer(world, tmp_path) -> None:
     out = tmp_path / "p"
     assert cli("path", *world.vgg, "--from", f"{world.rgb}:test:0", "--to", f"{world.rgb}:test:1",
-               "--out", out, "--max-steps", 15, "--step", 0.2, "--frames", 3) == 0  # fmt: skip
-    entry = read(out / "path.json")["paths"][0]
+               "--out", out, "--max-steps", 15, "--step", 0.2, "--frames", 3,
+               "--no-progress") == 0  # fmt: skip
+    entry = read(out / "_files" / "path.json")["paths"][0]
     assert entry["final_distance"] < entry["start_distance"]
-    assert has_colour(out / "path_strip.png")
+    assert has_colour(out / "_files" / "path_000_strip.png")
 
 
-def test_path_on_vectors_is_unclamped_and_plotted(world, tmp_path, capsys) -> None:
+def test_path_on_vectors_is_unclamped(world, tmp_path, capsys) -> None:
     out = tmp_path / "p"
     assert cli("path", *world.mlp, "--from", f"{world.vec}:test:0", "--to", f"{world.vec}:test:3",
-               "--out", out, "--max-steps", 20, "--include-points") == 0  # fmt: skip
-    res = read(out / "path.json")
-    entry = res["paths"][0]
+               "--out", out, "--max-steps", 20, "--no-progress") == 0  # fmt: skip
+    files = out / "_files"
+    entry = read(files / "path.json")["paths"][0]
     assert entry["final_distance"] < entry["start_distance"]
     start = load_images(world.vec, "test").images[0]
-    assert torch.allclose(torch.tensor(entry["points"][0]), start, atol=1e-5)  # not clamped
-    assert (out / "path_strip.png").stat().st_size > 0 and res["animation"] is None
+    with np.load(files / "path_000.npz") as kept:
+        assert np.allclose(kept["points"][0], start.numpy(), atol=1e-5)  # not clamped
+    assert not list(files.glob("*.gif")) and not list(files.glob("*.png"))  # vectors: arrays
     msg = error_of(capsys, "path", *world.mlp, "--from", f"{world.vec}:test:0", "--to",
                    f"{world.vec}:test:1", "--out", tmp_path / "q", "--flip-target")  # fmt: skip
-    assert "--flip-target" in msg and "vector" in msg
+    assert "flip_target" in msg and "vector" in msg
     msg = error_of(capsys, "path", *world.vgg, "--from", f"{world.rgb8}:test:0", "--to",
                    f"{world.rgb}:test:1", "--out", tmp_path / "r")  # fmt: skip
     assert "--resize 16,16" in msg
@@ -173,16 +175,19 @@ def test_path_on_vectors_is_unclamped_and_plotted(world, tmp_path, capsys) -> No
 
 def test_walk_on_vectors_and_rgb(world, tmp_path) -> None:
     common = ["--pairs", 1, "--pool", 6, "--max-steps", 4, "--vertical-points", 2,
-              "--vertical-steps", 3]  # fmt: skip
-    for model, data in ((world.mlp, world.vec), (world.vgg, world.rgb)):
-        out, figs = tmp_path / "w.json", tmp_path / "figs"
+              "--vertical-steps", 3, "--no-progress"]  # fmt: skip
+    for name, (model, data) in {
+        "mlp": (world.mlp, world.vec),
+        "vgg": (world.vgg, world.rgb),
+    }.items():
+        out = tmp_path / f"w_{name}.json"
         assert cli("walk", *model, "--dataset", data, *common, "--json", out,
-                   "--figures", figs) == 0  # fmt: skip
+                   "--out", tmp_path / name) == 0  # fmt: skip
         res = read(out)
         h = res["horizontal"]
         assert h["median_final_distance"] < h["median_start_distance"]
-        assert {"path_strip.png", "walk_strip.png"} <= {p.name for p in figs.iterdir()}
-    assert has_colour(figs / "walk_strip.png")
+        assert [v["step"] for v in res["vertical"]] == [0, 3]
+        assert read(tmp_path / name / "_files" / "walk.json")["horizontal"] == h
 
 
 def test_involutivity_noise_takes_the_shape_of_the_data(world, tmp_path) -> None:
@@ -285,24 +290,28 @@ def test_invariance_rotates_rgb_and_refuses_vectors(world, tmp_path, capsys) -> 
 
 def test_thermo_lists_one_temperature_per_filter_of_the_layer(world, tmp_path, capsys) -> None:
     out = tmp_path / "th.json"
-    base = ["thermo", "filters", "--dataset", world.rgb, "--seeds", 1, "--epochs", 1,
-            "--batch-size", 8, "--quiet", "--json", out,
-            "--figure", tmp_path / "th.png"]  # fmt: skip
-    vgg_args = '{"widths": [4, 6], "convs_per_block": 1}'
-    for model, extra, layer, filters in (
-        (f"{USER_MODULE}:make", [], "conv1", 5),
-        ("vgg", ["--model-args", vgg_args], "block1.0", 4),
+    base = ["thermo-filters", "--dataset", world.rgb, "--seeds", 1, "--epochs", 1,
+            "--batch-size", 8, "--no-progress", "--json", out]  # fmt: skip
+    zoo = [
+        "--model",
+        "leafscope.models:build_model",
+        "--model-args",
+        '{"name": "vgg", "in_channels": 3, "widths": [4, 6], "convs_per_block": 1}',
+    ]
+    for model, layer, filters in (
+        (["--model", f"{USER_MODULE}:make"], "conv1", 5),  # the user's own layer name
+        (zoo, "block1.0", 4),
     ):
-        assert cli(*base, "--model", model, *extra, "--layer", layer) == 0
+        assert cli(*base, *model, "--layer", layer) == 0
         res = read(out)
         (temps,) = [s["temperatures"] for s in res["per_seed"]]
         assert len(temps) == filters and all(t >= 0 for t in temps) and max(temps) > 0
-        assert res["config"]["input_shape"] == [3, 16, 16]
+        assert res["dataset"]["input_shape"] == [3, 16, 16]
         assert res["rows"][0]["condition"] == "original" and len(res["rows"]) == 4
-        assert (tmp_path / "th.png").stat().st_size > 0
-    msg = error_of(capsys, *base, "--model", "vgg", "--model-args", vgg_args, "--layer", "fc")
+        assert all(0 <= r["accuracy_mean"] <= 1 for r in res["rows"])
+    msg = error_of(capsys, *base, *zoo, "--layer", "fc")
     assert "not a convolution" in msg
-    assert "vectors" in error_of(capsys, *base[:2], "--dataset", world.vec, "--layer", "fc1")
+    assert "vectors" in error_of(capsys, *base[:1], "--dataset", world.vec, "--layer", "fc1")
 
 
 def test_early_stopping_builds_the_model_for_the_data(world, tmp_path, capsys) -> None:
