@@ -73,17 +73,26 @@ def _check_involutivity(out: Path, run: Path) -> None:
 
 
 def _check_transfer(out: Path, run: Path) -> None:
-    rows = _json(out)["rows"]
+    rows = _json(out)["summary"]["rows"]
     accuracy = {r["dataset"]: r["transfer_accuracy"] for r in rows}
     assert all(0 <= a <= 1 for a in accuracy.values() if a is not None)
     assert accuracy["mnist"] > 0.5
 
 
 def _check_ood(out: Path, run: Path) -> None:
-    rows = _json(out)["results"]
+    rows = _json(out)["summary"]["results"]
     assert rows and all(0 <= r["auroc"] <= 1 for r in rows)
     noise = [r["auroc"] for r in rows if r["out_dataset"] == "noise" and r["detector"] == "energy"]
     assert noise and min(noise) > 0.5
+
+
+def _check_ood_protocol(out: Path, run: Path) -> None:
+    table = _json(out)["summary"]["table"]
+    assert table and all(0 <= r["auroc"] <= 1 for r in table)
+    pixel = [
+        r["auroc"] for r in table if (r["detector"], r["out_dataset"]) == ("pixel-nn", "noise")
+    ]
+    assert pixel and pixel[0] > 0.9  # uniform noise is far from every MNIST image
 
 
 def _check_denoise(out: Path, run: Path) -> None:
@@ -140,6 +149,10 @@ _SUBCOMMANDS: dict[str, tuple[list[str], str, Check | None]] = {
                   "--no-progress"], "OUT", _check_transfer),
     "ood": (["--points", "60", "--fit-points", "300", "--detectors", "msp,energy,knn"], "OUT",
             _check_ood),
+    "ood-protocol": (["--seeds", "1", "--regimes", "partial", "--max-steps-per-epoch", "20",
+                      "--ood", "noise,rotated-90", "--points", "30", "--fit-points", "100",
+                      "--leaf-steps", "1", "--leaf-scale-points", "4", "--no-progress"], "OUT",
+                     _check_ood_protocol),
     "denoise": (["--points", "3", "--pool", "60", "--tune-points", "3", "--leaf-steps", "3"],
                 "OUT", _check_denoise),
     "generate": (["--n", "2", "--steps", "3", "--pool", "60"], "DIR", _check_generate),
