@@ -43,12 +43,12 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _check_train(out: Path, run: Path) -> None:
-    record = _json(run / "metrics.json")["history"][-1]
+def _check_train(out: Path, argv: list[str]) -> None:
+    record = _json(out / "metrics.json")["history"][-1]
     assert record["val_accuracy"] > 0.2  # twice chance after 112 steps of the defaults (0.31)
 
 
-def _check_spectrum(out: Path, run: Path) -> None:
+def _check_spectrum(out: Path, argv: list[str]) -> None:
     points = _json(out)["points"]
     assert len(points) == 8
     for p in points:
@@ -57,84 +57,242 @@ def _check_spectrum(out: Path, run: Path) -> None:
         assert np.isclose(eig.sum(), 10 ** p["log10_trace"], rtol=1e-4)
 
 
-def _check_path(out: Path, run: Path) -> None:
+def _check_path(out: Path, argv: list[str]) -> None:
     assert "distance" in json.dumps(_json(next(out.glob("*.json"))))
 
 
-def _check_walk(out: Path, run: Path) -> None:
+def _check_walk(out: Path, argv: list[str]) -> None:
     data = _json(out)
     assert data["horizontal"] and data["vertical"]
 
 
-def _check_involutivity(out: Path, run: Path) -> None:
+def _check_involutivity(out: Path, argv: list[str]) -> None:
     data = _json(out)
-    ranks = data["points"] if "points" in data else data["results"]
-    assert ranks
+    summary, points = data["summary"], data["points"]
+    assert len(points) == 2 and summary["inputs"] == "noise" and summary["ceiling"] == 9 + 36
+    for p in points:  # LeNet is a ReLU network: involutive, the brackets add no direction
+        assert 1 <= p["dim_distribution"] == p["dim_with_brackets"] <= 9
 
 
-def _check_transfer(out: Path, run: Path) -> None:
-    rows = _json(out)["summary"]["rows"]
-    accuracy = {r["dataset"]: r["transfer_accuracy"] for r in rows}
-    assert all(0 <= a <= 1 for a in accuracy.values() if a is not None)
-    assert accuracy["mnist"] > 0.5
+def _check_transfer(out: Path, argv: list[str]) -> None:
+    summary = _json(out)["summary"]
+    rows = {r["dataset"]: r for r in summary["rows"]}
+    assert list(rows) == _option(argv, "--datasets").split(",")
+    points, train = int(_option(argv, "--points")), int(_option(argv, "--transfer-train"))
+    for name, r in rows.items():
+        assert r["points"] == points
+        labelled = name != "noise"
+        assert (r["transfer_accuracy"] is not None) == labelled, name
+        assert r["transfer_train_points"] == (train if labelled else 0)
+        assert summary["distances"][name][name] == 0.0
+    assert rows["mnist"]["transfer_accuracy"] > 0.5
+    assert 0 <= rows["fashion-mnist"]["transfer_accuracy"] <= 1
+    # the model's own set lies closer to its held-out test points than noise does
+    assert rows["mnist"]["training_distance"] < rows["noise"]["training_distance"]
 
 
-def _check_ood(out: Path, run: Path) -> None:
-    rows = _json(out)["summary"]["results"]
-    assert rows and all(0 <= r["auroc"] <= 1 for r in rows)
+def _check_ood(out: Path, argv: list[str]) -> None:
+    summary = _json(out)["summary"]
+    detectors, outs = _option(argv, "--detectors").split(","), _option(argv, "--ood").split(",")
+    models = len(_option(argv, "--checkpoints").split(","))
+    rows = summary["results"]
+    assert [(r["detector"], r["out_dataset"]) for r in rows] == [
+        (d, o) for d in detectors for o in outs
+    ]
+    for r in rows:  # mean and population std over the models
+        key = (r["detector"], r["out_dataset"])
+        per = [p["auroc"] for p in summary["per_model"] if (p["detector"], p["out_dataset"]) == key]
+        assert r["n_seeds"] == len(per) == models and 0 <= r["auroc"] <= 1
+        assert r["auroc"] == pytest.approx(np.mean(per)) and r["auroc_std"] >= 0
     noise = [r["auroc"] for r in rows if r["out_dataset"] == "noise" and r["detector"] == "energy"]
     assert noise and min(noise) > 0.5
 
 
-def _check_ood_protocol(out: Path, run: Path) -> None:
-    table = _json(out)["summary"]["table"]
-    assert table and all(0 <= r["auroc"] <= 1 for r in table)
+def _check_ood_protocol(out: Path, argv: list[str]) -> None:
+    from leafscope.applications.ood_protocol import LEAF_SCORES, PROTOCOL_BASELINES
+
+    summary = _json(out)["summary"]
+    table, outs = summary["table"], _option(argv, "--ood").split(",")
+    names = [*PROTOCOL_BASELINES, *LEAF_SCORES]
+    assert [(r["setting"], r["detector"], r["out_dataset"]) for r in table] == [
+        ("partial", d, o) for d in names for o in outs
+    ]
+    assert all(0 <= r["auroc"] <= 1 and r["n_seeds"] == 1 for r in table)
+    model = summary["models"][0]
+    assert model["steps"] == int(_option(argv, "--max-steps-per-epoch"))
+    assert 0 <= model["test_accuracy"] <= 1 and model["test_points"] == 10000
     pixel = [
         r["auroc"] for r in table if (r["detector"], r["out_dataset"]) == ("pixel-nn", "noise")
     ]
     assert pixel and pixel[0] > 0.9  # uniform noise is far from every MNIST image
 
 
-def _check_denoise(out: Path, run: Path) -> None:
-    rows = _json(out)["results"]
-    assert rows and all(np.isfinite(r["psnr"]) for r in rows)
+def _check_denoise(out: Path, argv: list[str]) -> None:
+    rows = _json(out)["summary"]["results"]
+    assert rows and all(np.isfinite(r["psnr"]) and r["points"] == 3 for r in rows)
+    psnr = {(r["sigma"], r["method"]): r["psnr"] for r in rows}
+    for sigma in (0.25, 0.5):  # at strong noise some method beats the noisy input
+        assert (
+            max(v for (s, m), v in psnr.items() if s == sigma and m != "noisy")
+            > psnr[(sigma, "noisy")]
+        )
 
 
-def _check_merge(out: Path, run: Path) -> None:
+def _check_merge(out: Path, argv: list[str]) -> None:
     summary = _json(out / "_summary.json")
     assert summary["summary"] and len(list(out.glob("shard-*.parquet"))) == 2
 
 
-def _check_generate(out: Path, run: Path) -> None:
-    assert list(out.glob("*.png")) and list(out.glob("*.npz"))
+def _check_generate(out: Path, argv: list[str]) -> None:
+    assert (out / "_files" / "grid.png").stat().st_size > 0
+    with np.load(out / "_files" / "generated.npz") as arrays:
+        assert arrays["images"].shape == (2, 1, 28, 28)
+        assert (arrays["predicted"] == 3).all()  # steps that change the class are undone
 
 
-def _check_thermo(out: Path, run: Path) -> None:
-    assert _json(out)
+def _option(argv: list[str], flag: str) -> str:
+    """The value of the last ``flag`` in ``argv`` (argparse keeps the last)."""
+    return argv[len(argv) - 1 - argv[::-1].index(flag) + 1]
 
 
-def _check_nnk(out: Path, run: Path) -> None:
+def _finite_nonnegative(values) -> bool:
+    a = np.asarray(values, dtype=float)
+    return a.size > 0 and bool(np.all(np.isfinite(a)) and np.all(a >= 0))
+
+
+def _is_correlation(value: float) -> bool:
+    return np.isnan(value) or -1 - 1e-12 <= value <= 1 + 1e-12
+
+
+def _check_pruning_rows(rows: list[dict], seeds: int) -> None:
+    """Accuracies in percent, losses in nats, mean and std over the seeds of the per-seed lists."""
+    for r in rows:
+        acc, loss = np.asarray(r["accuracies"]), np.asarray(r["losses"])
+        assert acc.shape == loss.shape == (seeds,), r["condition"]
+        assert np.all((acc >= 0) & (acc <= 100)) and _finite_nonnegative(loss), r
+        assert r["accuracy_mean"] == pytest.approx(acc.mean()) and r["accuracy_std"] >= 0
+        assert r["loss_mean"] == pytest.approx(loss.mean()) and r["loss_std"] >= 0
+
+
+def _check_thermo_lenet(out: Path, argv: list[str]) -> None:
+    from leafscope.experiments.thermo.lenet import MAIN_CONDITIONS
+
+    data = _json(out)
+    seeds, epochs = int(_option(argv, "--seeds")), int(_option(argv, "--epochs"))
+    rows = {r["condition"]: r for r in data["rows"]}
+    assert [r["condition"] for r in data["rows"]][: len(MAIN_CONDITIONS)] == MAIN_CONDITIONS
+    _check_pruning_rows(data["rows"], seeds)
+    assert rows["original"]["accuracy_mean"] > 20  # it learned: chance is 10 %
+    assert len(data["per_seed"]) == seeds
+    for record in data["per_seed"]:
+        filters = data["per_seed"][0]["monitor"]["n_groups"][data["config"]["layer"]]
+        assert filters == 6  # LeNet-5's conv1
+        assert set(record["temperatures"]) == set(data["variants"])
+        for name, temps in record["temperatures"].items():
+            assert len(temps) == filters and _finite_nonnegative(temps), name
+        for key in ("l1", "taylor", "single_filter_accuracy_drop"):
+            assert len(record[key]) == filters and np.all(np.isfinite(record[key])), key
+        assert _finite_nonnegative(record["l1"])
+        assert all(-100 <= d <= 100 for d in record["single_filter_accuracy_drop"])
+        assert all(_is_correlation(v) for v in record["spearman_temperature_vs_drop"].values())
+        assert len(record["train_history"]) == epochs
+    # the main table's hot/cold rows are those of the main temperature definition
+    main_rows = data["variants"][data["per_seed"][0]["main_temperature"]]
+    for variant in data["variants"].values():
+        _check_pruning_rows(variant, seeds)
+    assert all(rows[r["condition"]] == r for r in main_rows)
+    assert {p["condition"] for p in data["published"]} <= set(rows)
+
+
+def _check_thermo_gnn(out: Path, argv: list[str]) -> None:
+    data = _json(out)
+    seeds = int(_option(argv, "--seeds"))
+    assert data["metric"] == "accuracy" and data["config"]["dataset"] == "cora"
+    curves = data["curves"]
+    criteria = sorted({c["criterion"] for c in curves})
+    ratios = sorted({c["ratio"] for c in curves})
+    assert {"cold", "hot", "random"} <= set(criteria) and ratios[0] == 0
+    assert len(curves) == len(criteria) * len(ratios)  # the full grid, each point once
+    for c in curves:
+        assert len(c["values"]) == seeds and all(0 <= v <= 100 for v in c["values"])
+        assert c["metric_mean"] == pytest.approx(np.mean(c["values"]))
+    before = [s["metric_before_pruning"] for s in data["per_seed"]]
+    assert len(before) == seeds and np.mean(before) > 100 / 7 + 10  # 7 classes: it learned
+    for c in curves:  # nothing pruned: every criterion gives the unpruned model
+        if c["ratio"] == 0:
+            assert c["values"] == pytest.approx(before)
+    for s in data["per_seed"]:
+        low, high = s["temperature_min_max"]
+        assert _finite_nonnegative([low, high]) and low <= high
+        assert 0 <= s["overlap_coldest_half_rarest_half"] <= 1
+        assert _is_correlation(s["spearman_temperature_vs_frequency"])
+
+
+def _check_thermo_filters(out: Path, argv: list[str]) -> None:
+    data = _json(out)
+    seeds, epochs = int(_option(argv, "--seeds")), int(_option(argv, "--epochs"))
+    config = data["config"]
+    filters, k = config["filters"], config["k"]
+    assert config["layer"] == _option(argv, "--layer") and k == max(1, filters // 3)
+    assert config["train_size"] + config["test_size"] == 270 + 100  # 90 % of 300 trains
+    conditions = ["original", f"without_{k}_hottest", f"without_{k}_coldest", f"without_{k}_random"]
+    assert [r["condition"] for r in data["rows"]] == conditions
+    _check_pruning_rows(data["rows"], seeds)
+    for record in data["per_seed"]:
+        assert len(record["temperatures"]) == filters
+        assert _finite_nonnegative(record["temperatures"]) and _finite_nonnegative(record["l1"])
+        assert len(record["single_filter_accuracy_drop"]) == filters
+        assert len(record["train_history"]) == epochs
+    accuracy, chance = data["rows"][0]["accuracies"], config["chance_accuracy"]
+    assert config["num_classes"] == 10 and chance == pytest.approx(10)
+    assert data["trained_to_chance"] == any(a <= chance + 2 for a in accuracy)
+
+
+def _check_nnk(out: Path, argv: list[str]) -> None:
     epochs = _json(out)["epochs"]
     assert epochs and all(0 <= e["loo_error"] <= 1 for e in epochs)
 
 
-def _check_early_stopping(out: Path, run: Path) -> None:
+def _check_early_stopping(out: Path, argv: list[str]) -> None:
     data = _json(out)
     assert 1 <= data["validation"]["stop_epoch"] <= 2
     assert 0 <= data["validation"]["test_accuracy_at_best"] <= 1
 
 
-def _check_stability(out: Path, run: Path) -> None:
+def _check_stability(out: Path, argv: list[str]) -> None:
     text = json.dumps(_json(out))
     jaccard = [float(v) for v in re.findall(r'"jaccard": ([0-9.eE+-]+)', text)]
     assert jaccard and all(0 <= j <= 1 for j in jaccard)
 
 
-def _check_invariance(out: Path, run: Path) -> None:
-    assert _json(out)
+def _check_invariance(out: Path, argv: list[str]) -> None:
+    data = _json(out)
+    models = [m.split("=")[0] for m in _option(argv, "--models").split(",")]
+    layers = _option(argv, "--layers").split(",")
+    angles = [float(a) for a in _option(argv, "--angles").split(",")]
+    points = int(_option(argv, "--points"))
+    assert data["angles"] == angles and data["points"] == points
+    assert list(data["results"]) == list(data["accuracy"]) == models
+    for model in models:
+        accuracy = data["accuracy"][model]  # of the points, unrotated and at each angle
+        assert sorted(float(a) for a in accuracy) == [0.0, *angles]
+        for value in accuracy.values():
+            assert 0 <= value <= 1 and value * points == pytest.approx(round(value * points))
+        geometry = data["results"][model]
+        assert list(geometry) == ["input", *layers]  # one entry per requested layer
+        for layer, g in geometry.items():
+            d = np.asarray(g["diameter"])
+            assert g["layer"] == layer and d.shape == (points,) and _finite_nonnegative(d)
+            assert g["diameter_mean"] == pytest.approx(d.mean())
+            assert g["diameter_median"] == pytest.approx(np.median(d))
+            assert _finite_nonnegative([g["spread_mean"], g["spread_median"]])
+            assert g["n_selected_mean"] >= 1  # NNK keeps at least the nearest neighbour
+    # the input layer does not depend on the model
+    first, *others = (data["results"][m]["input"] for m in models)
+    assert all(o == first for o in others)
 
 
-Check = Callable[[Path, Path], None]
+Check = Callable[[Path, list[str]], None]  # (result, the command's argv)
 # name -> (options appended to keep the run tiny, where the result lands, check)
 _SUBCOMMANDS: dict[str, tuple[list[str], str, Check | None]] = {
     "demo": ([], "", None),  # run end to end by tests/cli/test_spectrum_demo.py
@@ -155,7 +313,7 @@ _SUBCOMMANDS: dict[str, tuple[list[str], str, Check | None]] = {
                      _check_ood_protocol),
     "denoise": (["--points", "3", "--pool", "60", "--tune-points", "3", "--leaf-steps", "3"],
                 "OUT", _check_denoise),
-    "generate": (["--n", "2", "--steps", "3", "--pool", "60"], "DIR", _check_generate),
+    "generate": (["--points", "2", "--steps", "3", "--pool", "60"], "DIR", _check_generate),
     "nnk": (["--points", "80", "--test-points", "80", "--no-orientation"], "OUT", _check_nnk),
     "early-stopping": (["--train-points", "400", "--val-points", "100", "--points", "60",
                         "--epochs", "2", "--json", "OUT"], "OUT", _check_early_stopping),
@@ -164,10 +322,11 @@ _SUBCOMMANDS: dict[str, tuple[list[str], str, Check | None]] = {
                    _check_invariance),
 }  # fmt: skip
 _THERMO: dict[str, tuple[list[str], Check]] = {
-    "lenet": (["--seeds", "1", "--epochs", "1", "--limit", "1500", "--quiet"], _check_thermo),
-    "gnn": (["--seeds", "1", "--epochs", "5", "--quiet"], _check_thermo),
+    "lenet": (["--seeds", "1", "--epochs", "1", "--limit", "1500", "--lr", "0.1", "--momentum",
+               "0.9", "--quiet"], _check_thermo_lenet),  # lr 0.01: chance after 42 steps
+    "gnn": (["--seeds", "1", "--epochs", "5", "--quiet"], _check_thermo_gnn),
     "filters": (["--train-points", "300", "--test-points", "100", "--seeds", "1", "--epochs",
-                 "1", "--quiet"], _check_thermo),
+                 "1", "--quiet"], _check_thermo_filters),
 }  # fmt: skip
 
 
@@ -230,4 +389,4 @@ def test_readme_command_runs_and_is_sensible(words, runs, tmp_path):
             base += ["8", "--shard-size", "4", "--out", str(target), "--no-progress"]
             assert main([*base, "--shard", "0/2"]) == 0 and main([*base, "--shard", "1/2"]) == 0
     assert main(argv) == 0, argv
-    check(target, target)
+    check(target, argv)

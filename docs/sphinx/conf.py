@@ -36,7 +36,8 @@ html_static_path: list[str] = []
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
-autodoc_default_options = {"members": True, "show-inheritance": True}
+# ``Task.Params`` is each task's parameter class itself: documented once, as its class
+autodoc_default_options = {"members": True, "show-inheritance": True, "exclude-members": "Params"}
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 myst_heading_anchors = 3

@@ -42,8 +42,8 @@ from leafscope.applications.denoise_baselines import (
 )
 from leafscope.applications.leaf import NearestImages, project_onto_leaf
 from leafscope.applications.metrics import psnr
+from leafscope.applications.predict import predict_logits
 from leafscope.errors import InputError
-from leafscope.models.features import penultimate_features
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -345,7 +345,23 @@ class DenoisePlan:
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> DenoisePlan:
-        return cls(**{**record, "sigmas": tuple(record["sigmas"])})
+        """The plan of :meth:`to_json` (each method's parameters back in the order of its grid,
+        whatever order the JSON kept: ``DenoiseRow.parameter`` is the first of them)."""
+        params = {
+            sigma: {m: _grid_order(m, chosen) for m, chosen in methods.items()}
+            for sigma, methods in record["params"].items()
+        }
+        return cls(**{**record, "sigmas": tuple(record["sigmas"]), "params": params})
+
+
+def _grid_order(method: str, params: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not params or method not in GRIDS or not GRIDS[method]:
+        return params
+    order = list(GRIDS[method][0])
+    return {
+        **{k: params[k] for k in order if k in params},
+        **{k: v for k, v in params.items() if k not in order},
+    }
 
 
 def noise_seed(seed: int, j: int, tuning: bool = False) -> int:
@@ -497,7 +513,7 @@ def image_metrics(
 ) -> dict[str, np.ndarray]:
     """Per image: ``psnr`` (dB), ``ssim`` against ``clean`` (data range 1) and ``correct``
     (the classifier's prediction on ``images`` equals ``labels``), each ``(n,)``."""
-    predicted = penultimate_features(model, images).logits.argmax(dim=1).cpu()
+    predicted = predict_logits(model, images).argmax(dim=1)
     return {
         "psnr": psnr(clean.numpy(), images.numpy()),
         "ssim": ssim(clean.numpy(), images.numpy()),

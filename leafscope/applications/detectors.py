@@ -9,7 +9,6 @@ one :class:`DetectorFactory` entry here.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,8 +49,6 @@ class DetectorFactory:
             Ledoit-Wolf shrinkage is the same class with other options).
         settings: shared setting name -> the constructor keyword it sets (e.g. ``knn_k -> k``):
             what :meth:`build` reads from a settings mapping.
-        slow: the detector evaluates G or leaf paths per point (shows a progress bar when its
-            class takes one).
     """
 
     name: str
@@ -60,7 +57,14 @@ class DetectorFactory:
     summary: str
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     settings: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    slow: bool = False
+
+    @property
+    def slow(self) -> bool:
+        """The detector evaluates G, leaf paths or a pixel search per point: its ``fit`` and
+        ``score_samples`` take ``progress`` (a bar over the batches of points)."""
+        from leafscope.applications.ood import takes_progress
+
+        return takes_progress(self.cls.fit)
 
     def __call__(self, model: nn.Module, **kwargs: Any) -> OODDetector:
         """The detector for ``model``; ``kwargs`` override :attr:`options`."""
@@ -75,29 +79,12 @@ class DetectorFactory:
         settings: Mapping[str, Any] | None = None,
         *,
         random_state: int | None = 0,
-        progress: bool = False,
         **kwargs: Any,
     ) -> OODDetector:
-        """The detector with the shared ``settings`` it reads (others are ignored), a
-        ``random_state`` and, for a slow detector whose class takes one, a progress bar."""
+        """The detector with the shared ``settings`` it reads (others are ignored) and a
+        ``random_state``."""
         chosen = {self.settings[k]: v for k, v in (settings or {}).items() if k in self.settings}
-        if self.slow and _takes(self.cls, "progress"):
-            chosen["progress"] = progress
         return self(model, random_state=random_state, **chosen, **kwargs)
-
-
-def _takes(cls: type, keyword: str) -> bool:
-    """Whether ``cls(...)`` accepts ``keyword`` by name (following ``**kwargs`` up the MRO)."""
-    for klass in cls.__mro__:
-        init = vars(klass).get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters
-        if keyword in params:
-            return True
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            return False
-    return False
 
 
 _LEAF_PATHS = {"leaf_steps": "max_steps", "leaf_anchors": "n_anchors"}
@@ -146,16 +133,13 @@ DETECTORS: dict[str, DetectorFactory] = {
             "baseline",
             "minus the pixel distance to the nearest training image",
         ),
-        DetectorFactory(
-            "dim-trace", leaf.DIMTraceDetector, "leaf", "minus log10 tr G(x)", slow=True
-        ),
+        DetectorFactory("dim-trace", leaf.DIMTraceDetector, "leaf", "minus log10 tr G(x)"),
         DetectorFactory(
             "dim-spectrum",
             leaf.DIMSpectrumDetector,
             "leaf",
             "density of the log-spectrum of G at training points",
             settings={"spectrum_method": "method", "knn_k": "k"},
-            slow=True,
         ),
         DetectorFactory(
             "leaf-distance",
@@ -163,7 +147,6 @@ DETECTORS: dict[str, DetectorFactory] = {
             "leaf",
             "minus the distance to the data leaf reached by horizontal paths",
             settings=_LEAF_PATHS,
-            slow=True,
         ),
         DetectorFactory(
             "leaf-pixel",
@@ -171,7 +154,6 @@ DETECTORS: dict[str, DetectorFactory] = {
             "leaf",
             "leaf distance blended with the pixel distance, each on the training scale",
             settings={**_LEAF_PATHS, "leaf_scale_points": "n_scale_points"},
-            slow=True,
         ),
     )
 }
@@ -214,11 +196,10 @@ def build_detectors(
     settings: Mapping[str, Any] | None = None,
     *,
     random_state: int | None = 0,
-    progress: bool = False,
 ) -> dict[str, OODDetector]:
     """Unfitted detectors ``names`` for ``model`` with the shared ``settings`` (see
     :meth:`DetectorFactory.build`)."""
     return {
-        n: DETECTORS[n].build(model, settings, random_state=random_state, progress=progress)
+        n: DETECTORS[n].build(model, settings, random_state=random_state)
         for n in check_detector_names(names)
     }

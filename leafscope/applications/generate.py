@@ -16,12 +16,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from leafscope.applications.predict import predict_logits
 from leafscope.errors import InputError
 from leafscope.information import DataInformation
-from leafscope.models.features import penultimate_features
 from leafscope.models.inspect import model_device
 
-__all__ = ["LeafWalk", "choose_starts", "generate_class", "leaf_random_walk", "walk_seed"]
+__all__ = [
+    "LeafWalk",
+    "choose_starts",
+    "generate_class",
+    "leaf_random_walk",
+    "starts_from_predictions",
+    "walk_seed",
+]
 
 
 @dataclass
@@ -120,7 +127,7 @@ def leaf_random_walk(
         x = torch.where(good[:, None], moved, x)
         accepted[good.cpu()] += 1
     images = x.reshape(-1, *shape).float().cpu()
-    probs = torch.softmax(penultimate_features(work, images).logits.double(), dim=1)
+    probs = torch.softmax(predict_logits(work, images).double(), dim=1)
     prob, pred = probs.max(dim=1)
     return LeafWalk(
         start=start.detach().float().cpu(),
@@ -164,11 +171,24 @@ def choose_starts(
     Raises:
         InputError: no image of the class is classified correctly.
     """
-    probs = penultimate_features(model, images).logits.argmax(dim=1)
-    pool = torch.nonzero((labels == label) & (probs == label)).flatten().numpy()
+    predicted = predict_logits(model, images).argmax(dim=1)
+    return starts_from_predictions(predicted, labels, label, n=n, seed=seed)
+
+
+def starts_from_predictions(
+    predicted: Tensor, labels: Tensor, label: int, *, n: int, seed: int = 0
+) -> np.ndarray:
+    """:func:`choose_starts` from the model's predicted classes ``(N,)`` of the images (so the
+    images can be classified a batch at a time).
+
+    Raises:
+        InputError: no image of the class is classified correctly.
+    """
+    predicted, labels = torch.as_tensor(predicted).cpu(), torch.as_tensor(labels).cpu()
+    pool = torch.nonzero((labels == label) & (predicted == label)).flatten().numpy()
     if len(pool) == 0:
         raise InputError(
-            f"no training image of class {label} is classified correctly: check --class "
+            f"no training image of class {label} is classified correctly: check the class "
             f"(labels present: {sorted(set(labels.tolist()))[:20]}) or train the model longer"
         )
     rng = np.random.default_rng(seed)

@@ -13,15 +13,24 @@
 - :class:`LeafPixelDetector` — the leaf distance and the pixel distance to the nearest training
   image, each divided by its median over held-out training points (leave-one-out: no out data),
   blended with a weight ``w`` (``w = 0``: leaf distance, ``w = 1``: pixel-NN).
+
+The slow detectors (the leaf paths, the spectra of G) take ``progress=True`` in ``fit`` and
+``score_samples`` (and :meth:`LeafPixelDetector.components`): a tqdm bar per batch of points on
+stderr, shown only once the work has lasted :data:`PROGRESS_DELAY` seconds and removed when done.
+The scores do not depend on it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import faiss
 import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from leafscope.applications.leaf import NearestImages, project_onto_leaf
 from leafscope.applications.ood import OODDetector
@@ -37,13 +46,54 @@ __all__ = [
     "PixelNNDetector",
 ]
 
+#: Seconds of work before a progress bar appears (short calls print nothing).
+PROGRESS_DELAY = 2.0
+#: Leaf paths run together (one batch of :func:`project_onto_leaf`, one step of the bar).
+PATH_BATCH = 256
 
-def _spectrum_features(model: nn.Module, x: Tensor, dtype: torch.dtype) -> np.ndarray:
-    spec = point_spectra(model, x, dtype=dtype)
+
+class _Progress(OODDetector):
+    """``fit`` and ``score_samples`` with a ``progress`` keyword (the subclass's loops read
+    ``self._progress`` during the call)."""
+
+    _progress = False
+
+    def fit(self, x: Tensor, y: Tensor | None = None, *, progress: bool = False) -> OODDetector:
+        """Fit on in-distribution training inputs ``x`` (N, ...) and optional labels ``y`` (N,);
+        ``progress``: a tqdm bar over the batches of points (stderr)."""
+        with self._showing(progress):
+            return super().fit(x, y)
+
+    def score_samples(self, x: Tensor, *, progress: bool = False) -> np.ndarray:
+        """``(N,)`` float64 scores, higher = more in-distribution; ``progress``: a tqdm bar over
+        the batches of points (stderr)."""
+        with self._showing(progress):
+            return super().score_samples(x)
+
+    @contextmanager
+    def _showing(self, progress: bool) -> Iterator[None]:
+        previous, self._progress = self._progress, bool(progress)
+        try:
+            yield
+        finally:
+            self._progress = previous
+
+
+def _bar(total: int, desc: str, show: bool) -> tqdm:
+    """A bar counting points, removed when done, shown after :data:`PROGRESS_DELAY` s."""
+    return tqdm(
+        total=total, desc=desc, unit="point", leave=False, delay=PROGRESS_DELAY, disable=not show
+    )
+
+
+def _spectrum_features(
+    model: nn.Module, x: Tensor, dtype: torch.dtype, progress: bool = False
+) -> np.ndarray:
+    spec = point_spectra(model, x, dtype=dtype, progress=progress)
     return torch.cat([spec.log10_eigenvalues(), spec.log10_trace()[:, None]], dim=1).numpy()
 
 
-class DIMTraceDetector(OODDetector):
+class DIMTraceDetector(_Progress):
     """``−log10 tr G(x)`` (float64 by default; ``fit`` only records the call)."""
 
     name = "dim-trace"
@@ -56,10 +106,11 @@ class DIMTraceDetector(OODDetector):
         pass
 
     def _score(self, x: Tensor) -> np.ndarray:
-        return -point_spectra(self.model, x, dtype=self.dtype).log10_trace().numpy()
+        spec = point_spectra(self.model, x, dtype=self.dtype, progress=self._progress)
+        return -spec.log10_trace().numpy()
 
 
-class DIMSpectrumDetector(OODDetector):
+class DIMSpectrumDetector(_Progress):
     """Density of the log-spectrum of G at training points.
 
     Args:
@@ -86,7 +137,7 @@ class DIMSpectrumDetector(OODDetector):
         self.method, self.k, self.dtype = method, k, check_dtype(dtype)
 
     def _fit(self, x: Tensor, y: Tensor | None) -> None:
-        v = _spectrum_features(self.model, x, self.dtype)
+        v = _spectrum_features(self.model, x, self.dtype, self._progress)
         if self.method == "mahalanobis":
             lw = LedoitWolf().fit(v)
             self.mean_, self.precision_ = lw.location_, lw.precision_
@@ -96,7 +147,7 @@ class DIMSpectrumDetector(OODDetector):
             self.k_ = min(self.k, len(v))
 
     def _score(self, x: Tensor) -> np.ndarray:
-        v = _spectrum_features(self.model, x, self.dtype)
+        v = _spectrum_features(self.model, x, self.dtype, self._progress)
         if self.method == "mahalanobis":
             d = v - self.mean_
             return -np.sqrt(np.einsum("nf,fg,ng->n", d, self.precision_, d))
@@ -104,7 +155,7 @@ class DIMSpectrumDetector(OODDetector):
         return -np.sqrt(np.maximum(d2[:, -1].astype(np.float64), 0.0))
 
 
-class PixelNNDetector(OODDetector):
+class PixelNNDetector(_Progress):
     """Minus the Euclidean pixel distance to the nearest training image."""
 
     name = "pixel-nn"
@@ -116,7 +167,7 @@ class PixelNNDetector(OODDetector):
         return -self.nearest_.search(x, 1)[0][:, 0].astype(np.float64)
 
 
-class LeafDistanceDetector(OODDetector):
+class LeafDistanceDetector(_Progress):
     """Minus the distance from x to the data leaf, reached by horizontal paths.
 
     For each input, paths start at its ``n_anchors`` nearest training images (pixel distance)
@@ -155,16 +206,27 @@ class LeafDistanceDetector(OODDetector):
 
     def _leaf_distance(self, x: Tensor, skip_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``(d_leaf, d_pixel)`` (N,) of ``x``; ``skip_self``: x are reference points, whose
-        own copy is not an anchor (leave-one-out)."""
+        own copy is not an anchor (leave-one-out). The paths run in batches of about
+        :data:`PATH_BATCH` (whole points: the ``k`` paths of a point run together), one step
+        of the progress bar each."""
         k = min(self.n_anchors, len(self.nearest_.reference) - int(skip_self))
         dist, idx = self.nearest_.search(x, k + int(skip_self))
         dist, idx = dist[:, int(skip_self) :], idx[:, int(skip_self) :]
-        anchors = self.nearest_.reference[torch.as_tensor(idx.reshape(-1))]
-        targets = x.detach().float().cpu().repeat_interleave(k, dim=0)
-        proj = project_onto_leaf(
-            self.model, anchors, targets, max_steps=self.max_steps, step=self.step, dtype=self.dtype
-        )
-        d_leaf = proj.final_distance.reshape(len(x), k).min(axis=1).astype(np.float64)
+        x = x.detach().float().cpu()
+        per_batch = max(1, PATH_BATCH // k)
+        d_leaf = np.empty(len(x), dtype=np.float64)
+        what = "leaf scale" if skip_self else self.name
+        with _bar(len(x), f"{what} paths", self._progress) as bar:
+            for start in range(0, len(x), per_batch):
+                rows = slice(start, start + per_batch)
+                anchors = self.nearest_.reference[torch.as_tensor(idx[rows].reshape(-1))]
+                targets = x[rows].repeat_interleave(k, dim=0)
+                proj = project_onto_leaf(
+                    self.model, anchors, targets, max_steps=self.max_steps, step=self.step,
+                    dtype=self.dtype, batch_size=PATH_BATCH,
+                )  # fmt: skip
+                d_leaf[rows] = proj.final_distance.reshape(-1, k).min(axis=1)
+                bar.update(len(targets) // k)
         return d_leaf, dist[:, 0].astype(np.float64)
 
     def _score(self, x: Tensor) -> np.ndarray:
@@ -212,11 +274,13 @@ class LeafPixelDetector(LeafDistanceDetector):
         self.scale_leaf_ = max(float(np.median(d_leaf)), 1e-12)
         self.scale_pixel_ = max(float(np.median(d_pixel)), 1e-12)
 
-    def components(self, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """``(d_leaf, d_pixel)``: (N,) float64 leaf and pixel distances of inputs x (N, ...)."""
+    def components(self, x: Tensor, *, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(d_leaf, d_pixel)``: (N,) float64 leaf and pixel distances of inputs x (N, ...);
+        ``progress``: a tqdm bar over the batches of points (stderr)."""
         if not self.fitted_:
             self.score_samples(x)  # raises NotFittedError
-        return self._leaf_distance(torch.as_tensor(x))
+        with self._showing(progress):
+            return self._leaf_distance(torch.as_tensor(x))
 
     def combine(self, d_leaf: np.ndarray, d_pixel: np.ndarray, weight: float | None = None):
         """The score from :meth:`components` with ``weight`` (default ``self.weight``)."""

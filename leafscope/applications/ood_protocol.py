@@ -227,23 +227,28 @@ def blurred(images: Tensor, sigma: float = 2.0) -> Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), padding=(r, 0), groups=c)
 
 
-def tune_weight(det, val_in: Tensor, val_out: Tensor) -> tuple[float, float]:
+def tune_weight(
+    det, val_in: Tensor, val_out: Tensor, progress: bool = False
+) -> tuple[float, float]:
     """The blend weight with the best AUROC on the validation pair (ties: the smallest)."""
     from leafscope.applications.metrics import auroc
 
-    c_in, c_out = det.components(val_in), det.components(val_out)
+    c_in = det.components(val_in, progress=progress)
+    c_out = det.components(val_out, progress=progress)
     scores = [auroc(det.combine(*c_in, w), det.combine(*c_out, w)) for w in WEIGHT_GRID]
     best = int(np.argmax(scores))
     return float(WEIGHT_GRID[best]), float(scores[best])
 
 
-def leaf_results(det, x_in: Tensor, outs: Mapping[str, Tensor], weight: float, seed) -> list:
+def leaf_results(
+    det, x_in: Tensor, outs: Mapping[str, Tensor], weight: float, seed, progress: bool = False
+) -> list:
     """The :data:`LEAF_SCORES` results of a fitted leaf-pixel detector (one set of paths per
     input, three weights)."""
     from leafscope.applications.ood import score_result
 
-    comp_in = det.components(x_in)
-    comp_out = {name: det.components(x) for name, x in outs.items()}
+    comp_in = det.components(x_in, progress=progress)
+    comp_out = {name: det.components(x, progress=progress) for name, x in outs.items()}
     results = []
     for name, w in zip(LEAF_SCORES, (0.0, det.weight, weight), strict=True):
         s_in = det.combine(*comp_in, w)
@@ -275,26 +280,26 @@ def score_protocol_model(
         x_in: in-distribution test inputs; outs: out-set name -> inputs.
         leaf_steps, leaf_scale_points: path steps and the held-out points of the scale medians.
         random_state: the detectors' seed; seed: recorded with the results (the model's).
+        progress: progress bars for the slow detectors and the leaf paths.
 
     Returns:
         ``(results, weight, val_auroc)``: the ``OODResult`` list (baselines, then the leaf
         scores) and the tuned weight with its validation AUROC.
     """
-    from leafscope.applications.ood import evaluate_detectors
+    from leafscope.applications.ood import evaluate_detectors, fit_detectors
 
     fit_x, fit_y = fit
-    dets = {
-        name: DETECTORS[name].build(model, random_state=random_state).fit(fit_x, fit_y)
-        for name in PROTOCOL_BASELINES
-    }
-    runs = evaluate_detectors(dets, x_in, dict(outs), seed=seed, keep_scores=False)
-    settings = {"leaf_steps": leaf_steps, "leaf_scale_points": leaf_scale_points}
-    leaf = DETECTORS[LEAF_DETECTOR].build(
-        model, settings, random_state=random_state, progress=progress
+    dets = {name: DETECTORS[name].build(model, random_state=random_state)
+            for name in PROTOCOL_BASELINES}  # fmt: skip
+    fit_detectors(dets, fit_x, fit_y, progress=progress)
+    runs = evaluate_detectors(
+        dets, x_in, dict(outs), seed=seed, keep_scores=False, progress=progress
     )
-    leaf.fit(fit_x, fit_y)
-    weight, val_auroc = tune_weight(leaf, *validation)
-    runs += leaf_results(leaf, x_in, outs, weight, seed)
+    settings = {"leaf_steps": leaf_steps, "leaf_scale_points": leaf_scale_points}
+    leaf = DETECTORS[LEAF_DETECTOR].build(model, settings, random_state=random_state)
+    leaf.fit(fit_x, fit_y, progress=progress)
+    weight, val_auroc = tune_weight(leaf, *validation, progress=progress)
+    runs += leaf_results(leaf, x_in, outs, weight, seed, progress=progress)
     return runs, weight, val_auroc
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from leafscope.errors import LeafscopeError
 
@@ -94,6 +96,42 @@ def os_error_message(exc: OSError) -> str:
     return f"{path}: {reason}: {fix}" if path is not None else f"{reason}: {fix}"
 
 
+#: Library parameter names whose flag is not ``--name-with-dashes``.
+FLAG_ALIASES = {
+    "factory": "--model",
+    "factory_kwargs": "--model-args",
+    "part": "--shard",
+    "data_seed": "--data-seed",
+}
+_PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)(?:[= ]([^`]*))?`")
+
+
+def as_flags(message: str, parser: argparse.ArgumentParser | None) -> str:
+    """A library message with its parameters (written `name` or `name=value`) shown as the
+    command's flags (``--name value``) where the command has that flag, else as ``name value``.
+
+    The library names parameters, never flags; the command line speaks in flags.
+    """
+    options = set(parser._option_string_actions) if parser is not None else set()
+
+    def replace(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        flag = FLAG_ALIASES.get(name, "--" + name.replace("_", "-"))
+        shown = flag if flag in options else name
+        if value is None:
+            return shown
+        return f"{shown} {value}" if shown == flag else f"{shown}={value}"
+
+    return _PARAMETER.sub(replace, message)
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str | None) -> Any:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -103,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LeafscopeError as exc:
-        print(f"leafscope {args.command}: error: {exc}", file=sys.stderr)
+        message = as_flags(str(exc), _command_parser(parser, args.command))
+        print(f"leafscope {args.command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"leafscope {args.command}: error: {os_error_message(exc)}", file=sys.stderr)

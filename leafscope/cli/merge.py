@@ -1,8 +1,7 @@
 """``leafscope merge DIR``: join the slices of a sharded job (``--shard I/N``) into its summary.
 
-Any job kind: ``spectrum`` or a per-point kind (``denoise``, ``involutivity``, ``generate``),
-read from ``DIR/_settings.json``. For ``generate``, DIR may be its ``--out`` folder (the shards
-are in DIR/points); merging also writes the grid, arrays and JSON there.
+Any task (read from ``DIR/_settings.json``: its shards are verified, then its summary and files
+are written), or a folder of the older shard runner (``spectrum`` or a registered per-point kind).
 """
 
 from __future__ import annotations
@@ -17,28 +16,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "merge",
         help="check a result folder of Parquet shards is complete and write its summary",
-        description="Checks that every shard of the job recorded in DIR/_settings.json (spectrum, "
-        "denoise, involutivity or generate) exists and holds the recorded points, then writes "
-        "DIR/_summary.json from all rows (the same file an unsliced run writes).",
+        description="Checks that every shard of the job recorded in DIR/_settings.json (any "
+        "task: spectrum, denoise, involutivity, generate, ...) exists and holds the recorded "
+        "units, then writes DIR/_summary.json (and the task's files under DIR/_files) from all "
+        "rows: the same files an unsliced run writes.",
     )
     p.add_argument("folder", type=Path, metavar="DIR", help="the --out folder of the job")
     p.add_argument("--json", type=Path, default=None, help="also write the summary here")
     p.set_defaults(func=run)
 
 
-def _result_folder(folder: Path) -> Path:
-    """``folder``, or its ``points`` subfolder when only that holds a job (``generate``)."""
-    from leafscope.cli.generate import POINTS_DIR
-    from leafscope.execution import SETTINGS_FILE
-
-    inner = folder / POINTS_DIR
-    if not (folder / SETTINGS_FILE).is_file() and (inner / SETTINGS_FILE).is_file():
-        return inner
-    return folder
-
-
 def run(args: argparse.Namespace) -> int:
-    from leafscope.execution import ResultFolder, merge_results, read_rows
+    from leafscope.execution import ResultFolder, merge_results
     from leafscope.execution.runner import merge
 
     recorded = ResultFolder(args.folder).read_settings()
@@ -54,17 +43,12 @@ def run(args: argparse.Namespace) -> int:
         )
         finish_json(args.json, payload)
         return 0
-    folder = _result_folder(args.folder)
+    folder = args.folder
     payload = merge_results(folder)
     summary = payload["summary"]
     scalars = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and v is not None}
     print(" ".join(f"{k}={v:.3f}" for k, v in scalars.items() if not isinstance(v, bool)))
     print(f"merged {payload['num_shards']} shard(s), {payload['num_points']} points: "
           f"wrote {folder / '_summary.json'}")  # fmt: skip
-    if payload.get("kind") == "generate":
-        from leafscope.cli.generate import write_outputs
-
-        recorded = ResultFolder(folder).read_settings()
-        write_outputs(folder.parent, recorded["settings"], recorded["info"], read_rows(folder))
     finish_json(args.json, payload)
     return 0

@@ -508,9 +508,9 @@ def run_task_command(task_cls: type, args: argparse.Namespace) -> int:
     job = job_from_args(task_cls, args)
     options = options_from_args(args)
     if args.json is not None and args.json.is_dir():
-        raise InputError(
-            f"--json {args.json} is a folder: pass a file name, e.g. {args.json}/result.json"
-        )
+        import errno
+
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(args.json))
     result = run(job, options, out=args.out)
     if not result.complete:
         i, n = options.part

@@ -1,5 +1,8 @@
 """Data: images (N, C, H, W) in [0, 1] and vectors (N, D) at their own shape, Planetoid graphs,
-file search, checksums, splits, transforms (grey, resize, rotations), model/data checks."""
+file search, checksums, splits, transforms (grey, resize, rotations), model/data checks.
+
+Every set opens as a lazy :class:`PointSet` (:meth:`DataSpec.open`, :func:`open_points`) that
+decodes only the points asked for; :func:`load_images` loads them all at once."""
 
 from leafscope.data.builtin import noise_like
 from leafscope.data.check import check_model_input, expected_input_shape
@@ -8,8 +11,11 @@ from leafscope.data.download import download_file, file_digest, verify_file
 from leafscope.data.idx import read_idx
 from leafscope.data.images import load_images
 from leafscope.data.planetoid import SafeUnpickler, load_planetoid, safe_load_pickle
+from leafscope.data.pointsets import DatasetPointSet
 from leafscope.data.registry import MIRRORS, canonical_name
 from leafscope.data.search import cache_dir, data_search_path, locate
+from leafscope.data.sets import open_points
+from leafscope.data.spec import DataSpec, PointSet, select_points
 from leafscope.data.splits import load_point, parse_point_spec, train_val_split
 from leafscope.data.transforms import (
     apply_transforms,
@@ -25,8 +31,11 @@ Dataset = ImageDataset
 
 __all__ = [
     "MIRRORS",
+    "DataSpec",
     "Dataset",
+    "DatasetPointSet",
     "ImageDataset",
+    "PointSet",
     "SafeUnpickler",
     "apply_transforms",
     "cache_dir",
@@ -41,6 +50,7 @@ __all__ = [
     "load_point",
     "locate",
     "noise_like",
+    "open_points",
     "parse_point_spec",
     "parse_size",
     "random_rotation",
@@ -48,6 +58,7 @@ __all__ = [
     "resize",
     "rotate",
     "safe_load_pickle",
+    "select_points",
     "to_data",
     "to_grey",
     "to_unit_images",

@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from leafscope.data import registry
 from leafscope.data.dataset import IMAGE_SIZE, PIXELS_255, ImageDataset
 from leafscope.data.idx import read_idx
+from leafscope.data.pointsets import NOISE_NORMALIZATION, ArrayPointSet, NoisePointSet
 from leafscope.data.search import candidate_dirs, find_file, locate
+from leafscope.data.spec import PointSet
 from leafscope.errors import DataFileError
 
 NOISE_SIZES = {"train": 10000, "test": 2000}
@@ -26,19 +28,15 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
-def load_idx_set(
-    key: str,
-    split: str,
-    *,
-    data_dir: str | os.PathLike | None,
-    download: bool,
-    limit: int | None,
-) -> ImageDataset:
-    """Load a registered IDX image set (see :mod:`leafscope.data.registry`) as an ImageDataset."""
+def open_idx_set(
+    key: str, split: str, *, data_dir: str | os.PathLike | None, download: bool
+) -> PointSet:
+    """A registered IDX image set (see :mod:`leafscope.data.registry`): its uint8 images kept
+    as read (cached per file), converted to floats a batch at a time."""
     spec = registry.IMAGE_DATASETS[key]
     img_name, lab_name = spec.splits[split]
     if key == "kmnist":
-        npz = _kmnist_npz(split, data_dir, limit)
+        npz = _kmnist_npz(split, data_dir)
         if npz is not None and find_file(img_name, candidate_dirs(spec, data_dir)) is None:
             return npz
     img_path = locate(spec, img_name, data_dir=data_dir, download=download)
@@ -47,17 +45,15 @@ def load_idx_set(
     if key == "emnist-letters":  # stored transposed, labels 1..26
         images, labels = images.transpose(0, 2, 1), labels.astype(np.int64) - 1
     _check_pair(images, labels, spec.num_classes, f"{img_path} / {lab_path}")
-    n = len(images) if limit is None else min(limit, len(images))
-    x = torch.from_numpy(images[:n].astype(np.float32) / np.float32(255)).unsqueeze(1)
-    return ImageDataset(
-        images=x,
-        labels=torch.from_numpy(labels[:n].astype(np.int64)),
+    return ArrayPointSet(
+        images,
+        torch.from_numpy(labels.astype(np.int64)),
         name=spec.key,
         split=split,
-        num_classes=spec.num_classes,
-        normalization=PIXELS_255,
         source=f"{img_path}, {lab_path}",
+        num_classes=spec.num_classes,
         class_names=list(spec.class_names) if spec.class_names else None,
+        normalization=PIXELS_255,
     )
 
 
@@ -79,26 +75,25 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, num_classes: int, source
         )
 
 
-def _kmnist_npz(split: str, data_dir, limit: int | None) -> ImageDataset | None:
+def _kmnist_npz(split: str, data_dir) -> PointSet | None:
     """KMNIST's upstream npz pair ``kmnist-{split}-imgs.npz`` / ``-labels.npz`` if found."""
     dirs = candidate_dirs(registry.KMNIST, data_dir)
     img = find_file(f"kmnist-{split}-imgs.npz", dirs)
     lab = find_file(f"kmnist-{split}-labels.npz", dirs)
     if img is None or lab is None:
         return None
-    from leafscope.data.user import read_npz_array
+    from leafscope.data.user import npz_member, read_npz_array
 
-    images, labels = read_npz_array(img, "arr_0"), read_npz_array(lab, "arr_0")
+    images, labels = npz_member(img, "arr_0"), read_npz_array(lab, "arr_0")
     _check_pair(images, labels, 10, f"{img} / {lab}")
-    n = len(images) if limit is None else min(limit, len(images))
-    return ImageDataset(
-        images=torch.from_numpy(images[:n].astype(np.float32) / np.float32(255)).unsqueeze(1),
-        labels=torch.from_numpy(labels[:n].astype(np.int64)),
+    return ArrayPointSet(
+        images,
+        torch.from_numpy(labels.astype(np.int64)),
         name="kmnist",
         split=split,
+        source=f"{img}, {lab} (npz, no checksum known)",
         num_classes=10,
         normalization=PIXELS_255,
-        source=f"{img}, {lab} (npz, no checksum known)",
     )
 
 
@@ -110,8 +105,9 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return bunch.images, bunch.target
 
 
-def load_digits_set(split: str, *, seed: int, limit: int | None) -> ImageDataset:
-    """scikit-learn digits (1797 8x8 images, values 0..16) /16, upsampled to 28x28 bilinearly.
+def open_digits(split: str, *, seed: int) -> PointSet:
+    """scikit-learn digits (1797 8x8 images, values 0..16) /16, upsampled to 28x28 bilinearly
+    (1.8 MB in all, kept in memory).
 
     This built-in set is defined at 28x28 (an MNIST-sized stand-in); the upsampling is recorded in
     ``transforms``. scikit-learn has no split: a seeded permutation puts 80% in train and 20% in
@@ -122,35 +118,30 @@ def load_digits_set(split: str, *, seed: int, limit: int | None) -> ImageDataset
     perm = torch.randperm(n_all, generator=_generator(seed))
     n_train = int(round(DIGITS_TRAIN_FRACTION * n_all))
     index = (perm[:n_train] if split == "train" else perm[n_train:]).sort().values
-    if limit is not None:
-        index = index[:limit]
     small = torch.from_numpy(images[index.numpy()] / 16.0).float().unsqueeze(1)
     x = F.interpolate(small, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
-    return ImageDataset(
-        images=x.clamp_(0.0, 1.0),
-        labels=torch.from_numpy(target[index.numpy()].astype(np.int64)),
+    return ArrayPointSet(
+        x.clamp_(0.0, 1.0).numpy(),
+        torch.from_numpy(target[index.numpy()].astype(np.int64)),
         name="digits",
         split=split,
+        source=f"sklearn.datasets.load_digits, seeded 80/20 split (seed {seed})",
         num_classes=10,
         normalization=(
             "values/16, range [0,1], 8x8 resized to 28x28 (bilinear), no mean/std normalisation"
         ),
-        source=f"sklearn.datasets.load_digits, seeded 80/20 split (seed {seed})",
         transforms=["resize: 8x8 -> 28x28 (bilinear)"],
+        ready=True,
     )
 
 
-def load_noise_set(split: str, *, seed: int, limit: int | None) -> ImageDataset:
-    """Uniform [0, 1) noise images (10000 train / 2000 test), seeded per (seed, split).
-
-    Labels are all -1.
-    """
-    n = NOISE_SIZES[split]
-    gen = _generator(seed * 2 + (0 if split == "train" else 1))
-    x = torch.rand(n, 1, IMAGE_SIZE, IMAGE_SIZE, generator=gen)
-    if limit is not None:
-        x = x[:limit].clone()
-    return _noise(x, split, f"torch.rand uniform [0,1), seed {seed}")
+def open_noise(split: str, *, seed: int, input_shape: tuple[int, ...] | None = None) -> PointSet:
+    """Uniform [0, 1) noise points (10000 train / 2000 test), of ``input_shape`` (default
+    MNIST's (1, 28, 28)); point ``i`` of a split is drawn from its own seed (see
+    :class:`leafscope.data.pointsets.NoisePointSet`). Labels are all -1."""
+    shape = tuple(input_shape) if input_shape else (1, IMAGE_SIZE, IMAGE_SIZE)
+    stream = 0 if split == "train" else 1
+    return NoisePointSet(NOISE_SIZES[split], shape, seed=seed, split=split, stream=stream)
 
 
 def noise_like(dataset: ImageDataset, seed: int = 0) -> ImageDataset:
@@ -174,6 +165,6 @@ def _noise(x: torch.Tensor, split: str, source: str) -> ImageDataset:
         name="noise",
         split=split,
         num_classes=0,
-        normalization="uniform noise in [0,1), no mean/std normalisation",
+        normalization=NOISE_NORMALIZATION,
         source=source,
     )

@@ -2,7 +2,8 @@
 
 The archive is read in memory (nothing is extracted to disk) and its batches, Python 2 pickles,
 are decoded by :class:`CifarUnpickler`, which resolves only the names numpy needs to rebuild an
-array: a malicious file cannot run code. Images come out as (N, 3, 32, 32) in [0, 1].
+array: a malicious file cannot run code. Images are kept as uint8 and come out as (N, 3, 32, 32)
+in [0, 1], a batch at a time.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import numpy as np
 import torch
 
 from leafscope.data import registry
-from leafscope.data.dataset import PIXELS_255, ImageDataset
+from leafscope.data.dataset import PIXELS_255
+from leafscope.data.pointsets import ArrayPointSet
 from leafscope.data.search import locate
+from leafscope.data.spec import PointSet
 from leafscope.errors import DataFileError
 
 _NUMPY_NAMES = {
@@ -114,19 +117,19 @@ def _batch(obj: dict[str, Any], label_key: str, num_classes: int, where: str) ->
     return data.reshape(-1, 3, _SIDE, _SIDE), y
 
 
-def load_cifar_set(
+def open_cifar_set(
     key: str,
     split: str,
     *,
     data_dir: str | os.PathLike | None,
     download: bool,
-    limit: int | None,
-) -> ImageDataset:
+) -> PointSet:
     """CIFAR-10 (``cifar10``), CIFAR-100 fine (``cifar100``) or coarse (``cifar100-coarse``).
 
     Returns:
-        An ImageDataset, images float32 (N, 3, 32, 32) = pixels/255 in the upstream order
-        (train: batches 1..5), labels int64, class names from the archive's meta file.
+        A point set of (3, 32, 32) images (pixels/255, converted a batch at a time from the
+        uint8 arrays kept in memory) in the upstream order (train: batches 1..5), labels int64,
+        class names from the archive's meta file.
     """
     coarse = key == "cifar100-coarse"
     spec = registry.IMAGE_DATASETS["cifar100" if coarse else key]
@@ -137,26 +140,24 @@ def load_cifar_set(
     path = locate(spec, archive, data_dir=data_dir, download=download)
     members = [f"{top}/{name}" for name in splits[split]]
     raw = read_cifar_members(path, [*members, f"{top}/{meta_name}"])
-    images, labels, total = [], [], 0
+    images, labels = [], []
     for name in members:
-        if limit is not None and total >= limit:
-            break
-        x, y = _batch(_unpickle(raw[name], f"{path}:{name}"), label_key, num_classes, name)
+        x, y = _batch(_unpickle(raw.pop(name), f"{path}:{name}"), label_key, num_classes, name)
         images.append(x)
         labels.append(y)
-        total += len(x)
-    x = np.concatenate(images)[:limit] if images else np.zeros((0, 3, _SIDE, _SIDE), np.uint8)
-    y = np.concatenate(labels)[:limit] if labels else np.zeros(0, np.int64)
+    x = np.concatenate(images) if images else np.zeros((0, 3, _SIDE, _SIDE), np.uint8)
+    y = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    del images, labels
     meta = _unpickle(raw[f"{top}/{meta_name}"], f"{path}:{top}/{meta_name}")
     names_key = "label_names" if spec.key == "cifar10" else label_key[:-1] + "_names"
     names = [str(n) for n in meta.get(names_key, [])] or list(spec.class_names or [])
-    return ImageDataset(
-        images=torch.from_numpy(x.astype(np.float32) / np.float32(255)),
-        labels=torch.from_numpy(y),
+    return ArrayPointSet(
+        x,
+        torch.from_numpy(y),
         name=key,
         split=split,
-        num_classes=num_classes,
-        normalization=PIXELS_255,
         source=f"{path} [{', '.join(splits[split])}]",
+        num_classes=num_classes,
         class_names=names if len(names) == num_classes else None,
+        normalization=PIXELS_255,
     )

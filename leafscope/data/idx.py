@@ -45,6 +45,41 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return _read_idx_cached(str(path), stat.st_size, stat.st_mtime_ns)
 
 
+def open_idx(path: str | os.PathLike) -> np.ndarray:
+    """An IDX file's array without reading it all when possible: a read-only memory map of an
+    uncompressed file (its stored big-endian dtype), else :func:`read_idx`.
+
+    Raises:
+        DataFileError: as :func:`read_idx`.
+    """
+    path = Path(path).resolve()
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+            if head[:2] == b"\x1f\x8b":
+                return read_idx(path)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES:
+                return read_idx(path)  # the error names what is wrong
+            raw_dims = handle.read(4 * head[3])
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DataFileError(f"cannot read IDX file {path}: {exc.strerror}") from None
+    dtype, ndim = _IDX_TYPES[head[2]], head[3]
+    offset = 4 + 4 * ndim
+    if len(raw_dims) < 4 * ndim:
+        raise DataFileError(f"{path}: IDX header truncated ({size} bytes): re-download it")
+    dims = tuple(int(d) for d in np.frombuffer(raw_dims, ">u4", count=ndim))
+    expected = offset + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if size != expected:
+        raise DataFileError(
+            f"{path}: IDX header says shape {dims} ({expected} bytes) but the data has "
+            f"{size} bytes: the file is truncated or corrupt; re-download it"
+        )
+    if expected == offset:
+        return np.empty(dims, dtype.newbyteorder("="))
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=dims)
+
+
 @lru_cache(maxsize=8)
 def _read_idx_cached(path: str, size: int, mtime_ns: int) -> np.ndarray:
     del size, mtime_ns  # cache key only

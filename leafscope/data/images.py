@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from leafscope.data import builtin, registry, user
 from leafscope.data.dataset import ImageDataset
-from leafscope.data.transforms import apply_transforms
-from leafscope.errors import DataFileError, InputError
+from leafscope.data.sets import USER_PREFIXES, open_points
+from leafscope.errors import InputError
+
+__all__ = ["SPLITS", "USER_PREFIXES", "load_images"]
 
 SPLITS = ("train", "test")
-USER_PREFIXES = ("npz:", "npy:", "csv:", "folder:", "idx:")
 
 
 def load_images(
@@ -26,6 +25,7 @@ def load_images(
     resize: tuple[int, int] | str | None = None,
     label_column: str | None = "label",
     layout: str = "auto",
+    holdout: float | None = None,
 ) -> ImageDataset:
     """Load a data set at its own shape: images (N, C, H, W) in [0, 1] or vectors (N, D).
 
@@ -41,7 +41,11 @@ def load_images(
             (N, H, W, C) images), a ``.csv`` (vectors, label column ``label_column``), a folder
             of image files (sub-folder = class), an IDX images file; or ``npz:PATH``,
             ``npy:PATH``, ``csv:PATH``, ``folder:PATH``, ``idx:PATH``.
-        split: ``"train"`` or ``"test"``.
+        split: ``"train"``, ``"test"`` or ``"all"`` (train then test). A set without a
+            split of its own is served whole as ``train`` and as ``test`` here (as before; the
+            commands still read it so), unless ``holdout`` is given;
+            :meth:`leafscope.data.DataSpec.open` refuses that and asks for ``all`` or a
+            holdout fraction.
         data_dir: folder searched first for data files (see :func:`data_search_path`).
         download: fetch missing files of built-in sets from their upstream mirrors (verified).
         limit: keep only the first ``limit`` points (in order).
@@ -50,6 +54,11 @@ def load_images(
         resize: ``(H, W)`` or ``"H,W"``: resize images bilinearly (:func:`transforms.resize`).
         label_column: label column of a CSV (None or ``"none"``: unlabelled).
         layout: channel axis of 4-D arrays in npz / npy files: ``auto``, ``nchw`` or ``nhwc``.
+        holdout: fraction in (0, 1) of a set without a split held out as ``test`` by a
+            permutation seeded by ``seed`` (the rest is ``train``).
+
+    The points are decoded through :func:`leafscope.data.open_points` (the lazy point set
+    every task reads), all at once here.
 
     Returns:
         An :class:`ImageDataset` (labels int64 (N,), -1 unlabelled).
@@ -59,76 +68,17 @@ def load_images(
             asked of vectors.
         DataFileError: missing, corrupt or undecodable files.
     """
-    if split not in SPLITS:
-        raise InputError(f"unknown split {split!r}: use 'train' or 'test'")
+    if split not in (*SPLITS, "all"):
+        raise InputError(f"unknown split {split!r}: use 'train', 'test' or 'all'")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise InputError(f"limit must be a non-negative integer or None, got {limit!r}")
-    options = {"label_column": label_column, "layout": layout, "size": resize}
-    data = _load_raw(name, split, data_dir, download, limit, seed, options)
-    size = None if options.get("resized") else resize  # folders resize while reading
-    return apply_transforms(data, grey=grey, size=size)
-
-
-def _load_raw(
-    name: str, split: str, data_dir, download: bool, limit, seed: int, options: dict
-) -> ImageDataset:
-    lowered = name.lower()
-    for prefix in USER_PREFIXES:
-        if lowered.startswith(prefix):
-            path = Path(name[len(prefix) :]).expanduser()
-            return _load_user(path, prefix[:-1], split, limit, options)
-    key = registry.canonical_name(name)
-    if key == "digits":
-        return builtin.load_digits_set(split, seed=seed, limit=limit)
-    if key == "noise":
-        return builtin.load_noise_set(split, seed=seed, limit=limit)
-    if key in registry.IDX_KEYS:
-        return builtin.load_idx_set(key, split, data_dir=data_dir, download=download, limit=limit)
-    if key in ("cifar10", "cifar100", "cifar100-coarse"):
-        from leafscope.data.cifar import load_cifar_set
-
-        return load_cifar_set(key, split, data_dir=data_dir, download=download, limit=limit)
-    if key == "svhn":
-        from leafscope.data.svhn import load_svhn_set
-
-        return load_svhn_set(split, data_dir=data_dir, download=download, limit=limit)
-    path = Path(name).expanduser()
-    if path.exists():
-        return _load_user(path, _guess_kind(path), split, limit, options)
-    raise InputError(
-        f"unknown dataset {name!r}: use one of {', '.join(registry.BUILTIN_IMAGE_NAMES)}, "
-        "or an existing path / " + " / ".join(f"{p}PATH" for p in USER_PREFIXES)
-    )
-
-
-def _guess_kind(path: Path) -> str:
-    if path.is_dir():
-        return "folder"
-    suffix = path.suffix.lower()
-    if suffix in (".npz", ".npy", ".csv"):
-        return suffix[1:]
-    if "ubyte" in path.name or "idx" in path.name:
-        return "idx"
-    raise InputError(
-        f"cannot tell the format of {path}: give a folder of images, an .npz, .npy or .csv file, "
-        "or an IDX file (or prefix the path with npz:, npy:, csv:, folder: or idx:)"
-    )
-
-
-def _load_user(path: Path, kind: str, split: str, limit: int | None, options: dict) -> ImageDataset:
-    if kind == "folder":
-        if not path.is_dir():
-            raise DataFileError(f"folder {path} does not exist: give a folder of image files")
-        options["resized"] = options["size"] is not None
-        return user.load_folder_set(path, split, limit, size=options["size"])
-    if not path.is_file():
-        raise DataFileError(f"{kind} file {path} does not exist: check the path")
-    if kind == "npz":
-        return user.load_npz_set(path, split, limit, layout=options["layout"])
-    if kind == "npy":
-        return user.load_npy_set(path, split, limit, layout=options["layout"])
-    if kind == "csv":
-        from leafscope.data.tabular import load_csv_set
-
-        return load_csv_set(path, split, limit, label_column=options["label_column"])
-    return user.load_idx_user_set(path, split, limit)
+    points = open_points(
+        name, split, data_dir=data_dir, download=download, seed=seed, grey=grey, resize=resize,
+        label_column=label_column, layout=layout, holdout=holdout, strict=False,
+    )  # fmt: skip
+    n = len(points) if limit is None else min(limit, len(points))
+    x, y = points.take(range(n))
+    return ImageDataset(
+        x, y, points.name, points.split, points.num_classes, points.normalization,
+        source=points.source, class_names=points.class_names, transforms=list(points.transforms),
+    )  # fmt: skip

@@ -29,8 +29,11 @@ SPLITS = ("train", "test", "all")
 class PointSet:
     """Points addressed by index ``0..len-1``, decoded on demand.
 
-    Subclasses implement ``__len__``, :attr:`labels` (cheap: no decoding), :meth:`take` and
-    :meth:`describe`; ``input_shape``, ``num_classes`` and ``normalization`` are attributes.
+    Subclasses implement ``__len__``, :attr:`labels` (cheap: no decoding) and :meth:`take`;
+    ``input_shape``, ``num_classes``, ``normalization``, ``source`` and ``transforms`` are
+    attributes, from which :meth:`describe` is made. The implementations live in
+    :mod:`leafscope.data.pointsets` (arrays, memory maps, image folders, generated noise, any
+    ``torch.utils.data.Dataset``).
     """
 
     name: str = ""
@@ -39,6 +42,8 @@ class PointSet:
     num_classes: int = 0
     normalization: str = ""
     class_names: list[str] | None = None
+    source: str = ""
+    transforms: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -57,11 +62,43 @@ class PointSet:
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able metadata (name, split, shape, class counts, provenance)."""
-        raise NotImplementedError
+        """JSON-able metadata (name, split, shape, class counts, provenance); the keys of
+        :meth:`leafscope.data.ImageDataset.describe`."""
+        labels = self.labels
+        labelled = labels[labels >= 0]
+        counts = (
+            torch.bincount(labelled, minlength=self.num_classes).tolist()
+            if labelled.numel()
+            else []
+        )
+        shape = [int(s) for s in self.input_shape]
+        return {
+            "name": self.name,
+            "split": self.split,
+            "num_points": len(self),
+            "kind": "images" if self.is_image else "vectors",
+            "input_shape": shape,
+            "image_shape": shape if self.is_image else None,
+            "num_classes": self.num_classes,
+            "labelled": bool(labelled.numel() == len(self)),
+            "class_counts": counts,
+            "normalization": self.normalization,
+            "transforms": list(self.transforms),
+            "source": self.source,
+            "class_names": None if self.class_names is None else list(self.class_names),
+        }
 
     def check_indices(self, indices: Sequence[int]) -> Tensor:
-        index = torch.as_tensor(list(indices), dtype=torch.long)
+        """``indices`` as an int64 tensor, checked against ``0..len-1``."""
+        if isinstance(indices, range) and indices.step == 1:
+            index = torch.arange(indices.start, indices.stop, dtype=torch.long)
+        elif torch.is_tensor(indices) or isinstance(indices, np.ndarray):
+            index = torch.as_tensor(indices).reshape(-1)
+            if index.is_floating_point() or index.dtype == torch.bool:
+                raise InputError(f"indices must be integers (got dtype {index.dtype})")
+            index = index.long()
+        else:
+            index = torch.as_tensor(list(indices), dtype=torch.long).reshape(-1)
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self)):
             raise InputError(
                 f"indices span [{int(index.min())}, {int(index.max())}] but {self.name} has "
@@ -159,6 +196,10 @@ class DataSpec:
             (seeded by ``seed``); the rest is ``train``.
         seed: seed of the holdout split and of generated sets.
         input_shape: point shape of a generated set (``noise``), e.g. the model's input shape.
+
+    A set without a train/test split of its own (an image folder without ``train`` / ``test``
+    sub-folders, an npz without ``x_train`` / ``x_test``, .npy, .csv, one IDX file) is used whole
+    with ``split="all"``; its ``train`` / ``test`` exist only with ``holdout``.
     """
 
     name: str = "mnist"
@@ -176,6 +217,16 @@ class DataSpec:
             raise InputError(f"unknown split {self.split!r}: use one of {', '.join(SPLITS)}")
         if self.holdout is not None and not 0.0 < float(self.holdout) < 1.0:
             raise InputError(f"holdout must lie in (0, 1), e.g. 0.25 (got {self.holdout!r})")
+        if self.input_shape is not None:
+            shape = tuple(self.input_shape)
+            if not shape or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape
+            ):
+                raise InputError(
+                    f"input_shape must be positive integers, e.g. (1, 28, 28) (got "
+                    f"{self.input_shape!r})"
+                )
+            object.__setattr__(self, "input_shape", shape)
 
     def absolute(self) -> DataSpec:
         """The spec with every path absolute (what is sent to workers)."""
@@ -188,24 +239,34 @@ class DataSpec:
         return dataclasses.replace(self, **changes)
 
     def open(self) -> PointSet:
-        """The point set (decoded lazily where the format allows)."""
-        from leafscope.data.images import load_images
+        """The point set, decoded a batch at a time by ``take`` (see
+        :func:`leafscope.data.open_points`).
 
-        splits = ("train", "test") if self.split == "all" else (self.split,)
-        return TensorPointSet(
-            [
-                load_images(
-                    self.name,
-                    split,
-                    data_dir=self.data_dir,
-                    grey=self.grey,
-                    resize=self.resize,
-                    label_column=self.label_column,
-                    seed=self.seed,
-                )
-                for split in splits
-            ]
+        Raises:
+            InputError: ``train`` / ``test`` of a set without a split and without ``holdout``,
+                ``holdout`` of a set with its own split, unusable data or options.
+            DataFileError: missing, corrupt or undecodable files.
+        """
+        from leafscope.data.sets import open_points
+
+        return open_points(
+            self.name,
+            self.split,
+            data_dir=self.data_dir,
+            grey=self.grey,
+            resize=self.resize,
+            label_column=self.label_column,
+            holdout=self.holdout,
+            seed=self.seed,
+            input_shape=self.input_shape,
         )
+
+    def has_split(self) -> bool:
+        """Whether the set has its own train/test split (read without opening it); without
+        one, ``train`` / ``test`` need ``holdout``."""
+        from leafscope.data.sets import has_split
+
+        return has_split(self.name, self.data_dir)
 
     def fingerprint(self) -> dict[str, Any]:
         """The spec without ``data_dir`` (the same files found elsewhere give the same data),
@@ -246,7 +307,7 @@ def select_points(
 
     Examples:
         >>> select_points(torch.tensor([0] * 6 + [1] * 6), points=4)
-        [1, 3, 6, 9]
+        [3, 4, 7, 11]
     """
     y = np.asarray(labels).reshape(-1)
     n = int(y.size)

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from leafscope.data.images import SPLITS, load_images
+from leafscope.data.images import SPLITS
 from leafscope.errors import InputError
 
 
@@ -63,11 +63,14 @@ def load_point(spec: str, data_dir: str | os.PathLike | None = None) -> tuple[to
     Raises:
         InputError: malformed spec or index out of range (the message gives the valid range).
     """
+    from leafscope.data.sets import open_points
+
     name, split, index = parse_point_spec(spec)
-    data = load_images(name, split, data_dir=data_dir, limit=index + 1)
-    if index >= len(data):
+    points = open_points(name, split, data_dir=data_dir, strict=False)
+    if index >= len(points):
         raise InputError(
-            f"point {spec!r}: index {index} is out of range, {name}:{split} has {len(data)} points "
-            f"(valid 0..{len(data) - 1})"
+            f"point {spec!r}: index {index} is out of range, {name}:{split} has {len(points)} "
+            f"points (valid 0..{len(points) - 1})"
         )
-    return data.images[index], int(data.labels[index])
+    x, y = points.take([index])
+    return x[0], int(y[0])

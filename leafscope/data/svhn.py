@@ -8,8 +8,10 @@ import numpy as np
 import torch
 
 from leafscope.data import registry
-from leafscope.data.dataset import PIXELS_255, ImageDataset
+from leafscope.data.dataset import PIXELS_255
+from leafscope.data.pointsets import ArrayPointSet
 from leafscope.data.search import locate
+from leafscope.data.spec import PointSet
 from leafscope.errors import DataFileError
 
 
@@ -58,25 +60,24 @@ def read_svhn_mat(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(np.transpose(x, (3, 2, 0, 1))), labels % 10
 
 
-def load_svhn_set(
+def open_svhn_set(
     split: str,
     *,
     data_dir: str | os.PathLike | None,
     download: bool,
-    limit: int | None,
-) -> ImageDataset:
-    """SVHN train (73257) or test (26032) digits as (N, 3, 32, 32) pixels/255, labels 0..9."""
+) -> PointSet:
+    """SVHN train (73257) or test (26032) digits as (3, 32, 32) pixels/255 (uint8 kept in
+    memory, converted a batch at a time), labels 0..9."""
     spec = registry.IMAGE_DATASETS["svhn"]
     path = locate(spec, spec.splits[split][0], data_dir=data_dir, download=download)
     images, labels = read_svhn_mat(path)
-    n = len(images) if limit is None else min(limit, len(images))
-    return ImageDataset(
-        images=torch.from_numpy(images[:n].astype(np.float32) / np.float32(255)),
-        labels=torch.from_numpy(labels[:n]),
+    return ArrayPointSet(
+        images,
+        torch.from_numpy(labels),
         name="svhn",
         split=split,
-        num_classes=10,
-        normalization=PIXELS_255,
         source=f"{path} (labels 10 -> 0)",
+        num_classes=10,
         class_names=[str(d) for d in range(10)],
+        normalization=PIXELS_255,
     )

@@ -28,6 +28,8 @@ __all__ = [
     "resize",
     "rotate",
     "to_grey",
+    "transform_batch",
+    "transform_plan",
 ]
 
 #: ITU-R BT.601 luma weights of R, G, B (applied to the stored values, no gamma linearisation).
@@ -106,6 +108,65 @@ def resize(images: torch.Tensor, size: tuple[int, int] | str) -> torch.Tensor:
     return out.clamp_(0.0, 1.0)
 
 
+def transform_plan(
+    input_shape: tuple[int, ...],
+    *,
+    grey: bool = False,
+    size: tuple[int, int] | str | None = None,
+    name: str = "the data",
+) -> tuple[tuple[int, ...], list[str]]:
+    """What :func:`transform_batch` does to points of ``input_shape``: their new shape and one
+    readable line per step (a step that changes nothing is said so).
+
+    Raises:
+        InputError: the points are vectors, have more than 4 channels (grey), or a bad size.
+    """
+    if not grey and size is None:
+        return tuple(input_shape), []
+    if len(input_shape) != 3:
+        raise InputError(
+            f"{name} holds vectors of shape {tuple(input_shape)}: grey and resize apply to "
+            "images only; drop them"
+        )
+    c, h0, w0 = (int(s) for s in input_shape)
+    notes = []
+    if grey:
+        if c == 1:
+            notes.append("grey: already 1 channel, unchanged")
+        elif c == 2:
+            notes.append("grey: grey+alpha, alpha dropped")
+        elif c in (3, 4):
+            notes.append(f"{GREY_NOTE}, {c} -> 1 channels" + (" (alpha dropped)" if c == 4 else ""))
+        else:
+            raise InputError(
+                f"to_grey needs 1 to 4 channels (grey, grey+alpha, RGB, RGBA), got {c}"
+            )
+        c = 1
+    if size is not None:
+        h, w = parse_size(size)
+        if (h0, w0) == (h, w):
+            notes.append(f"resize: already {h}x{w}, unchanged")
+        else:
+            down = h < h0 or w < w0
+            notes.append(
+                f"resize: {h0}x{w0} -> {h}x{w} (bilinear{', antialiased' if down else ''})"
+            )
+        h0, w0 = h, w
+    return (c, h0, w0), notes
+
+
+def transform_batch(
+    images: torch.Tensor, *, grey: bool = False, size: tuple[int, int] | str | None = None
+) -> torch.Tensor:
+    """Grey (:func:`to_grey`, first) then resize (:func:`resize`) a batch of images; both act
+    image by image, so a batch gives the same values as the whole set."""
+    if grey and images.shape[1] != 1:
+        images = to_grey(images)
+    if size is not None:
+        images = resize(images, size)
+    return images
+
+
 def apply_transforms(
     dataset: ImageDataset, *, grey: bool = False, size: tuple[int, int] | str | None = None
 ) -> ImageDataset:
@@ -127,35 +188,9 @@ def apply_transforms(
     """
     if not grey and size is None:
         return dataset
-    if not dataset.is_image:
-        raise InputError(
-            f"{dataset.name} holds vectors of shape {dataset.input_shape}: --grey / --resize "
-            "apply to images only; drop them"
-        )
-    x, notes = dataset.images, list(dataset.transforms)
-    if grey:
-        c = x.shape[1]
-        if c == 1:
-            notes.append("grey: already 1 channel, unchanged")
-        else:
-            x = to_grey(x)
-            notes.append(
-                "grey: grey+alpha, alpha dropped"
-                if c == 2
-                else f"{GREY_NOTE}, {c} -> 1 channels" + (" (alpha dropped)" if c == 4 else "")
-            )
-    if size is not None:
-        h, w = parse_size(size)
-        h0, w0 = x.shape[-2:]
-        if (h0, w0) == (h, w):
-            notes.append(f"resize: already {h}x{w}, unchanged")
-        else:
-            x = resize(x, (h, w))
-            down = h < h0 or w < w0
-            notes.append(
-                f"resize: {h0}x{w0} -> {h}x{w} (bilinear{', antialiased' if down else ''})"
-            )
-    return replace(dataset, images=x, transforms=notes)
+    _, notes = transform_plan(dataset.input_shape, grey=grey, size=size, name=dataset.name)
+    x = transform_batch(dataset.images, grey=grey, size=size)
+    return replace(dataset, images=x, transforms=[*dataset.transforms, *notes])
 
 
 def rotate(images: torch.Tensor, degrees: torch.Tensor | float) -> torch.Tensor:

@@ -1,10 +1,10 @@
 """Execution at scale: one executor interface (in process or Dask), per-worker model and data
 caches, and resumable results as Parquet shards.
 
-``make_executor("dask", workers=4).map(fn, items)`` equals ``[fn(i) for i in items]``; jobs such
-as :func:`run_spectrum_job` and the per-point kinds of :func:`run_point_job` (``denoise``,
-``involutivity``, ``generate``) cut their points into shards, ship only specs and indices to the
-workers, and write one atomically written Parquet file per shard.
+``make_executor("dask", workers=4).map(fn, items)`` equals ``[fn(i) for i in items]``;
+:func:`run` runs any registered task (:mod:`leafscope.tasks`): it cuts the units into shards,
+ships only specs and positions to the workers, and writes one atomically written, fingerprinted
+Parquet file per shard; :func:`merge` verifies and summarises a result folder.
 """
 
 from leafscope.execution.executor import (
@@ -41,6 +41,16 @@ from leafscope.execution.results import (
     require_pyarrow,
     slice_shards,
 )
+from leafscope.execution.runner import (
+    FILES_DIR,
+    FORMAT,
+    Job,
+    RunOptions,
+    RunResult,
+    make_job,
+    merge,
+    run,
+)
 from leafscope.execution.specs import (
     DataSpec,
     ModelSpec,
@@ -53,19 +63,16 @@ from leafscope.execution.specs import (
     put_cached_data,
     put_cached_model,
 )
-from leafscope.execution.spectrum import (
-    COLUMNS,
-    SpectrumJob,
-    SpectrumTask,
-    merge_spectrum,
-    rows_to_points,
-    run_spectrum_job,
-    spectrum_shard,
-    spectrum_summary,
-)
 
 __all__ = [
-    "COLUMNS",
+    "FILES_DIR",
+    "FORMAT",
+    "Job",
+    "RunOptions",
+    "RunResult",
+    "make_job",
+    "merge",
+    "run",
     "EXECUTORS",
     "POINT_KINDS",
     "SETTINGS_FILE",
@@ -81,8 +88,6 @@ __all__ = [
     "PointSource",
     "PointTask",
     "ResultFolder",
-    "SpectrumJob",
-    "SpectrumTask",
     "cached",
     "cached_data",
     "cached_model",
@@ -91,7 +96,6 @@ __all__ = [
     "make_executor",
     "merge_points",
     "merge_results",
-    "merge_spectrum",
     "parse_slice",
     "plan_shards",
     "point_kind",
@@ -103,12 +107,8 @@ __all__ = [
     "register_point_kind",
     "require_distributed",
     "require_pyarrow",
-    "rows_to_points",
     "run_point_job",
     "run_shards",
-    "run_spectrum_job",
     "slice_shards",
-    "spectrum_shard",
-    "spectrum_summary",
     "worker_device",
 ]

@@ -399,16 +399,11 @@ def merge_points(path: str | Path) -> dict[str, Any]:
 
 
 def merge_results(path: str | Path) -> dict[str, Any]:
-    """:func:`leafscope.execution.merge_spectrum` or :func:`merge_points`, by the kind the
-    folder's ``_settings.json`` names (``leafscope merge DIR``)."""
-    from leafscope.execution.spectrum import merge_spectrum
-
+    """:func:`merge_points` of a per-point folder (``leafscope merge DIR``)."""
     recorded = ResultFolder(path).read_settings()
     if recorded is None:
         raise InputError(
             f"{path} is not a spectrum result folder nor a per-point one (no _settings.json): "
             "pass the --out DIR of a job"
         )
-    if recorded.get("settings", {}).get("command") == "spectrum":
-        return merge_spectrum(path)
     return merge_points(path)

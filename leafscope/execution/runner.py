@@ -88,7 +88,10 @@ class Job:
         if self.params is None:
             object.__setattr__(self, "params", cls.Params())
         if cls.needs_model and not self.models:
-            raise InputError(f"task {self.task!r} needs a model: give a checkpoint or a factory")
+            raise InputError(
+                f"no model given: task {self.task!r} needs a checkpoint (leafscope .pt, run "
+                "folder or TorchScript file) or a factory MODULE:CALLABLE"
+            )
         if cls.needs_data and "data" not in self.data:
             raise InputError(f"task {self.task!r} needs a data set")
         if self.shard_size < 1:
@@ -430,6 +433,9 @@ def run(
         )
         skipped = sorted(done)
         todo = [s for s in own if s not in done]
+    threads = options.threads
+    if threads is None and options.executor == "dask":
+        threads = 1  # one torch thread per Dask worker process unless asked otherwise
     tasks = [
         ShardTask(
             job=job,
@@ -439,7 +445,7 @@ def run(
             meta=meta,
             fingerprint=fingerprint,
             device=str(device),
-            threads=options.threads,
+            threads=threads,
             folder=None if folder is None else str(folder.path),
         )
         for s in todo

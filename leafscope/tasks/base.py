@@ -147,7 +147,7 @@ class Task(ABC):
     """One analysis. Subclasses set the class attributes and implement :meth:`compute` and
     :meth:`summarize`; they are registered with :func:`register_task`.
 
-    Class attributes:
+    Attributes:
         name: the registered name (the CLI command, ``settings.task`` of result folders).
         Params: the frozen keyword-only parameter dataclass.
         columns: the columns :meth:`compute` returns; ``unit`` (each row's unit position) is

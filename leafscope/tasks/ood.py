@@ -61,23 +61,15 @@ def _has_model(context: Context, role: str) -> bool:
     return True
 
 
-def _is_builtin(name: str) -> bool:
-    from leafscope.data.registry import canonical_name
-
-    return canonical_name(name) is not None
-
-
 def ood_specs(main: Any, names: Sequence[str]) -> dict[str, Any]:
     """The out sets' :class:`~leafscope.data.DataSpec` by role ``ood1, ood2, ...``: the main
-    spec's options with another name; a built-in set's ``test`` split, a user file or folder
-    whole (never fitted on, so its own split does not matter). Generated ``noise`` takes the main
-    set's shape in the runner."""
+    spec's options with another name; the ``test`` split of a set that has one, else the set
+    whole (an out set is never fitted on, so it needs no split of its own). Generated ``noise``
+    takes the main set's shape in the runner."""
     specs = {}
     for i, name in enumerate(names, start=1):
-        builtin = _is_builtin(name)
-        specs[f"ood{i}"] = main.replace(
-            name=name, split="test" if builtin else "all", holdout=None, input_shape=None
-        )
+        spec = main.replace(name=name, holdout=None, input_shape=None)
+        specs[f"ood{i}"] = spec.replace(split="test" if spec.has_split() else "all")
     return specs
 
 
@@ -400,7 +392,7 @@ class OodTask(Task):
 
     def compute(self, positions: Sequence[int], context: Context) -> dict[str, np.ndarray]:
         from leafscope.applications.detectors import build_detectors
-        from leafscope.applications.ood import evaluate_detectors
+        from leafscope.applications.ood import evaluate_detectors, fit_detectors
         from leafscope.data import check_model_input
 
         p: OodParams = self.params
@@ -412,15 +404,12 @@ class OodTask(Task):
             for name, x in {"the in-distribution set": x_in, **outs}.items():
                 check_model_input(model, x[:1], source=f"the data ({name})")
             detectors = build_detectors(
-                p.detector_names,
-                model,
-                p.detector_settings(),
-                random_state=p.seed,
-                progress=_progress(context),
+                p.detector_names, model, p.detector_settings(), random_state=p.seed
             )
-            for det in detectors.values():
-                det.fit(x_fit, y_fit)
-            results = evaluate_detectors(detectors, x_in, outs, seed=int(pos))
+            fit_detectors(detectors, x_fit, y_fit, progress=_progress(context))
+            results = evaluate_detectors(
+                detectors, x_in, outs, seed=int(pos), progress=_progress(context)
+            )
             parts.append(
                 _result_rows(
                     results,

@@ -80,6 +80,7 @@ class SpectrumTask(Task):
         "eigenvalues",
         "log10_eigenvalues",
         "error_bounds",
+        "converged",
         "trace",
         "log10_trace",
         "rank",
@@ -132,6 +133,7 @@ class SpectrumTask(Task):
                 "eigenvalues": values.numpy(),
                 "log10_eigenvalues": values.clamp_min(LOG_FLOOR).log10().numpy(),
                 "error_bounds": spec.error_bounds.double().cpu().numpy(),
+                "converged": spec.converged.cpu().reshape(n, -1).all(dim=1).numpy(),
                 "trace": np.full(n, np.nan),
                 "log10_trace": np.full(n, np.nan),
                 "rank": np.full(n, -1, dtype=np.int64),
@@ -147,6 +149,7 @@ class SpectrumTask(Task):
             "eigenvalues": values.numpy(),
             "log10_eigenvalues": spectra.log10_eigenvalues().numpy(),
             "error_bounds": np.zeros(tuple(values.shape)),
+            "converged": np.ones(values.shape[0], dtype=bool),
             "trace": spectra.trace.numpy(),
             "log10_trace": spectra.log10_trace().numpy(),
             "rank": spectra.rank.numpy().astype(np.int64),
@@ -191,6 +194,7 @@ def rows_to_points(rows: Mapping[str, np.ndarray], *, top_k: bool = False) -> li
         }
         if top_k:
             record["error_bounds"] = np.asarray(rows["error_bounds"][i]).tolist()
+            record["converged"] = bool(rows["converged"][i])
         else:
             record["log10_trace"] = float(rows["log10_trace"][i])
             record["rank"] = int(rows["rank"][i])

@@ -22,7 +22,7 @@ import numpy as np
 from leafscope.dtypes import DTYPES
 from leafscope.errors import InputError
 from leafscope.tasks.base import Context, Params, Task, param, register_task
-from leafscope.tasks.ood import _is_builtin, _progress, _sample
+from leafscope.tasks.ood import _progress, _sample
 
 __all__ = ["TransferParams", "TransferTask"]
 
@@ -74,10 +74,11 @@ class TransferParams(Params):
 
 def _set_specs(main: Any, name: str) -> tuple[Any, Any]:
     """The train and test splits of ``name`` with the main set's options (the holdout fraction
-    only for a user file or folder: a built-in set has its own split)."""
-    holdout = None if _is_builtin(name) else main.holdout
-    common = {"name": name, "holdout": holdout, "input_shape": None}
-    return main.replace(split="train", **common), main.replace(split="test", **common)
+    only for a set without a split of its own)."""
+    spec = main.replace(name=name, holdout=None, input_shape=None)
+    if not spec.has_split():
+        spec = spec.replace(holdout=main.holdout)
+    return spec.replace(split="train"), spec.replace(split="test")
 
 
 @register_task

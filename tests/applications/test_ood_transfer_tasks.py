@@ -220,7 +220,6 @@ def rgb(tmp_path_factory):
     }
 
 
-@pytest.mark.xfail(strict=False, reason="split rule lands with the data layer")
 def test_a_set_without_split_is_refused_unless_held_out(rgb, capsys, tmp_path):
     argv = ["ood", *rgb["factory"], "--in", rgb["folder"], "--ood", rgb["dark"], "--detectors"]
     argv += ["msp", "--points", "4", "--fit-points", "8", "--device", "cpu", "--no-progress"]
@@ -277,7 +276,6 @@ def test_ood_on_rgb_npz(rgb, kind, tmp_path):
             assert a["auroc"] == pytest.approx(b["auroc"], abs=1e-6)
 
 
-@pytest.mark.xfail(strict=False, reason="noise of the data's shape lands with the data layer")
 def test_ood_noise_takes_the_shape_of_rgb_data(rgb, tmp_path):
     out = tmp_path / "o.json"
     argv = ["ood", *rgb["factory"], "--in", rgb["npz"], "--ood", "noise", "--detectors", "msp"]

@@ -134,8 +134,8 @@ def error_of(capsys, *argv: str) -> str:
 def test_spectrum_on_rgb_and_vectors(world, kind, tmp_path) -> None:
     data = world.vec if kind == "mlp" else world.rgb
     out = tmp_path / "s.json"
-    assert cli("spectrum", *getattr(world, kind), "--dataset", data, "--points", 3,
-               "--json", out) == 0  # fmt: skip
+    assert cli("spectrum", *getattr(world, kind), "--dataset", data, "--split", "all",
+               "--points", 3, "--json", out) == 0  # fmt: skip
     res = read(out)
     assert res["dataset"]["input_shape"] == ([5] if kind == "mlp" else [3, 16, 16])
     for p in res["points"]:
@@ -185,22 +185,22 @@ def test_walk_on_vectors_and_rgb(world, tmp_path) -> None:
     assert has_colour(figs / "walk_strip.png")
 
 
-def test_involutivity_noise_takes_the_shape_of_the_data_or_model(world, tmp_path) -> None:
+def test_involutivity_noise_takes_the_shape_of_the_data(world, tmp_path) -> None:
     out = tmp_path / "i.json"
     assert cli("involutivity", *world.user, "--dataset", world.rgb, "--points", 1,
                "--json", out) == 0  # fmt: skip
-    res = read(out)
+    res = read(out)["summary"]
     assert res["inputs"] == "noise" and res["mean_dim_distribution"] == 2  # C - 1 fields
-    assert cli("involutivity", *world.mlp, "--points", 1, "--json", out) == 0  # config: (5,)
-    assert read(out)["mean_dim_distribution"] == 2
+    assert len(read(out)["points"][0]["fields_singular_values"]) == 3
+    assert cli("involutivity", *world.mlp, "--dataset", world.vec, "--points", 1,
+               "--json", out) == 0  # fmt: skip
+    assert read(out)["summary"]["mean_dim_distribution"] == 2
+    assert len(read(out)["points"][0]["singular_values"]) == 5  # min(3 + 3 rows, 5 coordinates)
 
 
 TRANSFER = ["--points", 3, "--transfer-train", 12, "--transfer-val", 6, "--no-progress"]
-NOISE_SHAPE = pytest.mark.xfail(strict=False, reason="noise of the data's shape lands with the "
-                                "data layer")  # fmt: skip
 
 
-@NOISE_SHAPE
 def test_transfer_compares_rgb_with_noise_of_its_shape(world, tmp_path) -> None:
     out = tmp_path / "t.json"
     base = ["transfer", *world.vgg, "--dataset", world.rgb, *TRANSFER]
@@ -220,7 +220,6 @@ def test_transfer_compares_sets_of_one_shape(world, tmp_path, capsys) -> None:
     assert row["points"] == 3 and 0 <= row["transfer_accuracy"] <= 1
 
 
-@NOISE_SHAPE
 def test_ood_on_rgb_with_noise_of_its_shape(world, tmp_path) -> None:
     out = tmp_path / "o.json"
     assert cli("ood", *world.vgg, "--in", world.rgb, "--ood", f"noise,{world.rgb8}",
@@ -247,30 +246,32 @@ def test_ood_on_rgb_sets_of_one_shape(world, tmp_path) -> None:
 
 @pytest.mark.parametrize("colour", ["grey", "rgb"])
 def test_denoise_improves_psnr_and_draws_the_data(world, colour, tmp_path) -> None:
-    out, fig = tmp_path / "d.json", tmp_path / "d.png"
+    out = tmp_path / "d"
     model = world.user if colour == "rgb" else [
         "--model", f"{USER_MODULE}:make", "--model-args", '{"in_channels": 1}',
         "--weights", world.dir / "user_grey.pt", "--grey"]  # fmt: skip
     assert cli("denoise", *model, "--dataset", world.rgb, "--points", 3, "--pool", 12,
-               "--tune-points", 3, "--leaf-steps", 3, "--sigma", 0.3, "--json", out,
-               "--figure", fig) == 0  # fmt: skip
-    psnr = {r["method"]: r["psnr"] for r in read(out)["results"]}
+               "--tune-points", 3, "--leaf-steps", 3, "--sigma", 0.3, "--out", out,
+               "--no-progress") == 0  # fmt: skip
+    psnr = {r["method"]: r["psnr"] for r in read(out / "_summary.json")["summary"]["results"]}
     assert max(v for k, v in psnr.items() if k != "noisy") > psnr["noisy"]
-    assert has_colour(fig) == (colour == "rgb")
+    assert has_colour(out / "_files" / "denoise_strips.png") == (colour == "rgb")
 
 
 def test_generate_on_rgb_and_vectors(world, tmp_path) -> None:
     out = tmp_path / "g"
-    assert cli("generate", *world.vgg, "--dataset", world.rgb, "--class", 1, "--n", 2,
-               "--steps", 3, "--pool", 12, "--out", out) == 0  # fmt: skip
-    with np.load(out / "generated.npz") as arrays:
+    assert cli("generate", *world.vgg, "--dataset", world.rgb, "--class", 1, "--points", 2,
+               "--steps", 3, "--pool", 12, "--out", out, "--no-progress") == 0  # fmt: skip
+    with np.load(out / "_files" / "generated.npz") as arrays:
         assert arrays["images"].shape == (2, 3, 16, 16)
         assert arrays["images"].min() >= 0 and arrays["images"].max() <= 1
-    assert has_colour(out / "grid.png")
-    assert cli("generate", *world.mlp, "--dataset", world.vec, "--class", 0, "--n", 2,
-               "--steps", 3, "--pool", 24, "--out", out) == 0  # fmt: skip
-    with np.load(out / "generated.npz") as arrays:
+    assert has_colour(out / "_files" / "grid.png")
+    out = tmp_path / "g-vectors"
+    assert cli("generate", *world.mlp, "--dataset", world.vec, "--class", 0, "--points", 2,
+               "--steps", 3, "--pool", 24, "--out", out, "--no-progress") == 0  # fmt: skip
+    with np.load(out / "_files" / "generated.npz") as arrays:
         assert arrays["images"].shape == (2, 5)
+    assert read(out / "_summary.json")["summary"]["kind"] == "vectors"
 
 
 def test_nnk_and_stability_on_rgb_runs(world, tmp_path) -> None:

@@ -131,7 +131,7 @@ def test_spectrum_grey_npz_user_model_matches_dense_g(user_module, tmp_path) -> 
     argv += ["--normalize", "0.1307:0.3081", "--json", str(out), "--device", "cpu"]
     assert main(argv) == 0
     result = json.loads(out.read_text())
-    assert result["checkpoint"].startswith(f"{name}:make --weights")
+    assert result["model"].startswith(f"{name}:make, weights")
     x = torch.from_numpy(raw).double()[:, None] / 255
     net = net.double()
     ref = dense_top_eigenvalues(lambda v: net((v - 0.1307) / 0.3081), x)
@@ -201,7 +201,7 @@ def test_ood_model_sources(tmp_path, capsys) -> None:
         (["--seeds", "1", "--checkpoint", "a.pt"], "seeds trains its own models"),
         (["--seeds", "1", "--checkpoints", "b.pt"], "seeds trains its own models"),
         (["--seeds", "1", "--model", "pkg:fn"], "seeds trains its own models"),
-        ([], "needs a model"),
+        ([], "no model given"),
     ):
         capsys.readouterr()
         assert main(["ood", *argv]) == 2, argv

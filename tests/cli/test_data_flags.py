@@ -34,7 +34,15 @@ def lenet_ckpt(tmp_path: Path) -> Path:
 
 
 def test_spectrum_refuses_rgb_32_for_an_mnist_lenet(lenet_ckpt, rgb_npz, capsys) -> None:
-    argv = ["spectrum", "--checkpoint", str(lenet_ckpt), "--dataset", str(rgb_npz)]
+    argv = [
+        "spectrum",
+        "--checkpoint",
+        str(lenet_ckpt),
+        "--dataset",
+        str(rgb_npz),
+        "--split",
+        "all",
+    ]
     assert main([*argv, "--points", "2", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "(N, 1, 28, 28)" in err and "(N, 3, 32, 32)" in err
@@ -44,7 +52,18 @@ def test_spectrum_refuses_rgb_32_for_an_mnist_lenet(lenet_ckpt, rgb_npz, capsys)
 def test_spectrum_with_grey_resize_records_them(lenet_ckpt, rgb_npz, tmp_path) -> None:
     out = tmp_path / "s.json"
     argv = ["spectrum", "--checkpoint", str(lenet_ckpt), "--dataset", str(rgb_npz), "--grey"]
-    argv += ["--resize", "28,28", "--points", "2", "--device", "cpu", "--json", str(out)]
+    argv += [
+        "--split",
+        "all",
+        "--resize",
+        "28,28",
+        "--points",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+        str(out),
+    ]
     assert main(argv) == 0
     dataset = json.loads(out.read_text())["dataset"]
     assert dataset["input_shape"] == [1, 28, 28]
@@ -64,3 +83,20 @@ def test_load_data_helpers(rgb_npz) -> None:
     assert common.load_data(bare, "test").images.shape == (6, 3, 32, 32)
     lenet_rgb = build_model("lenet", in_channels=3, image_size=32)
     assert common.load_data_for(lenet_rgb, bare, "train").input_shape == (3, 32, 32)
+
+
+def test_a_set_without_a_split_needs_split_all_or_a_holdout(lenet_ckpt, tmp_path, capsys) -> None:
+    """The issue's rule: test/train of a split-less set is an error, never the same points."""
+    images = (torch.rand(20, 28, 28) * 255).to(torch.uint8).numpy()
+    path = tmp_path / "grey.npz"
+    import numpy as np
+
+    np.savez(path, x=images, y=np.arange(20) % 2)
+    argv = ["spectrum", "--checkpoint", str(lenet_ckpt), "--dataset", str(path), "--points", "4"]
+    assert main([*argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no train/test split" in err
+    out = tmp_path / "h.json"
+    assert main([*argv, "--holdout", "0.25", "--device", "cpu", "--json", str(out)]) == 0
+    held = json.loads(out.read_text())
+    assert held["dataset"]["num_points"] == 5  # the held-out quarter is the test split

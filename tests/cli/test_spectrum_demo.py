@@ -9,6 +9,7 @@ from scipy.optimize import nnls
 
 from leafscope.cli.main import main
 from leafscope.data import load_images, train_val_split
+from leafscope.data.spec import select_points
 from leafscope.models.features import layer_features
 from leafscope.testing import shared_data_dir
 from leafscope.training import load_checkpoint
@@ -108,7 +109,9 @@ def test_spectrum_command_json(demo_out, tmp_path):
     result = json.loads(out.read_text())
     assert len(result["points"]) == 5
     model = load_checkpoint(ckpt).double()
-    images = load_images("mnist", "test", limit=5).images.double()
+    test = load_images("mnist", "test")
+    assert [p["index"] for p in result["points"]] == select_points(test.labels, points=5)
+    images = test.images[[p["index"] for p in result["points"]]].double()
     for point, x in zip(result["points"], images, strict=True):
         logs = point["log10_eigenvalues"]
         assert len(logs) == 9

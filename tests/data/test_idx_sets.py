@@ -85,7 +85,7 @@ def test_garbage_gzip_is_a_data_file_error(tmp_path: Path) -> None:
     path = tmp_path / "my-images-idx3-ubyte.gz"
     path.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4)
     with pytest.raises(DataFileError) as info:
-        load_images(str(path))
+        load_images(str(path), "all")
     assert type(info.value) is DataFileError and info.value.__suppress_context__
     assert str(path) in str(info.value)
 
@@ -108,7 +108,7 @@ def test_user_idx_pair_round_trip(tmp_path: Path) -> None:
         handle.write(header + images.astype(np.uint8).tobytes())
     labels = bytes([0, 0, 8, 1]) + np.array([3], ">u4").tobytes() + bytes([2, 0, 1])
     (tmp_path / "set-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
-    data = load_images("idx:" + str(tmp_path / "set-images-idx3-ubyte.gz"))
+    data = load_images("idx:" + str(tmp_path / "set-images-idx3-ubyte.gz"), "all")
     assert torch.allclose(data.images[:, 0], torch.from_numpy(images).float() / 255)
     assert data.labels.tolist() == [2, 0, 1] and data.num_classes == 3
 

@@ -31,7 +31,7 @@ def rgb() -> np.ndarray:
 def test_rgb_32_npz_keeps_its_shape(tmp_path: Path, rgb: np.ndarray, channel_last: bool) -> None:
     stored = rgb if channel_last else np.moveaxis(rgb, -1, 1)
     np.savez(tmp_path / "rgb.npz", x=stored, y=np.arange(4))
-    data = load_images(str(tmp_path / "rgb.npz"))
+    data = load_images(str(tmp_path / "rgb.npz"), "all")
     assert data.images.shape == (4, 3, 32, 32) and data.transforms == []
     want = torch.from_numpy(np.moveaxis(rgb, -1, 1).astype(np.float32) / 255)
     assert torch.equal(data.images, want)
@@ -43,7 +43,7 @@ def test_small_grey_images_stay_small(tmp_path: Path) -> None:
     np.savez(tmp_path / "a.npz", x=x)
     np.savez(tmp_path / "b.npz", x=x[:, None])
     for name in ("a.npz", "b.npz"):
-        data = load_images(str(tmp_path / name))
+        data = load_images(str(tmp_path / name), "all")
         assert data.images.shape == (3, 1, 10, 10)
         assert torch.equal(data.images[:, 0] * 255, torch.from_numpy(x).float())
 
@@ -51,19 +51,19 @@ def test_small_grey_images_stay_small(tmp_path: Path) -> None:
 def test_vectors_stay_vectors(tmp_path: Path) -> None:
     v = np.random.default_rng(2).normal(size=(6, 5)) * 40  # any range for vectors
     np.savez(tmp_path / "v.npz", x=v, y=np.array([0, 1, 0, 1, 2, 2]))
-    data = load_images(str(tmp_path / "v.npz"))
+    data = load_images(str(tmp_path / "v.npz"), "all")
     assert data.images.shape == (6, 5) and data.num_classes == 3 and not data.is_image
     assert torch.equal(data.images, torch.from_numpy(v.astype(np.float32)))
     np.save(tmp_path / "v.npy", v)
-    assert torch.equal(load_images(str(tmp_path / "v.npy")).images, data.images)
+    assert torch.equal(load_images(str(tmp_path / "v.npy"), "all").images, data.images)
     with pytest.raises(InputError, match="vectors"):
-        load_images(str(tmp_path / "v.npz"), grey=True)
+        load_images(str(tmp_path / "v.npz"), "all", grey=True)
     assert noise_like(data).images.shape == (6, 5)
 
 
 def test_npy_images_any_layout(tmp_path: Path, rgb: np.ndarray) -> None:
     np.save(tmp_path / "x.npy", rgb)
-    data = load_images("npy:" + str(tmp_path / "x.npy"), "test", limit=2)
+    data = load_images("npy:" + str(tmp_path / "x.npy"), "all", limit=2)
     assert data.images.shape == (2, 3, 32, 32) and data.labels.tolist() == [-1, -1]
 
 
@@ -124,7 +124,7 @@ def test_resize_down_matches_pillow_bilinear() -> None:
 
 def test_transforms_are_recorded_and_a_no_op_is_said(tmp_path: Path, rgb: np.ndarray) -> None:
     np.savez(tmp_path / "rgb.npz", x=rgb)
-    data = load_images(str(tmp_path / "rgb.npz"))
+    data = load_images(str(tmp_path / "rgb.npz"), "all")
     small = apply_transforms(data, grey=True, size="28,28")
     assert small.images.shape == (4, 1, 28, 28) and data.images.shape == (4, 3, 32, 32)
     assert small.transforms == [
@@ -180,21 +180,21 @@ def _csv(path: Path, text: str) -> Path:
 
 def test_csv_tabular(tmp_path: Path) -> None:
     p = _csv(tmp_path / "t.csv", "a,b,label,c\n1.5,2,1,-3\n0,1e3,0,4\n7,8,2,9\n")
-    data = load_images(str(p))
+    data = load_images(str(p), "all")
     assert data.images.shape == (3, 3) and data.labels.tolist() == [1, 0, 2]
     want = torch.tensor([[1.5, 2, -3], [0, 1000, 4], [7, 8, 9]])
     assert torch.equal(data.images, want) and data.num_classes == 3
     named = _csv(tmp_path / "n.csv", "species,x\nfir,1\noak,2\nfir,3\n")
-    data = load_images("csv:" + str(named), label_column="species")
+    data = load_images("csv:" + str(named), "all", label_column="species")
     assert data.class_names == ["fir", "oak"] and data.labels.tolist() == [0, 1, 0]
     assert data.images.shape == (3, 1)
     with pytest.raises(InputError, match="no column 'label'.*species, x.*--label-column"):
-        load_images(str(named))
-    free = load_images(str(p), label_column="none")
+        load_images(str(named), "all")
+    free = load_images(str(p), "all", label_column="none")
     assert free.images.shape == (3, 4) and free.labels.tolist() == [-1, -1, -1]
     bad = _csv(tmp_path / "b.csv", "x,label\n1,0\nfoo,1\n")
     with pytest.raises(InputError, match="line 3, column 'x' holds 'foo'"):
-        load_images(str(bad))
+        load_images(str(bad), "all")
     nan = _csv(tmp_path / "nan.csv", "x,label\n1,0\nnan,1\n")
     with pytest.raises(InputError, match="line 3.*NaN"):
-        load_images(str(nan))
+        load_images(str(nan), "all")

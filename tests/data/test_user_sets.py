@@ -17,7 +17,7 @@ def test_npz_uint8_with_labels(tmp_path: Path) -> None:
     x = rng.integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
     y = np.array([0, 4, 2, 2, 1])
     np.savez(tmp_path / "set.npz", x=x, y=y)
-    data = load_images(str(tmp_path / "set.npz"), limit=4)
+    data = load_images(str(tmp_path / "set.npz"), "all", limit=4)
     assert torch.allclose(data.images[:, 0], torch.from_numpy(x[:4]).float() / 255)
     assert data.labels.tolist() == [0, 4, 2, 2] and data.num_classes == 5
     assert "pixels/255" in data.normalization
@@ -27,10 +27,10 @@ def test_npz_rgb_kept_then_grey_resized_on_request(tmp_path: Path) -> None:
     colour = np.array([0.2, 0.6, 1.0], dtype=np.float32)
     x = np.broadcast_to(colour, (2, 32, 32, 3)).copy()
     np.savez(tmp_path / "rgb.npz", images=x)
-    kept = load_images("npz:" + str(tmp_path / "rgb.npz"))
+    kept = load_images("npz:" + str(tmp_path / "rgb.npz"), "all")
     assert kept.images.shape == (2, 3, 32, 32) and kept.transforms == []
     assert torch.equal(kept.images, torch.from_numpy(np.moveaxis(x, -1, 1)))
-    data = load_images("npz:" + str(tmp_path / "rgb.npz"), grey=True, resize=(28, 28))
+    data = load_images("npz:" + str(tmp_path / "rgb.npz"), "all", grey=True, resize=(28, 28))
     luma = 0.299 * 0.2 + 0.587 * 0.6 + 0.114 * 1.0  # constant image stays constant
     assert data.images.shape == (2, 1, 28, 28)
     assert torch.allclose(data.images, torch.full_like(data.images, luma), atol=1e-6)
@@ -46,7 +46,7 @@ def test_npz_split_keys_and_arr0(tmp_path: Path) -> None:
     test = load_images(str(tmp_path / "s.npz"), "test")
     assert float(test.images.min()) == 1.0 and test.labels.tolist() == [1, 0]
     np.savez(tmp_path / "a.npz", np.zeros((2, 784), np.uint8), np.array([3, 1]))
-    flat = load_images(str(tmp_path / "a.npz"))  # (N, D) stays vectors
+    flat = load_images(str(tmp_path / "a.npz"), "all")  # (N, D) stays vectors
     assert flat.images.shape == (2, 784) and flat.labels.tolist() == [3, 1]
     assert not flat.is_image and flat.describe()["kind"] == "vectors"
 
@@ -54,15 +54,15 @@ def test_npz_split_keys_and_arr0(tmp_path: Path) -> None:
 def test_npz_errors(tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", x=np.full((2, 28, 28), 3.5))
     with pytest.raises(InputError, match=r"\[3.5, 3.5\]"):
-        load_images(str(tmp_path / "bad.npz"))
+        load_images(str(tmp_path / "bad.npz"), "all")
     np.savez(tmp_path / "nox.npz", foo=np.zeros(3))
     with pytest.raises(InputError, match="foo"):
-        load_images(str(tmp_path / "nox.npz"))
+        load_images(str(tmp_path / "nox.npz"), "all")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DataFileError, match="junk.npz"):
-        load_images(str(tmp_path / "junk.npz"))
+        load_images(str(tmp_path / "junk.npz"), "all")
     with pytest.raises(DataFileError, match="does not exist"):
-        load_images("npz:" + str(tmp_path / "missing.npz"))
+        load_images("npz:" + str(tmp_path / "missing.npz"), "all")
 
 
 def test_to_unit_images_checks() -> None:
@@ -89,7 +89,7 @@ def test_folder_numeric_classes(tmp_path: Path) -> None:
         (tmp_path / str(label)).mkdir()
         for i in range(2):
             _png(tmp_path / str(label) / f"{i}.png", value + i)
-    data = load_images(str(tmp_path))
+    data = load_images(str(tmp_path), "all")
     assert data.labels.tolist() == [0, 0, 3, 3] and data.num_classes == 4
     means = data.images.mean(dim=(1, 2, 3)) * 255
     assert torch.allclose(means, torch.tensor([10.0, 11.0, 200.0, 201.0]), atol=1e-3)

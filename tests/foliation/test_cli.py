@@ -1,4 +1,5 @@
-"""The path, walk and involutivity commands on a small checkpoint and real MNIST points."""
+"""The path, walk and involutivity commands on a small checkpoint and real MNIST points
+(involutivity: on noise of the data's shape, and on points of sklearn's digits)."""
 
 from __future__ import annotations
 
@@ -77,22 +78,55 @@ def test_walk_command_json_keys(run_cli, checkpoint, tmp_path):
 
 
 def test_involutivity_command_on_noise(run_cli, checkpoint, tmp_path):
+    """GeLU fields are not involutive: the brackets raise the rank above dim D = C - 1 = 9, on
+    the published noise draw (of the data set's point shape: only its shape is used), and the
+    Fisher test runs on the first point."""
     out = tmp_path / "inv.json"
     rc = run_cli(
         "involutivity", "--checkpoint", str(checkpoint), "--points", "2", "--inputs", "noise",
-        "--json", str(out), "--fisher-points", "1", "--fisher-parameters", "fc2.weight,fc2.bias",
+        "--dataset", "digits", "--json", str(out), "--fisher-points", "1",
+        "--fisher-parameters", "fc2.weight,fc2.bias", "--no-progress",
     )  # fmt: skip
     assert rc == 0
     data = json.loads(out.read_text())
-    assert data["mean_dim_distribution"] == 9
-    assert data["mean_dim_with_brackets"] > 9  # GeLU is not involutive
+    summary = data["summary"]
+    assert summary["mean_dim_distribution"] == 9 and summary["inputs"] == "noise"
+    assert summary["mean_dim_with_brackets"] > 9  # GeLU is not involutive
+    assert summary["ceiling"] == 9 + 36
+    assert len(data["points"]) == 2 and [p["index"] for p in data["points"]] == [0, 1]
     assert len(data["points"][0]["singular_values"]) == 10 + 45
-    assert data["fisher"]["space"] == "parameter"
+    assert summary["fisher"]["space"] == "parameter" and len(data["fisher_points"]) == 1
+    from leafscope.foliation import involutivity
+    from leafscope.training import load_checkpoint
+
+    x = torch.rand((2, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    want = involutivity(load_checkpoint(checkpoint), x, rtol=1e-10)
+    assert [p["dim_with_brackets"] for p in data["points"]] == want.dim_with_brackets
 
 
-def test_involutivity_command_rejects_unknown_inputs(run_cli, checkpoint, tmp_path, capsys):
+def test_involutivity_command_on_data_points(run_cli, checkpoint, tmp_path):
+    out = tmp_path / "inv.json"
     rc = run_cli(
-        "involutivity", "--checkpoint", str(checkpoint), "--inputs", "cats",
-        "--json", str(tmp_path / "x.json"),
+        "involutivity", "--checkpoint", str(checkpoint), "--inputs", "data", "--dataset",
+        "digits", "--indices", "4,2", "--json", str(out), "--no-progress",
     )  # fmt: skip
-    assert rc == 2 and "noise or data" in capsys.readouterr().err
+    assert rc == 0
+    data = json.loads(out.read_text())
+    from leafscope.data import load_images
+
+    labels = load_images("digits", "test").labels
+    assert [p["index"] for p in data["points"]] == [4, 2]
+    assert [p["label"] for p in data["points"]] == [int(labels[4]), int(labels[2])]
+    assert data["summary"]["inputs"] == "data" and data["summary"]["mean_dim_distribution"] == 9
+
+
+def test_involutivity_command_rejects_bad_input(run_cli, checkpoint, tmp_path, capsys):
+    common = ["--checkpoint", str(checkpoint), "--dataset", "digits"]
+    common += ["--json", str(tmp_path / "x.json")]
+    assert run_cli("involutivity", *common, "--inputs", "cats") == 2
+    assert "--inputs must be one of noise, data" in capsys.readouterr().err
+    assert run_cli("involutivity", *common, "--rtol", "2") == 2
+    assert "--rtol must be in (0, 1)" in capsys.readouterr().err
+    assert run_cli("involutivity", *common, "--fisher-points", "1",
+                   "--fisher-parameters", "nope.weight") == 2  # fmt: skip
+    assert "unknown parameter names ['nope.weight']" in capsys.readouterr().err

@@ -1,9 +1,12 @@
-"""The foliation figures return Figures for real path, walk, bracket and trace/rank results."""
+"""The foliation figures show their results: the recorded images of paths and walks with their
+labels, the relative distances, the accuracy curves, the singular values of the brackets, the
+trace boxes and the stacked rank fractions."""
 
 import importlib.util
 
+import numpy as np
+import pytest
 import torch
-from matplotlib.figure import Figure
 
 from leafscope.foliation import (
     PathConfig,
@@ -19,26 +22,114 @@ from leafscope.testing import tiny_mlp
 from leafscope.training import save_checkpoint
 
 
+def _image(ax) -> np.ndarray:
+    (im,) = ax.images
+    return np.asarray(im.get_array())
+
+
 def test_trace_rank_figure(tmp_path):
-    model = build_model("mlp", hidden=(8,), num_classes=3, image_size=8)
-    ckpt = save_checkpoint(tmp_path / "epoch_0000.pt", model=model, epoch=0, step=0, history=[])
-    res = trace_rank_across_checkpoints([ckpt], torch.rand(4, 1, 8, 8))
-    assert isinstance(figures.trace_rank_figure(res), Figure)
+    torch.manual_seed(0)
+    paths = []
+    for epoch in (0, 1):
+        model = build_model("mlp", hidden=(8,), num_classes=3, image_size=8)
+        path = tmp_path / f"epoch_{epoch:04d}.pt"
+        paths.append(save_checkpoint(path, model=model, epoch=epoch, step=epoch, history=[]))
+    res = trace_rank_across_checkpoints(paths, torch.rand(6, 1, 8, 8))
+    fig = figures.trace_rank_figure(res)
+    left, right = fig.axes[:2]
+    # left: one box per checkpoint, its median the median log10 trace of that checkpoint
+    flat = [ln for ln in left.lines if len(set(ln.get_ydata())) == 1]  # caps and medians
+    for k, logs in enumerate(torch.log10(res.traces).numpy(), start=1):
+        at_k = [ln.get_ydata()[0] for ln in flat if np.mean(ln.get_xdata()) == pytest.approx(k)]
+        assert np.median(logs) == pytest.approx(sorted(at_k)[1])  # between the two caps
+        assert min(at_k) == pytest.approx(logs.min()) and max(at_k) == pytest.approx(logs.max())
+    assert [t.get_text() for t in left.get_xticklabels()] == ["e0", "e1"]
+    assert left.get_ylabel() == "log10 tr G"
+    # right: stacked bars of the rank fractions, summing to one per checkpoint
+    tops = {}
+    for bar in right.patches:
+        x = round(bar.get_x() + bar.get_width() / 2)
+        tops[x] = max(tops.get(x, 0.0), bar.get_y() + bar.get_height())
+    assert tops == pytest.approx({0: 1.0, 1: 1.0})
+    hist = res.rank_histogram().double()
+    frac = (hist / hist.sum(dim=1, keepdim=True)).numpy()
+    heights = sorted(b.get_height() for b in right.patches)
+    assert heights == pytest.approx(sorted(frac[frac > 0].tolist()))
 
 
-def test_figures_return_figures(tmp_path):
+@pytest.fixture(scope="module")
+def paths_and_walk():
     torch.manual_seed(1)
     model = tiny_mlp(n_in=64, n_classes=3)
     a, b = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
     res = horizontal_paths(model, a, b, PathConfig(max_steps=5))
-    assert isinstance(figures.path_strip(res, 1, frames=4), Figure)
-    assert isinstance(figures.path_distance_figure(res), Figure)
     walk = vertical_walk(model, a, WalkConfig(steps=4, record_every=2))
-    assert isinstance(figures.walk_strip(walk, 0), Figure)
+    return model, a, res, walk
+
+
+def test_path_strip_shows_the_recorded_points_with_their_labels(paths_and_walk):
+    _, _, res, _ = paths_and_walk
+    fig = figures.path_strip(res, 1, frames=4)
+    pts, steps = res.points[1], res.point_steps[1]
+    picks = figures._frame_indices(len(pts), 4)
+    assert len(fig.axes) == len(picks) and picks[0] == 0 and picks[-1] == len(pts) - 1
+    for ax, k in zip(fig.axes, picks, strict=True):
+        np.testing.assert_allclose(_image(ax), pts[k, 0].clamp(0, 1).numpy(), rtol=1e-6)
+        s = steps[k]
+        assert ax.get_title() == f"{res.predicted[1][s]} ({res.max_prob[1][s]:.2f})\nstep {s}"
+    d = res.distance[1]
+    assert f"distance {d[0]:.2f} → {d[-1]:.2f}" in fig._suptitle.get_text()
+
+
+def test_path_distance_figure_one_relative_curve_per_path(paths_and_walk):
+    _, _, res, _ = paths_and_walk
+    ax = figures.path_distance_figure(res).axes[0]
+    assert len(ax.lines) == len(res)
+    for line, d in zip(ax.lines, res.distance, strict=True):
+        np.testing.assert_allclose(line.get_ydata(), np.asarray(d) / d[0])
+        assert line.get_ydata()[0] == 1.0
+    assert ax.get_xlabel() == "step" and ax.get_ylim()[0] == 0
+
+
+def test_walk_strip_shows_the_walk_of_one_point(paths_and_walk):
+    _, _, _, walk = paths_and_walk
+    fig = figures.walk_strip(walk, 0)
+    picks = figures._frame_indices(walk.points.shape[1], 8)
+    assert len(fig.axes) == len(picks) == walk.points.shape[1]
+    for ax, k in zip(fig.axes, picks, strict=True):
+        want = walk.points[0, k, 0].float().clamp(0, 1).numpy()
+        np.testing.assert_allclose(_image(ax), want, rtol=1e-6)
+        assert ax.get_title().startswith(f"{int(walk.predicted[0, k])} (")
+        assert f"d={float(walk.distance[0, k]):.1f}" in ax.get_title()
+
+
+def test_accuracy_vs_distance_plots_both_walks_in_percent(paths_and_walk):
+    _, _, _, walk = paths_and_walk
     curve = walk.curve()
-    assert isinstance(figures.accuracy_vs_distance(curve, curve), Figure)
+    shifted = [{**r, "distance": r["distance"] + 1, "accuracy": 0.5} for r in curve]
+    ax = figures.accuracy_vs_distance(curve, shifted).axes[0]
+    vertical, random = ax.lines
+    assert list(vertical.get_xdata()) == [r["distance"] for r in curve]
+    assert list(vertical.get_ydata()) == [100 * r["accuracy"] for r in curve]
+    assert list(random.get_xdata()) == [r["distance"] for r in shifted]
+    assert list(random.get_ydata()) == [50.0] * len(curve)
+    assert ax.get_ylim() == (0, 102) and ax.get_ylabel() == "test accuracy (%)"
+    assert len(figures.accuracy_vs_distance(curve).axes[0].lines) == 1
+
+
+def test_involutivity_figure_plots_the_mean_normalised_log_singular_values(paths_and_walk):
+    model, a, _, _ = paths_and_walk
     inv = involutivity(model, a)
-    assert isinstance(figures.involutivity_figure({"tanh": inv}), Figure)
+    ax = figures.involutivity_figure({"tanh": inv}).axes[0]
+    curve, tolerance, fields = ax.lines
+    s = inv.singular_values
+    want = torch.log10((s / s[:, :1]).clamp_min(1e-300)).mean(dim=0).numpy()
+    np.testing.assert_allclose(curve.get_ydata(), want, rtol=1e-6)
+    assert list(curve.get_xdata()) == list(range(1, len(want) + 1))
+    assert curve.get_ydata()[0] == 0.0  # σ_1 / σ_1
+    assert tolerance.get_ydata()[0] == pytest.approx(np.log10(inv.rtol))
+    assert fields.get_xdata()[0] == inv.fields_singular_values.shape[1] - 1
+    assert ax.get_legend().get_texts()[0].get_text().startswith("tanh (")
 
 
 def test_path_animation_frames(tmp_path):

@@ -42,6 +42,31 @@ def test_one_panel_per_measured_mgm():
         figures.plot_mgm_distributions(full, epoch=7)
 
 
+def test_mgm_panels_plot_the_summaries_of_each_layer():
+    g = _geometry([(1, 4), (2, 8)])
+    fig = figures.plot_mgm_epochs(g)
+    for ax in fig.axes:
+        metric = ax.get_title()
+        assert [c.get_label() for c in ax.containers] == g.layers  # one curve per layer
+        for container, name in zip(ax.containers, g.layers, strict=True):
+            line = container.lines[0]
+            assert list(line.get_xdata()) == [1, 2] and ax.get_xlabel() == "epoch"
+            want = [e.layers[name][metric]["mean"] for e in g.epochs]
+            assert list(line.get_ydata()) == pytest.approx(want)
+    fig = figures.plot_mgm_distributions(g, epoch=1)
+    for ax in fig.axes:  # histograms as fractions of the nodes, one per layer
+        metric = ax.get_title()
+        assert len(ax.patches) == len(g.layers)
+        for stairs, name in zip(ax.patches, g.layers, strict=True):
+            hist = g.epochs[0].layers[name][metric]["hist"]
+            counts = np.asarray(hist["counts"], dtype=float)
+            values, edges, _ = stairs.get_data()
+            np.testing.assert_allclose(values, counts / counts.sum())
+            np.testing.assert_allclose(edges, hist["edges"])
+        assert ax.get_ylabel() == "fraction of nodes"
+    assert "epoch 1 (step 4, 12 points)" in fig._suptitle.get_text()
+
+
 def test_loo_vs_test_draws_both_series():
     g = _geometry([(1, 4), (2, 8), (3, 12)])
     ax = figures.plot_loo_vs_test(g).axes[0]
@@ -55,6 +80,12 @@ def test_stability_and_invariance_plots():
     )
     fig = figures.plot_stability(result)
     assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 3 * 2  # 3 bars per layer
+    summary = [result[n].summary() for n in ("1", "3")]
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    want = [s[key] for key in ("nnk_jaccard", "knn_jaccard", "nnk_chance") for s in summary]
+    assert heights == pytest.approx(want)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "3"]
+    assert fig.axes[0].get_ylim() == (0, 1)
     rng = np.random.default_rng(0)
     geo = {n: AugmentationGeometry(n, rng.random(5), rng.random(5), np.ones(5)) for n in "xy"}
     ax = figures.plot_invariance({"plain": geo, "augmented": geo}).axes[0]

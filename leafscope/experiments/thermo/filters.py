@@ -7,10 +7,15 @@ train with :func:`leafscope.training.fit` and a :class:`~leafscope.thermo.Temper
 on the layer's filters, then mask filters (no retraining) and evaluate on the test set:
 without the ``k`` hottest, without the ``k`` coldest, without ``k`` random filters; each
 filter alone removed gives its accuracy drop, compared with its temperature by rank correlation.
+
+A model that trains to chance (test accuracy within :data:`CHANCE_MARGIN` points of
+``100 / classes``) has no learned filters to measure: the experiment warns and records
+``trained_to_chance``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -32,7 +37,17 @@ from leafscope.thermo.groups import resolve_layer
 from leafscope.thermo.monitor import TemperatureMonitor
 from leafscope.thermo.pruning import magnitude_scores, random_scores, select_groups
 
-__all__ = ["FilterSeedTask", "FilterThermoResult", "filter_seed", "run_filter_experiment"]
+__all__ = [
+    "CHANCE_MARGIN",
+    "FilterSeedTask",
+    "FilterThermoResult",
+    "filter_seed",
+    "run_filter_experiment",
+]
+
+#: Percentage points above chance (100 / classes) at or below which a seed counts as trained to
+#: chance.
+CHANCE_MARGIN = 2.0
 
 
 @dataclass
@@ -44,12 +59,16 @@ class FilterThermoResult:
         rows: test accuracy (%) and loss (nats), mean ± std over seeds, of ``original``,
             ``without_k_hottest``, ``without_k_coldest`` and ``without_k_random``.
         per_seed: per seed: one temperature per filter, L1 norms, single-filter accuracy drops,
-            rank correlations, training history.
+            rank correlations, training history, whether that seed trained to chance.
+        trained_to_chance: some seed's test accuracy is within :data:`CHANCE_MARGIN` points of
+            chance (``config["chance_accuracy"]``): its temperatures describe an untrained
+            network (a warning was emitted).
     """
 
     config: dict[str, Any]
     rows: list[PruningRow]
     per_seed: list[dict[str, Any]] = field(default_factory=list)
+    trained_to_chance: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-serialisable dictionary."""
@@ -155,6 +174,11 @@ def run_filter_experiment(
     Returns:
         A :class:`FilterThermoResult` (accuracies in percent, losses in nats).
 
+    Warns:
+        UserWarning: a seed trained to chance (test accuracy at most :data:`CHANCE_MARGIN`
+            points above ``100 / classes``, classes counted in the train and test labels);
+            ``trained_to_chance`` is then set on the result and on that seed's record.
+
     Raises:
         InputError: ``layer`` is not a convolution of the model, or ``k`` is not in
             ``1..filters-1``.
@@ -180,10 +204,42 @@ def run_filter_experiment(
                 f"{[f'{t:.2e}' for t in record['temperatures']]}"
             )
     settings = {key: v for key, v in fit_settings.items() if isinstance(v, (int, float, str))}
+    classes = _num_classes(resolve(train)[1], resolve(test)[1])
+    chance = 100.0 / classes
+    for values, record in zip(per_seed_values, per_seed, strict=True):
+        record["trained_to_chance"] = bool(values["original"][0] <= chance + CHANCE_MARGIN)
+    low = [(r["seed"], v["original"][0]) for v, r in zip(per_seed_values, per_seed, strict=True)
+           if r["trained_to_chance"]]  # fmt: skip
+    if low:
+        _warn_chance(low, chance, classes, fit_settings)
     config = {
         "layer": layer, "filters": n, "k": k, "seeds": seeds, "window": window,
         "train_size": int(resolve(train)[0].shape[0]),
         "test_size": int(resolve(test)[0].shape[0]),
-        "input_shape": list(resolve(train)[0].shape[1:]), "device": str(device), **settings,
+        "input_shape": list(resolve(train)[0].shape[1:]), "device": str(device),
+        "num_classes": classes, "chance_accuracy": chance, **settings,
     }  # fmt: skip
-    return FilterThermoResult(config, aggregate_rows(per_seed_values, list(values)), per_seed)
+    rows = aggregate_rows(per_seed_values, list(per_seed_values[0]))
+    return FilterThermoResult(config, rows, per_seed, trained_to_chance=bool(low))
+
+
+def _num_classes(*labels: torch.Tensor) -> int:
+    """Number of distinct labels in the given label tensors (at least 1)."""
+    return max(1, int(torch.unique(torch.cat([y.reshape(-1).cpu() for y in labels])).numel()))
+
+
+def _warn_chance(
+    low: list[tuple[int, float]], chance: float, classes: int, fit_settings: dict[str, Any]
+) -> None:
+    """Warn that the seeds ``low`` ((seed, test accuracy %)) trained to chance."""
+    seeds = ", ".join(f"seed {s}: {acc:.1f}%" for s, acc in low)
+    epochs, lr = fit_settings.get("epochs"), fit_settings.get("lr")
+    warnings.warn(
+        f"the model trained to chance: test accuracy {seeds}, chance is {chance:.1f}% "
+        f"({classes} classes, warned within {CHANCE_MARGIN:g} points); the temperatures and "
+        f"the pruning table describe an untrained network. Train longer (more epochs, now "
+        f"{epochs}) or with a larger learning rate (now {lr}), e.g. --epochs and --lr of "
+        "leafscope thermo filters",
+        UserWarning,
+        stacklevel=3,
+    )
