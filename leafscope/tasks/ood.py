@@ -172,7 +172,8 @@ class OodParams(Params):
     """Parameters of :class:`OodTask`.
 
     Attributes:
-        ood: the out-of-distribution sets (built-in names or paths).
+        ood: the out-of-distribution sets (built-in names or paths): the test split of each, or
+            the whole set when it has no split of its own.
         detectors: registry names (None: every detector).
         points: test points of the in set and of each out set (a seeded sample stratified by
             label; fewer when a set is smaller).
@@ -191,15 +192,17 @@ class OodParams(Params):
 
     ood: tuple[str, ...] = param(
         ("fashion-mnist", "noise"),
-        help="out-of-distribution sets, comma-separated: names or paths (a built-in set's test "
-        "split; a file or folder whole)",
+        help="out-of-distribution sets, comma-separated: names or paths (their test split; a "
+        "set without one: all of it)",
         metavar="SET,SET",
     )
     detectors: tuple[str, ...] | None = param(
         None, help="detectors, comma-separated, or all (default: all)", metavar="NAME,NAME|all"
     )
-    points: int = param(1000, help="test points of the in set and of each out set")
-    fit_points: int = param(5000, help="training points of the in set to fit the detectors")
+    points: int = param(1000, help="test points of the in set and of each out set", metavar="N")
+    fit_points: int = param(
+        5000, help="training points of the in set to fit the detectors", metavar="N"
+    )
     checkpoints: tuple[str, ...] | None = param(
         None,
         help="further models after --checkpoint/--model: comma-separated checkpoint files (with "
@@ -207,19 +210,27 @@ class OodParams(Params):
         metavar="FILE,FILE",
     )
     seeds: int | None = param(
-        None, help="train N models (seeds 0..N-1) on the in set's train split first"
+        None, help="train N models (seeds 0..N-1) on the in set's train split first", metavar="N"
     )
-    arch: str = param("lenet", help="architecture that --seeds trains (lenet, cnn, mlp, ...)")
-    train_epochs: int = param(2, help="epochs per trained seed")
-    runs_dir: str = param("runs/ood", help="where --seeds trains (finished runs are reused)")
-    knn_k: int = param(50, help="k of the knn detector (and of dim-spectrum's knn density)")
+    arch: str = param(
+        "lenet", help="architecture that --seeds trains (lenet, cnn, mlp, ...)", metavar="NAME"
+    )
+    train_epochs: int = param(2, help="epochs per trained seed", metavar="N")
+    runs_dir: str = param(
+        "runs/ood", help="where --seeds trains (finished runs are reused)", metavar="DIR"
+    )
+    knn_k: int = param(
+        50, help="k of the knn detector (and of dim-spectrum's knn density)", metavar="K"
+    )
     spectrum_method: str = param(
         "mahalanobis", help="density of dim-spectrum on log-eigenvalue vectors",
         choices=SPECTRUM_METHODS,
     )  # fmt: skip
-    leaf_steps: int = param(20, help="path steps of the leaf detectors")
-    leaf_anchors: int = param(1, help="paths per input of the leaf detectors")
-    seed: int = param(0, help="seed of the point samples and the detectors' random choices")
+    leaf_steps: int = param(20, help="path steps of the leaf detectors", metavar="N")
+    leaf_anchors: int = param(1, help="paths per input of the leaf detectors", metavar="N")
+    seed: int = param(
+        0, help="seed of the point samples and the detectors' random choices", metavar="SEED"
+    )
 
     def validate(self) -> None:
         from leafscope.applications.detectors import DETECTORS
@@ -326,11 +337,15 @@ class OodTask(Task):
         }
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        return {
-            "fit": data.replace(split="train"),
-            "in": data.replace(split="test"),
-            **ood_specs(data, self.params.ood),
-        }
+        outs = ood_specs(data, self.params.ood)
+        here = data.absolute().name
+        for spec in outs.values():
+            if spec.split == "all" and spec.absolute().name == here:
+                raise InputError(
+                    f"ood lists the in-distribution set {spec.name}, which has no split of its "
+                    "own: all of it would include the points the detectors are fitted on"
+                )
+        return {"fit": data.replace(split="train"), "in": data.replace(split="test"), **outs}
 
     def units(self, context: Context) -> list[Any]:
         p: OodParams = self.params
@@ -476,26 +491,38 @@ class OodProtocolParams(Params):
         seed: the detectors' random choices.
     """
 
-    seeds: int = param(3, help="models per training setting (seeds 0..N-1)")
+    seeds: int = param(3, help="models per training setting (seeds 0..N-1)", metavar="N")
     regimes: tuple[str, ...] = param(
-        ("converged", "partial"), help="training settings, comma-separated (converged, partial)"
+        ("converged", "partial"),
+        help="training settings, comma-separated (converged, partial)",
+        metavar="NAME,NAME",
     )
-    arch: str = param("lenet", help="the trained architecture")
+    arch: str = param("lenet", help="the trained architecture", metavar="NAME")
     runs_dir: str = param(
-        "runs/ood-protocol", help="where the models are trained (finished runs are reused)"
+        "runs/ood-protocol",
+        help="where the models are trained (finished runs are reused)",
+        metavar="DIR",
     )
-    max_steps_per_epoch: int | None = param(None, help="cap the training epochs (slow machines)")
+    max_steps_per_epoch: int | None = param(
+        None, help="cap the training epochs (slow machines)", metavar="N"
+    )
     ood: tuple[str, ...] = param(
         ("fashion-mnist", "noise", "digits", "rotated-90"),
         help="out sets, comma-separated: names, paths, rotated-D (the in test points rotated)",
         metavar="SET,SET",
     )
-    points: int = param(500, help="in test points, points per out set and per validation set")
-    fit_points: int = param(2000, help="training points the detectors are fitted on")
-    leaf_steps: int = param(10, help="path steps of the leaf scores")
-    leaf_scale_points: int = param(200, help="held-out training points for the leaf medians")
-    blur_sigma: float = param(2.0, help="Gaussian blur of the validation out set, in pixels")
-    seed: int = param(0, help="seed of the detectors' random choices")
+    points: int = param(
+        500, help="in test points, points per out set and per validation set", metavar="N"
+    )
+    fit_points: int = param(2000, help="training points the detectors are fitted on", metavar="N")
+    leaf_steps: int = param(10, help="path steps of the leaf scores", metavar="N")
+    leaf_scale_points: int = param(
+        200, help="held-out training points for the leaf medians", metavar="N"
+    )
+    blur_sigma: float = param(
+        2.0, help="Gaussian blur of the validation out set, in pixels", metavar="PIXELS"
+    )
+    seed: int = param(0, help="seed of the detectors' random choices", metavar="SEED")
 
     def validate(self) -> None:
         from leafscope.applications.ood_protocol import TRAINING

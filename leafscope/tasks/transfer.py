@@ -53,11 +53,11 @@ class TransferParams(Params):
         help="compared data sets, comma-separated: names or paths (.npz, folders, ...)",
         metavar="SET,SET",
     )
-    points: int = param(250, help="points per spectrum")
-    transfer_train: int = param(5000, help="training points of the new last layer")
-    transfer_val: int = param(1000, help="test points scoring the new last layer")
+    points: int = param(250, help="points per spectrum", metavar="N")
+    transfer_train: int = param(5000, help="training points of the new last layer", metavar="N")
+    transfer_val: int = param(1000, help="test points scoring the new last layer", metavar="N")
     dtype: str = param("float64", help="compute dtype of G", choices=tuple(DTYPES))
-    seed: int = param(0, help="seed of the point samples")
+    seed: int = param(0, help="seed of the point samples", metavar="SEED")
 
     def validate(self) -> None:
         if not self.datasets:
