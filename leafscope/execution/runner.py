@@ -343,9 +343,15 @@ def job_settings(job: Job, units: Sequence[Any], meta: Mapping[str, Any]) -> dic
 
 def describe_job(job: Job, context: Context) -> dict[str, Any]:
     """Descriptive values stored beside the settings (model source, data description)."""
+    from leafscope.models import load_notes
+
     info: dict[str, Any] = {"task": job.task}
     for name, spec in job.models.items():
-        info[name if name != "model" else "model"] = spec.describe()
+        info[name] = spec.describe()
+        if name == "model":
+            notes = load_notes(context.model(name))
+            if notes:
+                info["model_notes"] = notes
     for name in job.data:
         try:
             info[f"{name}_description"] = context.data(name).describe()
