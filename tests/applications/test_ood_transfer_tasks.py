@@ -29,21 +29,23 @@ CPU = RunOptions(device="cpu", progress=False)
 
 FACTORY = textwrap.dedent(
     """
-    import torch
     from torch import nn
 
 
-    class Net(nn.Module):
+    class Net(nn.Module):  # sub-modules in the order forward runs them (TorchScript features)
         def __init__(self, num_classes: int = 3, width: int = 6):
             super().__init__()
             self.conv = nn.Conv2d(3, width, 3, padding=1)
+            self.act = nn.ReLU()
             self.pool = nn.AdaptiveAvgPool2d(2)
+            self.flat = nn.Flatten()
             self.fc1 = nn.Linear(4 * width, 8)
+            self.act1 = nn.ReLU()
             self.fc = nn.Linear(8, num_classes)
 
         def forward(self, x):
-            h = self.pool(torch.relu(self.conv(x))).flatten(1)
-            return self.fc(torch.relu(self.fc1(h)))
+            h = self.flat(self.pool(self.act(self.conv(x))))
+            return self.fc(self.act1(self.fc1(h)))
 
 
     def make(num_classes: int = 3):
@@ -248,30 +250,22 @@ def test_a_held_out_set_without_split_runs(rgb, tmp_path):
 # --- TorchScript and factory + weights on RGB data -------------------------------------------
 
 
-def _scripted_or_factory(kind: str):
-    marks = []
-    if kind == "scripted":
-        marks = [pytest.mark.xfail(strict=False, reason="TorchScript features land with the "
-                                   "model layer")]  # fmt: skip
-    return pytest.param(kind, marks=marks)
-
-
-KINDS = [_scripted_or_factory("factory"), _scripted_or_factory("scripted")]
+KINDS = ["factory", "scripted"]  # factory + weights, and the same network as TorchScript
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_ood_on_rgb_npz(rgb, kind, tmp_path):
     out = tmp_path / "o.json"
-    argv = ["ood", *rgb[kind], "--in", rgb["npz"], "--ood", rgb["dark"], "--detectors"]
-    argv += ["msp,energy,knn,vim", "--points", "12", "--fit-points", "24", "--device", "cpu"]
-    assert main([*argv, "--no-progress", "--json", str(out)]) == 0
+    argv = ["--in", rgb["npz"], "--ood", rgb["dark"], "--detectors", "msp,energy,knn,vim"]
+    argv += ["--points", "12", "--fit-points", "24", "--device", "cpu", "--no-progress"]
+    assert main(["ood", *rgb[kind], *argv, "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     aurocs = {r["detector"]: r["auroc"] for r in doc["summary"]["results"]}
     assert list(aurocs) == ["msp", "energy", "knn", "vim"]
     assert aurocs["msp"] > 0.9 and aurocs["vim"] > 0.9  # grey images fire no class channel
     if kind == "scripted":  # the same weights: the same numbers as the factory model
         ref = tmp_path / "f.json"
-        assert main([*argv, "--no-progress", "--json", str(ref), *rgb["factory"]]) == 0
+        assert main(["ood", *rgb["factory"], *argv, "--json", str(ref)]) == 0
         expect = json.loads(ref.read_text())["summary"]["results"]
         got = doc["summary"]["results"]
         for a, b in zip(got, expect, strict=True):
@@ -289,12 +283,19 @@ def test_ood_noise_takes_the_shape_of_rgb_data(rgb, tmp_path):
 @pytest.mark.parametrize("kind", KINDS)
 def test_transfer_on_rgb_npz(rgb, kind, tmp_path):
     out = tmp_path / "t.json"
-    argv = ["transfer", *rgb[kind], "--dataset", rgb["npz"], "--datasets"]
-    argv += [f"{rgb['npz']},{rgb['dark']}", "--points", "9", "--transfer-train", "48"]
-    argv += ["--transfer-val", "24", "--device", "cpu", "--no-progress", "--json", str(out)]
-    assert main(argv) == 0
+    rest = ["--dataset", rgb["npz"], "--datasets", f"{rgb['npz']},{rgb['dark']}", "--points"]
+    rest += ["9", "--transfer-train", "48", "--transfer-val", "24", "--device", "cpu"]
+    rest += ["--no-progress", "--json"]
+    assert main(["transfer", *rgb[kind], *rest, str(out)]) == 0
     summary = json.loads(out.read_text())["summary"]
     rows = {r["dataset"]: r for r in summary["rows"]}
+    if kind == "scripted":  # the same weights: the same table as the factory model
+        ref = tmp_path / "f.json"
+        assert main(["transfer", *rgb["factory"], *rest, str(ref)]) == 0
+        expect = json.loads(ref.read_text())["summary"]["rows"]
+        for a, b in zip(summary["rows"], expect, strict=True):
+            assert a["transfer_accuracy"] == pytest.approx(b["transfer_accuracy"], abs=1e-6)
+            assert a["median_log10_trace"] == pytest.approx(b["median_log10_trace"], abs=1e-6)
     assert rows[rgb["npz"]]["transfer_accuracy"] > 0.6  # three classes: chance is 1/3
     assert rows[rgb["npz"]]["points"] == 9 and rows[rgb["npz"]]["transfer_train_points"] == 48
     # the model's own set is closer to its held-out test points than the grey set
