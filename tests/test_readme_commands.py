@@ -75,17 +75,56 @@ def _check_involutivity(out: Path, argv: list[str]) -> None:
 
 
 def _check_transfer(out: Path, argv: list[str]) -> None:
-    rows = _json(out)["rows"]
-    accuracy = {r["dataset"]: r["transfer_accuracy"] for r in rows}
-    assert all(0 <= a <= 1 for a in accuracy.values() if a is not None)
-    assert accuracy["mnist"] > 0.5
+    summary = _json(out)["summary"]
+    rows = {r["dataset"]: r for r in summary["rows"]}
+    assert list(rows) == _option(argv, "--datasets").split(",")
+    points, train = int(_option(argv, "--points")), int(_option(argv, "--transfer-train"))
+    for name, r in rows.items():
+        assert r["points"] == points
+        labelled = name != "noise"
+        assert (r["transfer_accuracy"] is not None) == labelled, name
+        assert r["transfer_train_points"] == (train if labelled else 0)
+        assert summary["distances"][name][name] == 0.0
+    assert rows["mnist"]["transfer_accuracy"] > 0.5
+    assert 0 <= rows["fashion-mnist"]["transfer_accuracy"] <= 1
+    # the model's own set lies closer to its held-out test points than noise does
+    assert rows["mnist"]["training_distance"] < rows["noise"]["training_distance"]
 
 
 def _check_ood(out: Path, argv: list[str]) -> None:
-    rows = _json(out)["results"]
-    assert rows and all(0 <= r["auroc"] <= 1 for r in rows)
+    summary = _json(out)["summary"]
+    detectors, outs = _option(argv, "--detectors").split(","), _option(argv, "--ood").split(",")
+    models = len(_option(argv, "--checkpoints").split(","))
+    rows = summary["results"]
+    assert [(r["detector"], r["out_dataset"]) for r in rows] == [
+        (d, o) for d in detectors for o in outs
+    ]
+    for r in rows:  # mean and population std over the models
+        key = (r["detector"], r["out_dataset"])
+        per = [p["auroc"] for p in summary["per_model"] if (p["detector"], p["out_dataset"]) == key]
+        assert r["n_seeds"] == len(per) == models and 0 <= r["auroc"] <= 1
+        assert r["auroc"] == pytest.approx(np.mean(per)) and r["auroc_std"] >= 0
     noise = [r["auroc"] for r in rows if r["out_dataset"] == "noise" and r["detector"] == "energy"]
     assert noise and min(noise) > 0.5
+
+
+def _check_ood_protocol(out: Path, argv: list[str]) -> None:
+    from leafscope.applications.ood_protocol import LEAF_SCORES, PROTOCOL_BASELINES
+
+    summary = _json(out)["summary"]
+    table, outs = summary["table"], _option(argv, "--ood").split(",")
+    names = [*PROTOCOL_BASELINES, *LEAF_SCORES]
+    assert [(r["setting"], r["detector"], r["out_dataset"]) for r in table] == [
+        ("partial", d, o) for d in names for o in outs
+    ]
+    assert all(0 <= r["auroc"] <= 1 and r["n_seeds"] == 1 for r in table)
+    model = summary["models"][0]
+    assert model["steps"] == int(_option(argv, "--max-steps-per-epoch"))
+    assert 0 <= model["test_accuracy"] <= 1 and model["test_points"] == 10000
+    pixel = [
+        r["auroc"] for r in table if (r["detector"], r["out_dataset"]) == ("pixel-nn", "noise")
+    ]
+    assert pixel and pixel[0] > 0.9  # uniform noise is far from every MNIST image
 
 
 def _check_denoise(out: Path, argv: list[str]) -> None:
@@ -269,6 +308,10 @@ _SUBCOMMANDS: dict[str, tuple[list[str], str, Check | None]] = {
                   "--no-progress"], "OUT", _check_transfer),
     "ood": (["--points", "60", "--fit-points", "300", "--detectors", "msp,energy,knn"], "OUT",
             _check_ood),
+    "ood-protocol": (["--seeds", "1", "--regimes", "partial", "--max-steps-per-epoch", "20",
+                      "--ood", "noise,rotated-90", "--points", "30", "--fit-points", "100",
+                      "--leaf-steps", "1", "--leaf-scale-points", "4", "--no-progress"], "OUT",
+                     _check_ood_protocol),
     "denoise": (["--points", "3", "--pool", "60", "--tune-points", "3", "--leaf-steps", "3"],
                 "OUT", _check_denoise),
     "generate": (["--points", "2", "--steps", "3", "--pool", "60"], "DIR", _check_generate),

@@ -203,32 +203,50 @@ def test_involutivity_noise_takes_the_shape_of_the_data(world, tmp_path) -> None
     assert len(read(out)["points"][0]["singular_values"]) == 5  # min(3 + 3 rows, 5 coordinates)
 
 
-def test_transfer_compares_sets_of_one_shape(world, tmp_path, capsys) -> None:
-    out, fig = tmp_path / "t.json", tmp_path / "t.png"
-    base = ["transfer", *world.vgg, "--train-dataset", world.rgb, "--points", 3,
-            "--transfer-train", 12, "--transfer-val", 6, "--no-progress"]  # fmt: skip
-    assert cli(*base, "--datasets", f"{world.rgb},noise", "--json", out, "--figure", fig) == 0
-    rows = {r["dataset"]: r for r in read(out)["rows"]}
+TRANSFER = ["--points", 3, "--transfer-train", 12, "--transfer-val", 6, "--no-progress"]
+
+
+def test_transfer_compares_rgb_with_noise_of_its_shape(world, tmp_path) -> None:
+    out = tmp_path / "t.json"
+    base = ["transfer", *world.vgg, "--dataset", world.rgb, *TRANSFER]
+    assert cli(*base, "--datasets", f"{world.rgb},noise", "--json", out) == 0
+    rows = {r["dataset"]: r for r in read(out)["summary"]["rows"]}
     assert set(rows) == {world.rgb, "noise"}
     assert rows[world.rgb]["training_distance"] < rows["noise"]["training_distance"]
-    assert fig.stat().st_size > 0
+
+
+def test_transfer_compares_sets_of_one_shape(world, tmp_path, capsys) -> None:
+    out = tmp_path / "t.json"
+    base = ["transfer", *world.vgg, "--dataset", world.rgb, *TRANSFER]
     msg = error_of(capsys, *base, "--datasets", f"{world.rgb},{world.rgb8}")
-    assert "(3, 8, 8)" in msg and "--resize 16,16" in msg
+    assert "(N, 3, 8, 8)" in msg and "--resize 16,16" in msg
     assert cli(*base, "--datasets", world.rgb8, "--resize", "16,16", "--json", out) == 0
-    assert read(out)["rows"][0]["points"] == 3
+    row = read(out)["summary"]["rows"][0]
+    assert row["points"] == 3 and 0 <= row["transfer_accuracy"] <= 1
 
 
 def test_ood_on_rgb_with_noise_of_its_shape(world, tmp_path) -> None:
     out = tmp_path / "o.json"
-    assert cli("ood", *world.vgg, "--in", world.rgb, "--out", f"noise,{world.rgb8}",
+    assert cli("ood", *world.vgg, "--in", world.rgb, "--ood", f"noise,{world.rgb8}",
                "--resize", "16,16", "--detectors", "msp,energy", "--points", 6,
                "--fit-points", 12, "--json", out) == 0  # fmt: skip
-    rows = read(out)["results"]
+    rows = read(out)["summary"]["results"]
     assert len(rows) == 4  # 2 detectors × 2 out sets
     assert all(0.0 <= r["auroc"] <= 1.0 for r in rows)
-    assert cli("ood", *world.mlp, "--in", world.vec, "--out", "noise", "--detectors", "msp",
-               "--points", 6, "--fit-points", 12, "--json", out) == 0  # fmt: skip
-    assert len(read(out)["results"]) == 1
+    assert cli("ood", *world.mlp, "--in", world.vec, "--holdout", 0.25, "--ood", "noise",
+               "--detectors", "msp", "--points", 6, "--fit-points", 12,
+               "--json", out) == 0  # fmt: skip
+    assert len(read(out)["summary"]["results"]) == 1
+
+
+def test_ood_on_rgb_sets_of_one_shape(world, tmp_path) -> None:
+    out = tmp_path / "o.json"
+    assert cli("ood", *world.vgg, "--in", world.rgb, "--ood", world.rgb8, "--resize", "16,16",
+               "--detectors", "msp,energy", "--points", 6, "--fit-points", 12, "--json",
+               out) == 0  # fmt: skip
+    rows = read(out)["summary"]["results"]
+    assert [r["detector"] for r in rows] == ["msp", "energy"]
+    assert all(0.0 <= r["auroc"] <= 1.0 for r in rows)
 
 
 @pytest.mark.parametrize("colour", ["grey", "rgb"])
