@@ -216,7 +216,9 @@ def _data_loader(spec: DataSpec):
     return lambda: cached(("data", spec), spec.open)
 
 
-def make_context(job: Job, device: torch.device, units: Sequence[Any], meta: Mapping) -> Context:
+def make_context(
+    job: Job, device: torch.device, units: Sequence[Any], meta: Mapping, progress: bool = False
+) -> Context:
     """The :class:`Context` of ``job`` in this process (models and data opened lazily, once)."""
     return Context(
         device=device,
@@ -225,6 +227,7 @@ def make_context(job: Job, device: torch.device, units: Sequence[Any], meta: Map
         models={k: _model_loader(v, device) for k, v in job.models.items()},
         data={k: _data_loader(v) for k, v in job.data.items()},
         meta=meta,
+        progress=progress,
     )
 
 
@@ -241,6 +244,7 @@ class ShardTask:
     device: str = "cpu"
     threads: int | None = None
     folder: str | None = None
+    progress: bool = False
 
 
 @dataclasses.dataclass
@@ -258,7 +262,7 @@ def run_shard(task: ShardTask) -> ShardOutcome:
         torch.set_num_threads(task.threads)
     device = worker_device(task.device)
     job = task.job
-    context = make_context(job, device, task.units, task.meta)
+    context = make_context(job, device, task.units, task.meta, task.progress)
     runner = get_task(job.task)(job.params)
     with _COMPUTE_LOCK:
         columns = runner.compute(task.positions, context)
@@ -406,9 +410,9 @@ def run(
     device = resolve_device(options.device)
     job = job.absolute()
     task = get_task(job.task)(job.params)
-    context = make_context(job, device, [], {})
+    context = make_context(job, device, [], {}, options.progress)
     job = _shape_generated(job, context)
-    context = make_context(job, device, [], {})
+    context = make_context(job, device, [], {}, options.progress)
     _check_fit(task, context, job)
     if task.per_point:
         labels = context.data("data").labels
@@ -453,6 +457,8 @@ def run(
             device=str(device),
             threads=threads,
             folder=None if folder is None else str(folder.path),
+            # bars inside a unit only in process: Dask workers' bars go nowhere
+            progress=options.progress and options.executor == "inprocess",
         )
         for s in todo
     ]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,21 +43,12 @@ METRIC_COLUMNS = ("auroc", "fpr95", "aupr_in", "aupr_out")
 
 
 def _progress(context: Context) -> bool:
-    """Progress bars of the slow detectors: the run's choice when the context carries it,
-    else only on a terminal."""
-    chosen = getattr(context, "progress", None)
-    return bool(sys.stderr.isatty()) if chosen is None else bool(chosen)
+    """Progress bars of the slow detectors: the run's choice."""
+    return bool(context.progress)
 
 
 def _has_model(context: Context, role: str) -> bool:
-    has = getattr(context, "has_model", None)
-    if has is not None:
-        return bool(has(role))
-    try:
-        context.model(role)
-    except InputError:
-        return False
-    return True
+    return context.has_model(role)
 
 
 def ood_specs(main: Any, names: Sequence[str]) -> dict[str, Any]:
