@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ __all__ = [
     "run",
     "run_shard",
 ]
+
+#: Shards computed in one process run one at a time: threads of one process (Dask workers with
+#: ``processes=False``) share torch's forward-mode AD levels, which concurrent jvp's corrupt.
+_COMPUTE_LOCK = threading.Lock()
 
 #: Version of the result-folder layout (bumped when shards change meaning).
 FORMAT = 2
@@ -256,8 +261,6 @@ class ShardOutcome:
 
 def run_shard(task: ShardTask) -> ShardOutcome:
     """Compute one shard on this worker (top-level, so any executor can ship it)."""
-    from leafscope.execution.points import _COMPUTE_LOCK
-
     if task.threads is not None:
         torch.set_num_threads(task.threads)
     device = worker_device(task.device)
