@@ -133,14 +133,7 @@ def run_models(main: Any, entries: Sequence[str]) -> dict[str, Any]:
 
 def has_model(context: Context, role: str) -> bool:
     """Whether the job of ``context`` has a model ``role``."""
-    models = getattr(context, "_models", None)
-    if models is not None:
-        return role in models
-    try:
-        context.model(role)
-    except InputError:
-        return False
-    return True
+    return context.has_model(role)
 
 
 def model_roles(context: Context, entries: Sequence[str]) -> list[tuple[str, str]]:
