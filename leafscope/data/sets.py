@@ -134,8 +134,8 @@ def _split(source: _Source, split: str, holdout: float | None, seed: int, strict
         if not strict:
             return source.opener(split)
         raise InputError(
-            f"{source.name} has no train/test split: use split all (the whole set), or a holdout "
-            "fraction (e.g. 0.2) to hold out a seeded part of it as test"
+            f"{source.name} has no train/test split: use `split=all` (the whole set), or "
+            "`holdout=F` (e.g. 0.2) to hold out a seeded fraction of it as its test split"
         )
     whole = source.opener("all")
     train, test = holdout_indices(len(whole), float(holdout), seed)

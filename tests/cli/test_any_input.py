@@ -156,7 +156,7 @@ def test_path_on_rgb_is_drawn_in_colour_and_gets_closer(world, tmp_path) -> None
 
 def test_path_on_vectors_is_unclamped(world, tmp_path, capsys) -> None:
     out = tmp_path / "p"
-    assert cli("path", *world.mlp, "--from", f"{world.vec}:test:0", "--to", f"{world.vec}:test:3",
+    assert cli("path", *world.mlp, "--from", f"{world.vec}:all:0", "--to", f"{world.vec}:all:3",
                "--out", out, "--max-steps", 20, "--no-progress") == 0  # fmt: skip
     files = out / "_files"
     entry = read(files / "path.json")["paths"][0]
@@ -165,8 +165,8 @@ def test_path_on_vectors_is_unclamped(world, tmp_path, capsys) -> None:
     with np.load(files / "path_000.npz") as kept:
         assert np.allclose(kept["points"][0], start.numpy(), atol=1e-5)  # not clamped
     assert not list(files.glob("*.gif")) and not list(files.glob("*.png"))  # vectors: arrays
-    msg = error_of(capsys, "path", *world.mlp, "--from", f"{world.vec}:test:0", "--to",
-                   f"{world.vec}:test:1", "--out", tmp_path / "q", "--flip-target")  # fmt: skip
+    msg = error_of(capsys, "path", *world.mlp, "--from", f"{world.vec}:all:0", "--to",
+                   f"{world.vec}:all:1", "--out", tmp_path / "q", "--flip-target")  # fmt: skip
     assert "flip_target" in msg and "vector" in msg
     msg = error_of(capsys, "path", *world.vgg, "--from", f"{world.rgb8}:test:0", "--to",
                    f"{world.rgb}:test:1", "--out", tmp_path / "r")  # fmt: skip
@@ -176,12 +176,12 @@ def test_path_on_vectors_is_unclamped(world, tmp_path, capsys) -> None:
 def test_walk_on_vectors_and_rgb(world, tmp_path) -> None:
     common = ["--pairs", 1, "--pool", 6, "--max-steps", 4, "--vertical-points", 2,
               "--vertical-steps", 3, "--no-progress"]  # fmt: skip
-    for name, (model, data) in {
-        "mlp": (world.mlp, world.vec),
-        "vgg": (world.vgg, world.rgb),
+    for name, (model, data, split) in {
+        "mlp": (world.mlp, world.vec, "all"),  # a .csv has no train/test split
+        "vgg": (world.vgg, world.rgb, "test"),
     }.items():
         out = tmp_path / f"w_{name}.json"
-        assert cli("walk", *model, "--dataset", data, *common, "--json", out,
+        assert cli("walk", *model, "--dataset", data, "--split", split, *common, "--json", out,
                    "--out", tmp_path / name) == 0  # fmt: skip
         res = read(out)
         h = res["horizontal"]
@@ -197,7 +197,7 @@ def test_involutivity_noise_takes_the_shape_of_the_data(world, tmp_path) -> None
     res = read(out)["summary"]
     assert res["inputs"] == "noise" and res["mean_dim_distribution"] == 2  # C - 1 fields
     assert len(read(out)["points"][0]["fields_singular_values"]) == 3
-    assert cli("involutivity", *world.mlp, "--dataset", world.vec, "--points", 1,
+    assert cli("involutivity", *world.mlp, "--dataset", world.vec, "--split", "all", "--points", 1,
                "--json", out) == 0  # fmt: skip
     assert read(out)["summary"]["mean_dim_distribution"] == 2
     assert len(read(out)["points"][0]["singular_values"]) == 5  # min(3 + 3 rows, 5 coordinates)
@@ -272,8 +272,9 @@ def test_generate_on_rgb_and_vectors(world, tmp_path) -> None:
         assert arrays["images"].min() >= 0 and arrays["images"].max() <= 1
     assert has_colour(out / "_files" / "grid.png")
     out = tmp_path / "g-vectors"
-    assert cli("generate", *world.mlp, "--dataset", world.vec, "--class", 0, "--points", 2,
-               "--steps", 3, "--pool", 24, "--out", out, "--no-progress") == 0  # fmt: skip
+    assert cli("generate", *world.mlp, "--dataset", world.vec, "--split", "all", "--class", 0,
+               "--points", 2, "--steps", 3, "--pool", 24, "--out", out,
+               "--no-progress") == 0  # fmt: skip
     with np.load(out / "_files" / "generated.npz") as arrays:
         assert arrays["images"].shape == (2, 5)
     assert read(out / "_summary.json")["summary"]["kind"] == "vectors"
@@ -316,7 +317,7 @@ def test_thermo_lists_one_temperature_per_filter_of_the_layer(world, tmp_path, c
         "--model",
         "leafscope.models:build_model",
         "--model-args",
-        '{"name": "vgg", "in_channels": 3, "widths": [4, 6], "convs_per_block": 1}',
+        '{"name": "vgg", "in_channels": 3, "image_size": 16, "widths": [4, 6], "convs_per_block": 1}',
     ]
     for model, layer, filters in (
         (["--model", f"{USER_MODULE}:make"], "conv1", 5),  # the user's own layer name
@@ -331,7 +332,8 @@ def test_thermo_lists_one_temperature_per_filter_of_the_layer(world, tmp_path, c
         assert all(0 <= r["accuracy_mean"] <= 1 for r in res["rows"])
     msg = error_of(capsys, *base, *zoo, "--layer", "fc")
     assert "not a convolution" in msg
-    assert "vectors" in error_of(capsys, *base[:1], "--dataset", world.vec, "--layer", "fc1")
+    assert "vectors" in error_of(capsys, *base[:1], "--dataset", world.vec, "--holdout", 0.25,
+                                 "--layer", "fc1")  # fmt: skip
 
 
 def test_early_stopping_on_the_model_given(world, tmp_path, capsys) -> None:
