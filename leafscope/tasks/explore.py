@@ -230,7 +230,9 @@ class ExploreTask(Task):
             "class_names": [str(n) for n in names],
             "input_shape": shape,
             "kind": kind,
-            "data": f"{data.name} ({data.split})" if data.split else data.name,
+            "data": f"{Path(data.name).name} ({data.split})"
+            if data.split
+            else Path(data.name).name,
             "directions": min(p.directions, num_classes - 1),
             "t": [round(float(t), 6) for t in walk_positions(p.radius, p.steps)],
         }

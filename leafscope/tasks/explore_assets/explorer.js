@@ -367,6 +367,7 @@
   about();
   setupControls();
   renderGallery();
+  if (window.performance && performance.mark) { performance.mark("leafscope-gallery"); }
   var wanted = /#point=(-?\d+)/.exec(location.hash);
   var first = wanted && byIndex[Number(wanted[1])] ? Number(wanted[1]) : (visiblePoints()[0] || {}).index;
   if (first !== undefined) { select(first); }
