@@ -183,3 +183,36 @@ def test_rgb_explorer_in_chromium(browser, explore_files, tmp_path):
     )  # fmt: skip
     model = spec.load(torch.device("cpu"))
     _check_page(browser, folder, model, channels=3, min_points=12)
+
+
+def test_vector_explorer_in_chromium(browser, explore_files, tmp_path):
+    """Vectors are drawn as bars; the values behind the bars are what the model scored."""
+    path, spec = explore_files["vector"]
+    folder = _explore(
+        tmp_path, "--model", spec.factory, "--model-args", spec.factory_kwargs, "--weights",
+        spec.weights, "--dataset", str(path), "--points", "6", "--steps", "2",
+    )  # fmt: skip
+    model = spec.load(torch.device("cpu"))
+    page = browser.new_page()
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((folder / "index.html").as_uri())
+    page.locator('[data-testid="point"]').nth(2).click()
+    assert page.locator('[data-testid="direction"]').count() == 3  # C - 1 = 2 leaves, 1 kernel
+    slider = page.locator('[data-testid="step"]')
+    seen = []
+    for value in (slider.get_attribute("min"), slider.get_attribute("max")):
+        slider.fill(value)
+        current = page.locator('[data-testid="current"]')
+        x = torch.tensor(json.loads(current.get_attribute("data-values")), dtype=torch.float32)
+        assert current.locator("rect").count() == x.numel()
+        shown = page.locator('[data-testid="probability"]')
+        values = np.asarray([float(shown.nth(i).get_attribute("data-value")) for i in range(3)])
+        with torch.no_grad():
+            expected = torch.softmax(model(x[None]).double(), dim=1)[0].numpy()
+        assert np.abs(values - expected).max() < 1e-3
+        seen.append(x)
+    assert not torch.equal(seen[0], seen[1])
+    page.close()
+    assert not errors, errors
