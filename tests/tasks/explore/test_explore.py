@@ -26,7 +26,7 @@ from leafscope.information import DataInformation
 from leafscope.tasks.explore import ExploreParams, round_to_8bit, walk_positions
 
 pytest.importorskip("pyarrow")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OPTIONS = RunOptions(device="cpu", progress=False, threads=1)
 
 

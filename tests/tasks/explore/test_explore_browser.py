@@ -24,7 +24,7 @@ import pytest
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
