@@ -53,7 +53,7 @@ def _core(cfg: DemoConfig, out: Path) -> dict[str, Any]:
     with _timer(cfg, "training"):
         training = steps.train_partially(cfg, data, out / "run")
     with _timer(cfg, "spectra"):
-        spectra = steps.data_and_noise_spectra(cfg, training.model, data)
+        spectra = steps.data_and_noise_spectra(cfg, training.fit_result.checkpoints[-1], data)
     with _timer(cfg, "across_checkpoints"):
         across = steps.information_across_checkpoints(cfg, out / "run", data)
     with _timer(cfg, "thermo"):

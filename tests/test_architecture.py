@@ -45,12 +45,6 @@ INFORMATION_LEAFSCOPE = frozenset({"information", "errors", "dtypes"})
 #: only until then: ``test_known_violations_still_occur`` fails once an entry is gone.
 KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset(
     {
-        # the core reads the model's device through a helper of the models package
-        ("leafscope/information/spectrum.py", "leafscope.models.inspect"),
-        # the model loader reads checkpoints through the training package (lazy imports)
-        ("leafscope/models/loading.py", "leafscope.training"),
-        ("leafscope/models/loading.py", "leafscope.training.checkpoint"),
-        ("leafscope/models/spec.py", "leafscope.training"),
         # the NNK graph picks its device with the executor's helper
         ("leafscope/nnk/graph.py", "leafscope.execution.executor"),
     }

@@ -379,6 +379,13 @@ def model_from_args(args: argparse.Namespace) -> Any:
         f.name: getattr(args, f"model__{f.name}", None) for f in dataclasses.fields(ModelSpec)
     }
     if values["checkpoint"] is None and values["factory"] is None:
+        given = [MODEL_FLAGS[k][0] for k in ("factory_kwargs", "weights", "normalize", "output")
+                 if values[k] is not None]  # fmt: skip
+        if given:
+            raise InputError(
+                f"{', '.join(given)} apply to the model of --checkpoint or --model: give one "
+                "(the other models of a command, e.g. ood --checkpoints, take its options)"
+            )
         return None
     if values["checkpoint"] is not None and values["factory"] is not None:
         raise InputError(

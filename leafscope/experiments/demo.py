@@ -461,17 +461,40 @@ def train_partially(cfg: DemoConfig, data: DemoData, run_dir: Path) -> Training:
     )
 
 
+def spectra_from_rows(rows: dict[str, np.ndarray]) -> PointSpectra:
+    """The :class:`PointSpectra` of the rows of a ``spectrum`` task."""
+    return PointSpectra(
+        eigenvalues=torch.from_numpy(np.asarray(rows["eigenvalues"], dtype=np.float64)),
+        trace=torch.from_numpy(np.asarray(rows["trace"], dtype=np.float64)),
+        rank=torch.from_numpy(np.asarray(rows["rank"], dtype=np.int64)),
+        predicted=torch.from_numpy(np.asarray(rows["predicted"], dtype=np.int64)),
+        max_probability=torch.from_numpy(np.asarray(rows["max_probability"], dtype=np.float64)),
+    )
+
+
 def data_and_noise_spectra(
-    cfg: DemoConfig, model: nn.Module, data: DemoData
+    cfg: DemoConfig, checkpoint: Path, data: DemoData
 ) -> dict[str, PointSpectra]:
-    """Spectra of G at the first ``cfg.points`` test images and as many uniform-noise images."""
-    device = torch.device(cfg.device)
-    x_data = data.test.images[: cfg.points]
-    x_noise = noise_like(data.test.subset(range(cfg.points)), seed=cfg.seed).images
-    return {
-        f"{data.title} test": point_spectra(model, x_data, device=device, progress=cfg.progress),
-        "uniform noise": point_spectra(model, x_noise, device=device, progress=cfg.progress),
+    """Spectra of G at ``cfg.points`` test images (a seeded sample stratified by label) and as
+    many uniform-noise images of their shape: two runs of the ``spectrum`` task on the trained
+    checkpoint, as ``leafscope spectrum --checkpoint CKPT --points N`` computes them."""
+    from leafscope.data.spec import DataSpec
+    from leafscope.execution import RunOptions, make_job, run
+    from leafscope.models import ModelSpec
+
+    model = ModelSpec(checkpoint=str(checkpoint))
+    options = RunOptions(device=cfg.device, progress=cfg.progress)
+    sets = {
+        f"{data.title} test": DataSpec(name=cfg.dataset, split="test", data_dir=cfg.data_dir),
+        "uniform noise": DataSpec(
+            name="noise", split="test", seed=cfg.seed, input_shape=tuple(data.test.input_shape)
+        ),
     }
+    out = {}
+    for title, spec in sets.items():
+        job = make_job("spectrum", model=model, data=spec, points=cfg.points, seed=cfg.seed)
+        out[title] = spectra_from_rows(run(job, options).rows)
+    return out
 
 
 def information_across_checkpoints(

@@ -17,7 +17,6 @@ from tqdm.auto import tqdm
 
 from leafscope.errors import InputError
 from leafscope.information.matrices import DataInformation
-from leafscope.models.inspect import model_device
 
 __all__ = ["LOG10_FLOOR", "PointSpectra", "SpectrumSummary", "point_spectra", "summarize_spectra"]
 
@@ -102,6 +101,13 @@ def summarize_spectra(eigenvalues: Tensor, trace: Tensor) -> SpectrumSummary:
     )
 
 
+def _model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model without any)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def point_spectra(
     model: nn.Module,
     x: Tensor,
@@ -135,7 +141,7 @@ def point_spectra(
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1 (got {batch_size})")
     if device is None:
-        device = model_device(model)
+        device = _model_device(model)
     work = copy.deepcopy(model).to(device=device, dtype=dtype)
     parts: dict[str, list[Tensor]] = {k: [] for k in ("ev", "tr", "rk", "pr", "mp")}
     starts = range(0, x.shape[0], batch_size)

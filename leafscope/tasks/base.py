@@ -108,6 +108,7 @@ class Context:
         units: the whole job's units (positions index into it).
         meta: JSON-able values the runner computed once before the job (e.g. the model's class
             count), the same on every worker.
+        progress: show progress bars for slow loops inside a unit (the run's setting).
     """
 
     def __init__(
@@ -119,8 +120,10 @@ class Context:
         models: Mapping[str, Callable[[], nn.Module]],
         data: Mapping[str, Callable[[], Any]],
         meta: Mapping[str, Any] | None = None,
+        progress: bool = False,
     ):
         self.device = device
+        self.progress = progress
         self.params = params
         self.units = units
         self.meta = dict(meta or {})
@@ -141,7 +144,12 @@ class Context:
         return self._data[name]()
 
     def has_data(self, name: str) -> bool:
+        """Whether the job has a data set ``name``."""
         return name in self._data
+
+    def has_model(self, name: str = "model") -> bool:
+        """Whether the job has a model ``name``."""
+        return name in self._models
 
 
 class Task(ABC):
