@@ -377,7 +377,7 @@ class ExploreTask(Task):
             f"walking +-{summary['radius']:g} along the top eigen-direction moves the class "
             f"probabilities by {summary['median_leaf_change']:.3f} (median largest total "
             f"variation){contrast}",
-            "the explorer page is index.html in the results folder (--out)",
+            "the explorer page: index.html at the top of the results folder (written with --out)",
         ]
 
     def payload(
