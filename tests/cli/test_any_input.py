@@ -286,6 +286,7 @@ def test_nnk_and_stability_on_rgb_runs(world, tmp_path) -> None:
                "--json", out) == 0  # fmt: skip
     res = read(out)
     assert len(res["epochs"]) == 2 and res["n_points"] == 8
+    assert all(0 <= e["loo_error"] <= 1 for e in res["epochs"])
     assert cli("stability", "--runs", ",".join(world.runs), "--layers", "block2", "--points", 8,
                "--k", 3, "--dataset", world.rgb, "--json", out) == 0  # fmt: skip
     s = read(out)["layers"]["block2"]["summary"]
@@ -300,10 +301,11 @@ def test_invariance_rotates_rgb_and_refuses_vectors(world, tmp_path, capsys) -> 
     diameters = read(out)["results"]["a"]["block2"]["diameter"]
     assert len(diameters) == 4 and all(d >= 0 for d in diameters)
     msg = error_of(capsys, "invariance", "--models", f"m={world.dir / 'mlp.pt'}", "--layers",
-                   "fc1", "--points", 4, "--dataset", world.vec)  # fmt: skip
+                   "fc1", "--points", 4, "--dataset", world.vec, "--split", "all")  # fmt: skip
     assert "rotates images" in msg and "vectors" in msg
-    msg = error_of(capsys, "denoise", *world.mlp, "--dataset", world.vec, "--points", 2)
-    assert "image denoisers" in msg and "vectors of shape (5,)" in msg
+    msg = error_of(capsys, "denoise", *world.mlp, "--dataset", world.vec, "--split", "all",
+                   "--points", 2)  # fmt: skip
+    assert "works on images" in msg and "vectors of shape (5,)" in msg
 
 
 def test_thermo_lists_one_temperature_per_filter_of_the_layer(world, tmp_path, capsys) -> None:
@@ -332,22 +334,28 @@ def test_thermo_lists_one_temperature_per_filter_of_the_layer(world, tmp_path, c
     assert "vectors" in error_of(capsys, *base[:1], "--dataset", world.vec, "--layer", "fc1")
 
 
-def test_early_stopping_builds_the_model_for_the_data(world, tmp_path, capsys) -> None:
+def test_early_stopping_on_the_model_given(world, tmp_path, capsys) -> None:
     out = tmp_path / "e.json"
-    base = ["early-stopping", "--out", tmp_path / "es", "--val-points", 6, "--points", 8,
+    base = ["early-stopping", "--runs-dir", tmp_path / "es", "--val-points", 6, "--points", 8,
             "--epochs", 2, "--patience", 1, "--k", 3, "--batch-size", 8]  # fmt: skip
-    assert cli(*base, "--dataset", world.rgb, "--model", "vgg", "--model-args",
-               '{"widths": [4, 6], "convs_per_block": 1}', "--layer", "block2.0",
+    assert cli(*base, "--dataset", world.rgb, *world.vgg, "--layer", "block2.0",
                "--json", out) == 0  # fmt: skip
     res = read(out)
     assert 0.0 <= res["cw_deepnnk"]["test_accuracy"] <= 1.0
     assert len(res["cw_deepnnk"]["frozen_at"]) == 6  # one per channel of block2.0
     assert len(res["validation"]["val_accuracy"]) >= 1
-    assert cli(*base, "--dataset", world.rgb, "--model", f"{USER_MODULE}:make",
-               "--layer", "conv1", "--epochs", 1, "--json", out) == 0  # fmt: skip
-    assert len(read(out)["cw_deepnnk"]["frozen_at"]) == 5
-    msg = error_of(capsys, *base, "--dataset", world.vec, "--model", "mlp", "--layer", "fc1")
+    msg = error_of(capsys, *base, "--dataset", world.vec, "--holdout", 0.25, *world.mlp,
+                   "--layer", "fc1")  # fmt: skip
     assert "channels" in msg and "vectors" in msg
+
+
+def test_early_stopping_on_a_user_model(world, tmp_path) -> None:
+    out = tmp_path / "e.json"
+    assert cli("early-stopping", "--runs-dir", tmp_path / "es", "--val-points", 6, "--points", 8,
+               "--epochs", 1, "--patience", 1, "--k", 3, "--batch-size", 8, "--dataset",
+               world.rgb, "--model", f"{USER_MODULE}:make", "--layer", "conv1",
+               "--json", out) == 0  # fmt: skip
+    assert len(read(out)["cw_deepnnk"]["frozen_at"]) == 5
 
 
 def test_train_builds_the_zoo_model_for_vectors(world, tmp_path) -> None:

@@ -53,6 +53,10 @@ MODEL_COMMANDS = (
     "path",
     "transfer",
     "walk",
+    "nnk",
+    "stability",
+    "invariance",
+    "early-stopping",
 )
 MODEL_FLAGS = ("--checkpoint", "--model", "--model-args", "--weights", "--normalize", "--output")
 
