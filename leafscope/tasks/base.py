@@ -57,6 +57,7 @@ BUILTIN_TASK_MODULES = (
     "leafscope.tasks.invariance",
     "leafscope.tasks.early_stopping",
     "leafscope.tasks.thermo",
+    "leafscope.tasks.explore",
 )
 
 
