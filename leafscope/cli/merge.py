@@ -29,9 +29,11 @@ def run(args: argparse.Namespace) -> int:
     from leafscope.execution import ResultFolder
     from leafscope.execution.runner import job_from_settings, merge
     from leafscope.io import write_json
+    from leafscope.report.results import write_result_figures
     from leafscope.tasks import get_task
 
     payload = merge(args.folder)
+    write_result_figures(args.folder)
     job, _ = job_from_settings(ResultFolder(args.folder).read_settings()["settings"])
     for line in get_task(job.task)(job.params).terminal_lines(payload["summary"]):
         print(line)

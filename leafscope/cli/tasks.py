@@ -297,7 +297,11 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         "number their tasks (1/N .. N/N); then leafscope merge --out",
     )
     group.add_argument(
-        "--shard-size", metavar="N", default="1000", help="units per shard (default: 1000)"
+        "--shard-size",
+        metavar="N",
+        default=None,
+        help="units per shard (default: 1000 points; one model, seed or layer per shard for "
+        "tasks of such units)",
     )
     group.add_argument(
         "--executor",
@@ -467,7 +471,7 @@ def job_from_args(task_cls: type, args: argparse.Namespace) -> Any:
         points=points,
         indices=indices,
         seed=data.seed if data is not None else 0,
-        shard_size=_int(args.shard_size, "--shard-size"),
+        shard_size=None if args.shard_size is None else _int(args.shard_size, "--shard-size"),
     )
 
 
@@ -532,7 +536,13 @@ def run_task_command(task_cls: type, args: argparse.Namespace) -> int:
     for line in result.task.terminal_lines(summary):
         print(line)
     if args.out is not None:
-        print(f"wrote {result.settings['num_shards']} shard(s) and _summary.json under {args.out}")
+        from leafscope.report.results import write_result_figures
+
+        figures = write_result_figures(args.out)
+        drawn = f" and {len(figures)} figure(s) in _files" if figures else ""
+        print(
+            f"wrote {result.settings['num_shards']} shard(s), _summary.json{drawn} under {args.out}"
+        )
     if args.json is not None:
         document = {
             **result.payload,

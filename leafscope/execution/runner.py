@@ -159,7 +159,7 @@ def make_job(
     points: int | None = None,
     indices: Sequence[int] | None = None,
     seed: int = 0,
-    shard_size: int = 1000,
+    shard_size: int | None = None,
 ) -> Job:
     """The :class:`Job` of ``task`` on the main ``model`` and ``data``, with the further models
     and data sets the task derives from them (:meth:`Task.extra_models`, :meth:`Task.extra_data`).
@@ -179,7 +179,7 @@ def make_job(
         points=points,
         indices=None if indices is None else tuple(int(i) for i in indices),
         seed=seed,
-        shard_size=shard_size,
+        shard_size=cls.shard_size() if shard_size is None else shard_size,
     )
 
 

@@ -168,6 +168,7 @@ class Task(ABC):
         per_point: the units are points of the data set (selected by the runner's point
             selection); otherwise :meth:`units` lists them.
         images_only: refuse vector data in one line.
+        default_shard_size: units per shard unless asked (see :meth:`shard_size`).
     """
 
     name: ClassVar[str] = ""
@@ -179,6 +180,16 @@ class Task(ABC):
     needs_data: ClassVar[bool] = True
     per_point: ClassVar[bool] = True
     images_only: ClassVar[bool] = False
+    #: Units per shard by default: many points per shard, one unit (a model, a seed, a layer)
+    #: per shard for tasks with their own units, so an executor runs them in parallel.
+    default_shard_size: ClassVar[int | None] = None
+
+    @classmethod
+    def shard_size(cls) -> int:
+        """The default units per shard (1000 points; 1 unit of a task with its own units)."""
+        if cls.default_shard_size is not None:
+            return cls.default_shard_size
+        return 1000 if cls.per_point else 1
 
     def __init__(self, params: Params | None = None):
         params = self.Params() if params is None else params
