@@ -317,7 +317,8 @@ def test_thermo_lists_one_temperature_per_filter_of_the_layer(world, tmp_path, c
         "--model",
         "leafscope.models:build_model",
         "--model-args",
-        '{"name": "vgg", "in_channels": 3, "image_size": 16, "widths": [4, 6], "convs_per_block": 1}',
+        '{"name": "vgg", "in_channels": 3, "image_size": 16, "widths": [4, 6], '
+        '"convs_per_block": 1}',
     ]
     for model, layer, filters in (
         (["--model", f"{USER_MODULE}:make"], "conv1", 5),  # the user's own layer name
