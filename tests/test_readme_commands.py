@@ -143,6 +143,14 @@ def _check_merge(out: Path, argv: list[str]) -> None:
     assert summary["summary"] and len(list(out.glob("shard-*.parquet"))) == 2
 
 
+def _check_explore(out: Path, argv: list[str]) -> None:
+    summary = _json(out / "_summary.json")
+    assert summary["num_units"] == int(_option(argv, "--points"))
+    page = (out / "index.html").read_text()
+    assert 'data-testid="step"' in page or "explorer.js" in page  # the static page
+    assert "http://" not in page and "https://" not in page  # nothing off the page
+
+
 def _check_generate(out: Path, argv: list[str]) -> None:
     assert (out / "_files" / "grid.png").stat().st_size > 0
     with np.load(out / "_files" / "generated.npz") as arrays:
@@ -315,6 +323,7 @@ _SUBCOMMANDS: dict[str, tuple[list[str], str, Check | None]] = {
     "denoise": (["--points", "3", "--pool", "60", "--tune-points", "3", "--leaf-steps", "3"],
                 "OUT", _check_denoise),
     "generate": (["--points", "2", "--steps", "3", "--pool", "60"], "DIR", _check_generate),
+    "explore": (["--no-progress"], "DIR", _check_explore),
     "nnk": (["--points", "80", "--test-points", "80", "--no-orientation"], "OUT", _check_nnk),
     "early-stopping": (["--train-points", "400", "--val-points", "100", "--points", "60",
                         "--epochs", "2", "--json", "OUT"], "OUT", _check_early_stopping),
