@@ -402,8 +402,8 @@ def require_local(key: str, data_dir: str | None) -> None:
         roots = ", ".join(str(p) for p in data_search_path(data_dir))
         raise DataFileError(
             f"{spec.title} not found: put {name} (upstream file, not extracted) in one of the "
-            f"data folders {roots} (directly or in {spec.subfolder}/), or pass --data-dir DIR / "
-            "set LEAFSCOPE_DATA=DIR; the demo does not download it"
+            f"data folders {roots} (directly or in {spec.subfolder}/), or pass `data_dir=DIR` "
+            "/ set LEAFSCOPE_DATA=DIR; the demo does not download it"
         )
 
 

@@ -257,7 +257,7 @@ def _load_partial(path: Path, settings: dict) -> dict[tuple, dict]:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(
             f"{path} exists but is not a protocol result ({type(exc).__name__}: {exc}): "
-            "delete it or pass another --json"
+            "delete it or pass another `json_path`"
         ) from exc
     differ = sorted(
         k for k in set(settings) | set(old_settings) if settings.get(k) != old_settings.get(k)
@@ -265,7 +265,7 @@ def _load_partial(path: Path, settings: dict) -> dict[tuple, dict]:
     if differ:
         raise InputError(
             f"{path} holds a run with other settings ({', '.join(differ)}): rerun with the "
-            "same settings to resume it, or delete it / pass another --json"
+            "same settings to resume it, or delete it / pass another `json_path`"
         )
     done = {}
     for m in models:

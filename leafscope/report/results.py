@@ -27,7 +27,7 @@ def _read(folder: Path, name: str) -> Any:
     if not path.is_file():
         raise InputError(
             f"{folder} holds no {FILES_DIR}/{name}: the figures are drawn from a complete "
-            "result folder (run the job with --out, or merge its slices first)"
+            "result folder (run the job with `out=DIR`, or merge its slices first: leafscope merge)"
         )
     return json.loads(path.read_text())
 
@@ -108,7 +108,7 @@ def write_result_figures(folder: str | Path, *, dpi: int = 110) -> list[Path]:
     if not summary.is_file():
         raise InputError(
             f"{folder} is not a complete result folder (no _summary.json): run the job with "
-            "--out, or merge its slices first"
+            "`out=DIR`, or merge its slices first (leafscope merge)"
         )
     task = json.loads(summary.read_text()).get("task")
     writer = FIGURE_WRITERS.get(str(task))

@@ -209,8 +209,7 @@ def _warn_chance(
         f"the model trained to chance: test accuracy {seeds}, chance is {chance:.1f}% "
         f"({classes} classes, warned within {CHANCE_MARGIN:g} points); the temperatures and "
         f"the pruning table describe an untrained network. Train longer (more epochs, now "
-        f"{epochs}) or with a larger learning rate (now {lr}), e.g. --epochs and --lr of "
-        "leafscope thermo filters",
+        f"{epochs}) or with a larger learning rate (lr, now {lr})",
         UserWarning,
         stacklevel=3,
     )
