@@ -204,9 +204,9 @@ def resolve_device(name: str | torch.device) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise InputError(f"unknown device {name!r}: use auto, cpu or cuda[:N]") from exc
+        raise InputError(f"unknown `device={name}`: use auto, cpu or cuda[:N]") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name} asked for CUDA but none is available: use cpu")
+        raise InputError(f"`device={name}` asked for CUDA but none is available: use `device=cpu`")
     return device
 
 

@@ -180,8 +180,8 @@ class Task(ABC):
     needs_data: ClassVar[bool] = True
     per_point: ClassVar[bool] = True
     images_only: ClassVar[bool] = False
-    #: Units per shard by default: many points per shard, one unit (a model, a seed, a layer)
-    #: per shard for tasks with their own units, so an executor runs them in parallel.
+    # units per shard by default: many points per shard, one unit (a model, a seed, a layer)
+    # per shard for tasks with their own units, so an executor runs them in parallel
     default_shard_size: ClassVar[int | None] = None
 
     @classmethod

@@ -157,7 +157,7 @@ def test_ood_seeds_are_trained_once_and_reused(tmp_path):
     assert [(r["detector"], r["n_seeds"]) for r in table] == [("msp", 2), ("energy", 2)]
     assert any(r["auroc_std"] > 0 for r in table)  # two seeds, two different models
     again = run(job, dataclasses_replace(CPU, resume=True), out=tmp_path / "o")
-    assert again.skipped == [0] and not again.computed  # same fingerprint: models reused
+    assert again.skipped == [0, 1] and not again.computed  # same fingerprint: models reused
     assert (runs / "lenet-s0" / "epoch_0001.pt").stat().st_mtime_ns == stamp
 
 
@@ -366,7 +366,7 @@ def test_ood_protocol_task_trains_scores_and_resumes(tmp_path):
     assert all(t["weight"] in WEIGHT_GRID for t in summary["tuned_weights"])
     assert summary["models"][0]["steps"] == 2 and 0 <= summary["models"][0]["test_accuracy"] <= 1
     again = run(job, dataclasses_replace(CPU, resume=True), out=out)
-    assert again.skipped == [0] and not again.computed  # trained models reused, shard kept
+    assert again.skipped == [0, 1] and not again.computed  # trained models reused, shards kept
     with pytest.raises(InputError, match="regimes: unknown"):
         OodProtocolParams(regimes=("forever",))
     with pytest.raises(InputError, match="rotated-DEGREES"):
