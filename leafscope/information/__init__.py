@@ -1,6 +1,8 @@
 """The math core: data information matrix G and Fisher matrix F (torch only, no I/O)."""
 
 from leafscope.information.jacobian import (
+    ATTENTION_ROUTES,
+    attention_route,
     cast_model,
     check_inputs,
     eval_mode,
@@ -17,8 +19,10 @@ from leafscope.information.matrices import (
 from leafscope.information.mean import MeanInformation
 from leafscope.information.spectrum import SpectrumSummary, point_spectra, summarize_spectra
 from leafscope.information.topk import TopKSpectrum, top_eigenvalues
+from leafscope.information.trace import TraceEstimate, trace_estimate
 
 __all__ = [
+    "ATTENTION_ROUTES",
     "DataInformation",
     "FisherInformation",
     "InformationMatrix",
@@ -26,6 +30,8 @@ __all__ = [
     "RankInfo",
     "SpectrumSummary",
     "TopKSpectrum",
+    "TraceEstimate",
+    "attention_route",
     "cast_model",
     "check_inputs",
     "eval_mode",
@@ -35,4 +41,5 @@ __all__ = [
     "point_spectra",
     "summarize_spectra",
     "top_eigenvalues",
+    "trace_estimate",
 ]

@@ -323,8 +323,8 @@ class ModelAdapter(nn.Module):
         z = self._prepare(x)
         try:
             out = wrapped(z)
-        except torch.OutOfMemoryError:
-            raise
+        except (torch.OutOfMemoryError, NotImplementedError):
+            raise  # out of memory; an operation a transform (e.g. forward-mode AD) lacks
         except LeafscopeError:
             raise
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:

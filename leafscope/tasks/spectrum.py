@@ -5,18 +5,26 @@ G(x) (descending, float64 by default) and their log10, the trace and the numeric
 ``top_k`` the K largest eigenvalues come matrix-free (block Lanczos through jvp/vjp) with a
 certified error bound each, and no trace. The points are decoded and their Jacobian factors
 held one batch at a time; the batch is sized from ``memory_mb`` unless given.
+
+Texts (a text point set and a text classifier, :mod:`leafscope.models.text`): G is taken in
+the input word embeddings of each text's own tokens (no padding; texts of equal length share a
+vectorised batch), and ``token_shares`` holds, per text, each token with its share of the trace
+(the diagonal of G summed over the token's embedding coordinates, divided by the trace).
+``dtype`` bfloat16 / float16 runs the forward and the Jacobian products in low precision with
+the factor, its Gram and eigenproblem in float32; the result records both dtypes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from leafscope.dtypes import DTYPES
+from leafscope.dtypes import COMPUTE_DTYPES, accumulation_dtype, dtype_name
 from leafscope.errors import InputError
 from leafscope.tasks.base import Context, Params, Task, param, register_task
 
@@ -37,7 +45,12 @@ def auto_batch_size(num_classes: int, input_numel: int, dtype: torch.dtype, memo
 class SpectrumParams(Params):
     """Parameters of :class:`SpectrumTask`."""
 
-    dtype: str = param("float64", help="compute dtype of G", choices=tuple(DTYPES))
+    dtype: str = param(
+        "float64",
+        help="compute dtype of the forward and the Jacobian products (bfloat16/float16: the "
+        "Gram and its eigenproblem in float32)",
+        choices=tuple(COMPUTE_DTYPES),
+    )
     batch_size: int | None = param(
         None, help="points per vectorised batch (default: sized from memory_mb)"
     )
@@ -50,8 +63,10 @@ class SpectrumParams(Params):
     )
 
     def validate(self) -> None:
-        if self.dtype not in DTYPES:
-            raise InputError(f"unknown dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+        if self.dtype not in COMPUTE_DTYPES:
+            raise InputError(
+                f"unknown dtype {self.dtype!r}: use one of {', '.join(COMPUTE_DTYPES)}"
+            )
         for name in ("batch_size", "memory_mb", "top_k"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -84,6 +99,7 @@ class SpectrumTask(Task):
         "trace",
         "log10_trace",
         "rank",
+        "token_shares",
     )
 
     def prepare(self, context: Context) -> dict[str, Any]:
@@ -97,8 +113,12 @@ class SpectrumTask(Task):
             raise InputError(
                 f"top_k {p.top_k} exceeds C - 1 = {num_classes - 1}, the largest rank G can have"
             )
+        numel = int(np.prod(data.input_shape))
+        if getattr(data, "is_text", False):  # the longest text the model takes
+            model = context.model()
+            numel = int(getattr(model, "max_length", 512)) * int(model.embedding_dim)
         batch = p.batch_size or auto_batch_size(
-            num_classes, int(np.prod(data.input_shape)), DTYPES[p.dtype], p.memory_mb
+            num_classes, numel, COMPUTE_DTYPES[p.dtype], p.memory_mb
         )
         return {"num_classes": num_classes, "batch_size": batch}
 
@@ -110,10 +130,53 @@ class SpectrumTask(Task):
             block = list(positions[start : start + batch])
             indices = [int(context.units[i]) for i in block]
             x, y = data.take(indices)
-            parts.append(self._rows(model, x, y, block, indices, context.device))
+            if getattr(data, "is_text", False):
+                parts.append(self._text_rows(model, x, y, block, indices, context.device))
+            else:
+                part = self._rows(model, x, y, block, indices, context.device)
+                part["token_shares"] = np.full(len(block), "", dtype=object)
+                parts.append(part)
         return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
 
-    def _rows(self, model, x, y, block, indices, device) -> dict[str, np.ndarray]:
+    def _text_rows(self, model, texts, y, block, indices, device) -> dict[str, np.ndarray]:
+        """Rows of texts: each text at its own length (no padding), texts of one length in one
+        batch of input word embeddings; rows back in the order of ``block``."""
+        from leafscope.information import cast_model
+
+        work = cast_model(model, COMPUTE_DTYPES[self.params.dtype])
+        tokenized = [work.tokenize(t) for t in texts]
+        groups: dict[int, list[int]] = {}
+        for i, t in enumerate(tokenized):
+            groups.setdefault(len(t), []).append(i)
+        parts, order = [], []
+        for members in groups.values():
+            embeds = work.embed(torch.stack([tokenized[i].input_ids for i in members]))
+            part = self._rows(
+                work,
+                embeds,
+                y[members],
+                [block[i] for i in members],
+                [indices[i] for i in members],
+                device,
+                diagonal=True,
+            )
+            shares = part.pop("diagonal")
+            part["token_shares"] = np.array(
+                [
+                    _token_shares(tokenized[i].tokens, shares[j], part["trace"][j])
+                    for j, i in enumerate(members)
+                ],
+                dtype=object,
+            )
+            parts.append(part)
+            order.extend(members)
+        rows = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+        back = np.argsort(np.asarray(order), kind="stable")
+        return {k: v[back] for k, v in rows.items()}
+
+    def _rows(
+        self, model, x, y, block, indices, device, diagonal: bool = False
+    ) -> dict[str, np.ndarray]:
         from leafscope.information import point_spectra, top_eigenvalues
 
         p: SpectrumParams = self.params
@@ -123,7 +186,7 @@ class SpectrumTask(Task):
             "label": y.numpy().astype(np.int64),
         }
         if p.top_k is not None:
-            spec = top_eigenvalues(model, x.to(device), p.top_k, dtype=DTYPES[p.dtype])
+            spec = top_eigenvalues(model, x.to(device), p.top_k, dtype=COMPUTE_DTYPES[p.dtype])
             values = spec.eigenvalues.double().cpu()
             n = values.shape[0]
             return {
@@ -137,12 +200,24 @@ class SpectrumTask(Task):
                 "trace": np.full(n, np.nan),
                 "log10_trace": np.full(n, np.nan),
                 "rank": np.full(n, -1, dtype=np.int64),
+                **({"diagonal": np.full((n, 0), np.nan)} if diagonal else {}),
             }
         spectra = point_spectra(
-            model, x, batch_size=len(block), dtype=DTYPES[p.dtype], device=device, rtol=p.rtol
+            model,
+            x,
+            batch_size=len(block),
+            dtype=COMPUTE_DTYPES[p.dtype],
+            device=device,
+            rtol=p.rtol,
+            diagonal=diagonal,
         )
         values = spectra.eigenvalues
+        extra = {}
+        if diagonal:  # per token: the diagonal summed over the embedding coordinates
+            extra["diagonal"] = spectra.diagonal.reshape(len(block), x.shape[1], -1).sum(-1)
+            extra["diagonal"] = extra["diagonal"].numpy()
         return {
+            **extra,
             **common,
             "predicted": spectra.predicted.numpy().astype(np.int64),
             "max_probability": spectra.max_probability.numpy(),
@@ -174,8 +249,14 @@ class SpectrumTask(Task):
     def payload(
         self, rows: Mapping[str, np.ndarray], summary: Mapping[str, Any], context: Context
     ) -> dict[str, Any]:
+        compute = COMPUTE_DTYPES[self.params.dtype]
         return {
             "dtype": self.params.dtype,
+            "dtypes": {
+                "forward_and_jacobian": dtype_name(compute),
+                "factor_gram_and_eigenproblem": dtype_name(accumulation_dtype(compute)),
+                "rows": "float64",
+            },
             "top_k": self.params.top_k,
             "points": rows_to_points(rows, top_k=self.params.top_k is not None),
         }
@@ -192,6 +273,9 @@ def rows_to_points(rows: Mapping[str, np.ndarray], *, top_k: bool = False) -> li
             "max_probability": float(rows["max_probability"][i]),
             "log10_eigenvalues": np.asarray(rows["log10_eigenvalues"][i]).tolist(),
         }
+        shares = rows["token_shares"][i] if "token_shares" in rows else ""
+        if isinstance(shares, str) and shares:
+            record["token_shares"] = json.loads(shares)
         if top_k:
             record["error_bounds"] = np.asarray(rows["error_bounds"][i]).tolist()
             record["converged"] = bool(rows["converged"][i])
@@ -200,3 +284,12 @@ def rows_to_points(rows: Mapping[str, np.ndarray], *, top_k: bool = False) -> li
             record["rank"] = int(rows["rank"][i])
         out.append(record)
     return out
+
+
+def _token_shares(tokens: Sequence[str], per_token: np.ndarray, trace: float) -> str:
+    """JSON ``[[token, share], ...]``: each token's part of the trace (the diagonal of G summed
+    over its embedding coordinates, over tr G); the shares sum to 1 (``[]`` for top_k rows)."""
+    values = np.asarray(per_token, dtype=np.float64).reshape(-1)
+    if values.size != len(tokens) or not np.isfinite(trace) or trace <= 0:
+        return "[]"
+    return json.dumps([[t, float(v / trace)] for t, v in zip(tokens, values, strict=True)])
