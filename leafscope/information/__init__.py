@@ -9,6 +9,8 @@ from leafscope.information.jacobian import (
     input_jacobian,
     logits_of,
     parameter_jacobian,
+    probability_logits,
+    reference_model,
 )
 from leafscope.information.matrices import (
     DataInformation,
@@ -38,7 +40,9 @@ __all__ = [
     "input_jacobian",
     "logits_of",
     "parameter_jacobian",
+    "probability_logits",
     "point_spectra",
+    "reference_model",
     "summarize_spectra",
     "top_eigenvalues",
     "trace_estimate",

@@ -181,8 +181,12 @@ def point_spectra(
     parts: dict[str, list[Tensor]] = {k: [] for k in ("ev", "tr", "rk", "pr", "mp", "dg")}
     starts = range(0, x.shape[0], batch_size)
     for start in tqdm(starts, desc="spectra", unit="batch", disable=not progress):
-        batch = x[start : start + batch_size].to(device=device, dtype=dtype)
-        info = DataInformation(work, batch, attention=attention, probs_model=reference)
+        # in low precision the batch stays float32 here: DataInformation rounds it for the
+        # Jacobian and gives the unrounded points to the float32 model for p
+        batch = x[start : start + batch_size].to(
+            device=device, dtype=dtype if reference is None else torch.float32
+        )
+        info = DataInformation(work, batch, dtype=dtype, attention=attention, probs_model=reference)
         rank = info.rank(rtol)
         parts["ev"].append(rank.eigenvalues.double().cpu())
         parts["tr"].append(info.trace().double().cpu())

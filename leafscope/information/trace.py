@@ -65,11 +65,24 @@ class TraceEstimate:
         return self.stderr / self.estimate.abs().clamp_min(torch.finfo(self.estimate.dtype).tiny)
 
 
-def _probes(shape: tuple[int, ...], kind: str, gen, dtype, device) -> Tensor:
-    if kind == "rademacher":
-        signs = torch.randint(0, 2, shape, generator=gen, device=device)
-        return (2 * signs - 1).to(dtype)
-    return torch.randn(shape, generator=gen, dtype=dtype, device=device)
+def _probes(probes: int, classes: int, kind: str, seeds: list[int], dtype, device) -> Tensor:
+    """``(probes, N, C)``: the probes of point i drawn from a CPU generator seeded with
+    ``seeds[i]`` (the same for a point in any batch, chunk or device)."""
+    out = []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(int(seed))
+        if kind == "rademacher":
+            u = (2 * torch.randint(0, 2, (probes, classes), generator=gen) - 1).to(dtype)
+        else:
+            u = torch.randn((probes, classes), generator=gen, dtype=dtype)
+        out.append(u)
+    return torch.stack(out, dim=1).to(device)
+
+
+def _point_seeds(seed: int, n: int) -> list[int]:
+    import numpy as np
+
+    return [int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0]) for i in range(n)]
 
 
 def trace_estimate(
@@ -82,6 +95,7 @@ def trace_estimate(
     dtype: torch.dtype | None = None,
     chunk_size: int | None = None,
     probe_chunk: int | None = 16,
+    point_seeds: list[int] | None = None,
     force_eval: bool = True,
     attention: str = "auto",
     probs_model: nn.Module | None = None,
@@ -93,13 +107,16 @@ def trace_estimate(
         model: classifier mapping ``(N, *shape)`` to logits ``(N, C)``, samples independent.
         x: points ``(N, *shape)``.
         probes: probes per point, ``>= 2`` for a standard error (each costs one vjp).
-        seed: seed of the probes (results are reproducible).
+        seed: seed of the probes (results are reproducible): point i's probes come from
+            ``SeedSequence([seed, i])``.
         distribution: ``rademacher`` (±1, lower variance) or ``gaussian``.
         dtype: compute dtype of the forward and the vjps (the model is copied when it
             differs); the probes, ``Bᵀu`` and the norms are in its accumulation dtype.
         chunk_size: points per batch through the model (default all).
         probe_chunk: probes vectorised at once (bounds memory: each holds one input-sized
-            gradient per point); None: all.
+            gradient per point); None: all. The estimate does not depend on it.
+        point_seeds: one seed per point instead of ``seed`` (e.g. from the points' data
+            indices, so a point gets the same probes in any batch or shard).
         force_eval: evaluate in eval mode (default).
         attention: route of scaled-dot-product attention
             (:func:`~leafscope.information.jacobian.attention_route`).
@@ -131,7 +148,10 @@ def trace_estimate(
         model, x = cast_model(model, dtype), x.to(dtype)
     reference = reference_model(original, x.dtype, probs_model)
     acc = accumulation_dtype(x.dtype)
-    gen = torch.Generator(device=x.device).manual_seed(int(seed))
+    if point_seeds is None:
+        point_seeds = _point_seeds(seed, x.shape[0])
+    elif len(point_seeds) != x.shape[0]:
+        raise InputError(f"point_seeds has {len(point_seeds)} seeds for {x.shape[0]} points")
     step = chunk_size or x.shape[0]
     width = probe_chunk or probes
     values, all_probs = [], []
@@ -149,9 +169,10 @@ def trace_estimate(
             p = torch.softmax(for_p.to(acc), dim=1)
             sqrt_p = p.sqrt()
             parts = []
+            seeds = point_seeds[start : start + step]
+            every = _probes(probes, p.shape[1], distribution, seeds, acc, x.device)
             for first in range(0, probes, width):
-                m = min(width, probes - first)
-                u = _probes((m, *p.shape), distribution, gen, acc, x.device)
+                u = every[first : first + width]
                 w = sqrt_p * u - p * (sqrt_p * u).sum(dim=-1, keepdim=True)  # Bᵀu, (m, N, C)
                 grads = vmap(lambda c, f=vjp_fn: f(c)[0])(w.to(x.dtype))  # Aᵀu, (m, N, *shape)
                 parts.append(grads.detach().to(acc).flatten(2).pow(2).sum(dim=2))

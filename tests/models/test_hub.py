@@ -52,7 +52,7 @@ def dense_eigenvalues(f, x: torch.Tensor, k: int) -> torch.Tensor:
     jac = torch.autograd.functional.jacobian(f, x).reshape(logits.shape[0], -1)
     w, v = torch.linalg.eigh(torch.diag(p) - torch.outer(p, p))
     root = v @ torch.diag(w.clamp_min(0).sqrt()) @ v.T
-    return torch.linalg.eigvalsh(root @ jac @ jac.T @ root).flip(0)[:k]
+    return torch.linalg.eigvalsh(root @ jac @ jac.T @ root).flip(0)[:k].detach()
 
 
 def test_parse_hub_sources(tmp_path):
