@@ -42,6 +42,8 @@ from leafscope.information.jacobian import (
 __all__ = ["DataInformation", "FisherInformation", "InformationMatrix", "RankInfo"]
 
 DENSE_LIMIT_BYTES = 2 * 1024**3
+#: Default rank tolerance of a low-precision factor, in units of its compute dtype's eps.
+LOW_PRECISION_RTOL = 4.0
 
 
 @dataclass(frozen=True)
@@ -146,12 +148,14 @@ class InformationMatrix:
     def rank(self, rtol: float | None = None) -> RankInfo:
         """Numerical rank: eigenvalues above ``tol = (rtol · σ_max)²`` where σ are the singular
         values of the factor; default ``rtol = max(C, d) · eps(dtype)`` (NumPy's rule), and
-        for a factor from a bfloat16 / float16 Jacobian ``rtol = C · eps`` of that dtype (its
-        rounding, not the float32 accumulation, limits which singular values are resolved)."""
+        for a factor from a bfloat16 / float16 Jacobian ``rtol = 4 · eps`` of that dtype: its
+        rounding, not the float32 accumulation, limits which singular values are resolved (the
+        measured error of every σ_i was at most 3.6 eps · σ_1 on a trained LeNet-5 and a tiny
+        ViT, ``docs/foundation.md``)."""
         s = self.svd()[1][:, : self.num_classes - 1]
         if rtol is None:
             if self.compute_dtype in LOW_PRECISION.values():
-                rtol = self.num_classes * torch.finfo(self.compute_dtype).eps
+                rtol = LOW_PRECISION_RTOL * torch.finfo(self.compute_dtype).eps
             else:
                 rtol = max(self.num_classes, self.dim) * torch.finfo(s.dtype).eps
         if rtol < 0:
