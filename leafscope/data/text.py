@@ -228,7 +228,7 @@ def read_texts(
     if column not in header:
         raise InputError(
             f"{path} has no text {what} {column!r} ({what}s: {', '.join(header) or 'none'}): "
-            f"pass text_column=NAME"
+            "pass `text_column=NAME`"
         )
     if not rows:
         raise InputError(f"{path} holds no rows of texts")
@@ -242,7 +242,7 @@ def read_texts(
     if not unlabelled and label_column not in header:
         raise InputError(
             f"{path} has no label {what} {label_column!r} ({what}s: {', '.join(header)}): pass "
-            "label_column=NAME, or label_column=none for unlabelled texts"
+            "`label_column=NAME`, or `label_column=none` for unlabelled texts"
         )
     labels, names = (
         (np.full(len(texts), -1, dtype=np.int64), None)

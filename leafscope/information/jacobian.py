@@ -11,8 +11,8 @@ Jacobian product here: ``fused`` keeps the fused kernels (and silences the warni
 runs attention as matmul + softmax (``sdpa_kernel(SDPBackend.MATH)``), which vmap batches;
 ``auto`` (the default) is ``fused`` on the CPU and ``math`` on CUDA. Both are exact (the same
 function, rounding aside). CPU, one thread (``python bench/bench_attention.py --cpu-time``):
-the fallback costs little and ``math`` loses at long sequences (0.66x at 257 ViT tokens,
-0.70x at 256 BERT tokens, 1.00-1.07x at 64-65 tokens), hence ``fused`` there; on CUDA the
+the fallback costs little and ``math`` loses at long sequences (0.71x at 257 ViT tokens,
+0.69x at 256 BERT tokens, 1.01-1.06x at 64-65 tokens), hence ``fused`` there; on CUDA the
 fallback launches one kernel per point and class (not measured here: run the benchmark with
 ``--device cuda``). Forward-mode AD (``jvp``, used by the matrix-free top-k spectrum) does not
 exist for the fused CPU kernel at all, so routes with jvps take ``math``.
