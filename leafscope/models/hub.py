@@ -400,7 +400,13 @@ def load_hub_model(
         mean, std = parse_normalize(normalize)
         preset = normalize.strip().lower() if isinstance(normalize, str) else None
         notes.append("`normalize` replaces the normalisation of the model's processor config")
-    elif mean is not None:
+    elif mean is None:
+        notes.append(
+            "no normalisation found in the model's processor config (none, or not in the "
+            "folder / cache): inputs go in as [0, 1] pixels; pass `normalize` if the model "
+            "was trained on normalised images"
+        )
+    else:
         notes.append(
             "normalisation of the model's processor config inside the model (mean "
             f"{_fmt(mean)}, std {_fmt(std)}): G is in [0, 1] pixel units"

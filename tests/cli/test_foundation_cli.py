@@ -127,6 +127,16 @@ def test_bert_by_folder_matches_a_dense_route_in_input_embeddings(bert, tmp_path
         assert abs(sum(s for _, s in shares) - 1) < 1e-9 and min(s for _, s in shares) >= 0
 
 
+def test_text_top_k_matches_the_exact_text_spectrum(bert, tmp_path):
+    folder, data = bert
+    common = ["--model", f"hf:{folder}", "--dataset", str(data), "--points", "3"]
+    exact = _spectrum(tmp_path, "exact", *common)
+    top = _spectrum(tmp_path, "top", *common, "--top-k", "2")
+    for a, b in zip(exact["points"], top["points"], strict=True):
+        assert np.allclose(a["log10_eigenvalues"][:2], b["log10_eigenvalues"], atol=1e-8)
+        assert b["converged"] and b["token_shares"] == []  # the shares need the exact factor
+
+
 def test_text_shares_are_the_diagonal_of_g_per_token(bert):
     from leafscope.information import DataInformation
     from leafscope.models import ModelSpec, load_model
