@@ -106,6 +106,9 @@ def check_model_input(model: nn.Module, data: Any, source: str = "the data") -> 
         InputError: the model does not accept the data or does not return (1, C) logits.
     """
     x = data.images if hasattr(data, "images") else data
+    if isinstance(x, (list, tuple)) and x and all(isinstance(t, str) for t in x):
+        _check_text_model(model, x, source)
+        return
     if not torch.is_tensor(x) or x.ndim < 2 or len(x) == 0:
         raise InputError(f"{source}: expected a non-empty tensor (N, ...), got {type(x).__name__}")
     got = tuple(int(s) for s in x.shape[1:])
@@ -147,3 +150,31 @@ def check_model_input(model: nn.Module, data: Any, source: str = "the data") -> 
             f"model maps one input {_shape(got)} of {source} to {shape}, expected logits (1, C): "
             "check that the model is a classifier for these data"
         )
+
+
+def _check_text_model(model: nn.Module, texts: Any, source: str) -> None:
+    """Texts need a model that tokenises them (a text classifier); one forward on one text."""
+    from leafscope.errors import LeafscopeError
+
+    if not callable(getattr(model, "tokenize", None)):
+        raise InputError(
+            f"{source} are texts but the model takes tensors: give a text classifier, e.g. "
+            "`checkpoint=hf:FOLDER` of a sequence classifier saved with its tokenizer"
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(type(texts)(texts[:1]))
+    except LeafscopeError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InputError(
+            f"the text model fails on {source} ({type(exc).__name__}: {first})"
+        ) from None
+    finally:
+        model.train(was_training)
+    if not torch.is_tensor(out) or out.ndim != 2 or out.shape[0] != 1:
+        shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+        raise InputError(f"the text model maps one text to {shape}, expected logits (1, C)")

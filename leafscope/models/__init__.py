@@ -3,8 +3,10 @@ built by name with :func:`build_model` (or :func:`build_model_for_input` from a 
 
 Every model built here has a ``config`` dict such that ``build_model(**model.config)`` rebuilds it.
 Any user ``nn.Module`` mapping a batch to logits (N, C) works with the analyses too;
-:func:`load_model` (or :class:`ModelSpec`) loads leafscope checkpoints, TorchScript files and user
-factories + weights, keeping the user's own layer and parameter names.
+:func:`load_model` (or :class:`ModelSpec`) loads leafscope checkpoints, TorchScript files, user
+factories + weights, and Hugging Face / timm models by path or id (``hf:`` / ``timm:``,
+:mod:`leafscope.models.hub`; text classifiers as :class:`TextClassifier`), keeping the user's own
+layer and parameter names.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from leafscope.models.registry import (
 )
 from leafscope.models.resnet import ResNet18
 from leafscope.models.spec import ModelSpec
+from leafscope.models.text import TextClassifier
 from leafscope.models.vgg import SmallVGG
 
 MODEL_NAMES: tuple[str, ...] = tuple(model_names())
@@ -51,6 +54,7 @@ __all__ = [
     "ModelSpec",
     "ResNet18",
     "SmallVGG",
+    "TextClassifier",
     "build_model",
     "build_model_for_input",
     "load_model",

@@ -190,6 +190,9 @@ class ModelAdapter(nn.Module):
             model returns a dict, tuple or object; None: the model must return a tensor.
         preset: the name of the normalisation preset ``mean``/``std`` come from (for messages,
             and to refuse a one-channel preset on inputs of several channels).
+        size: ``(H, W)`` the model takes: images of another size are resized to it inside the
+            model (bilinear, antialiased when shrinking; before the normalisation), so G stays
+            in the data's pixel units at the data's size. None: inputs go in as they are.
 
     """
 
@@ -201,6 +204,7 @@ class ModelAdapter(nn.Module):
         std: Sequence[float] | None = None,
         output: str | int | None = None,
         preset: str | None = None,
+        size: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -214,6 +218,7 @@ class ModelAdapter(nn.Module):
             ("_preset", preset),
             ("_notes", []),
             ("_normalized", normalized),
+            ("_size", None if size is None else tuple(int(s) for s in size)),
         ):
             object.__setattr__(self, key, value)
         if normalized:
@@ -266,11 +271,14 @@ class ModelAdapter(nn.Module):
             parts.append(f"normalize={self._preset or 'custom'}")
         if self._output is not None:
             parts.append(f"output={self._output!r}")
+        if self.__dict__.get("_size") is not None:
+            parts.append(f"size={self._size}")
         return ", ".join(parts)
 
     def _prepare(self, x: Tensor) -> Tensor:
         """What the wrapped model receives for inputs ``x`` (N, ...): ``(x − mean) / std``
-        (``x`` itself when not normalising)."""
+        (``x`` itself when not normalising), resized first to the model's ``size`` if set."""
+        x = self._resize(x)
         if not self._normalized:
             return x
         k = max(self._mean.numel(), self._std.numel())
@@ -286,6 +294,15 @@ class ModelAdapter(nn.Module):
         shape = (1, -1) + (1,) * (x.dim() - 2)
         mean, std = self._constants(x.device, x.dtype)
         return (x - mean.reshape(shape)) / std.reshape(shape)
+
+    def _resize(self, x: Tensor) -> Tensor:
+        size = self.__dict__.get("_size")
+        if size is None or x.dim() != 4 or tuple(x.shape[-2:]) == size:
+            return x
+        shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
+        return torch.nn.functional.interpolate(
+            x, size=size, mode="bilinear", align_corners=False, antialias=shrink
+        )
 
     def _constants(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """``(mean, std)`` on ``device`` in ``dtype``, converted once per pair."""
@@ -306,8 +323,8 @@ class ModelAdapter(nn.Module):
         z = self._prepare(x)
         try:
             out = wrapped(z)
-        except torch.OutOfMemoryError:
-            raise
+        except (torch.OutOfMemoryError, NotImplementedError):
+            raise  # out of memory; an operation a transform (e.g. forward-mode AD) lacks
         except LeafscopeError:
             raise
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
@@ -328,7 +345,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 def load_notes(model: nn.Module) -> list[str]:
     """What :func:`load_model` changed about ``model`` (e.g. ``"model was in training mode; put
     in eval mode"``), one sentence each, for the results; ``[]`` when nothing."""
-    return list(model.__dict__.get("_notes", [])) if isinstance(model, ModelAdapter) else []
+    notes = model.__dict__.get("_notes", []) if isinstance(model, nn.Module) else []
+    return list(notes) if isinstance(notes, list) else []
 
 
 def _one_channel_preset(preset: str, channels: int, who: str) -> str:
@@ -555,7 +573,9 @@ def load_model(
 
     Args:
         checkpoint: a leafscope checkpoint ``.pt``, a run folder (its newest checkpoint), a
-            TorchScript file (``torch.jit.save``; detected from its contents), or a
+            TorchScript file (``torch.jit.save``; detected from its contents), a Hugging Face
+            model ``hf:FOLDER`` / ``hf:OWNER/NAME[@REVISION]``, a timm model ``timm:NAME``
+            (optional extras; see :mod:`leafscope.models.hub`), or a
             :class:`~leafscope.models.spec.ModelSpec` holding every option (then pass nothing
             else but ``device``).
         factory: ``MODULE:CALLABLE`` returning an ``nn.Module`` (instead of ``checkpoint``);
@@ -610,6 +630,15 @@ def load_model(
             "pass exactly one model source: a `checkpoint` (leafscope .pt, run folder or "
             "TorchScript file) or a `factory` MODULE:CALLABLE (with `weights`)"
         )
+    from leafscope.models.hub import is_hub_source, load_hub_model
+
+    hub = checkpoint if is_hub_source(checkpoint) else factory if is_hub_source(factory) else None
+    if hub is not None:
+        model = load_hub_model(
+            str(hub), factory_kwargs=factory_kwargs, weights=weights, normalize=normalize,
+            output=output,
+        )  # fmt: skip
+        return model.to(device).eval()
     if factory_kwargs and factory is None:
         raise InputError(
             "`factory_kwargs` are the keyword arguments of a `factory` MODULE:CALLABLE: name one"

@@ -55,9 +55,12 @@ class ModelSpec:
     """A model as plain values: the arguments of :func:`leafscope.models.load_model`.
 
     Attributes:
-        checkpoint: checkpoint file, run folder or TorchScript file (or None with ``factory``).
+        checkpoint: checkpoint file, run folder or TorchScript file (or None with ``factory``);
+            or a model by path or id, ``hf:FOLDER``, ``hf:OWNER/NAME[@REVISION]`` or
+            ``timm:NAME`` (a ``factory`` with one of these prefixes moves here).
         factory: ``MODULE:CALLABLE`` of a user model (``path/file.py:CALLABLE`` works).
-        factory_kwargs: the factory's keyword arguments as JSON text (``"{}"`` when none).
+        factory_kwargs: the factory's keyword arguments as JSON text (``"{}"`` when none); for
+            ``hf:`` / ``timm:`` the arguments of ``from_pretrained`` / ``timm.create_model``.
         weights: a state_dict file loaded into the model.
         normalize: ``"MEAN:STD"`` or a preset name, applied inside the model.
         output: key or index of the logits in a structured output.
@@ -71,6 +74,12 @@ class ModelSpec:
     output: str | None = None
 
     def __post_init__(self) -> None:
+        from leafscope.models.hub import is_hub_source
+
+        if self.checkpoint is None and is_hub_source(self.factory):
+            # ``hf:`` / ``timm:`` name a model, not a MODULE:CALLABLE: one place for them
+            object.__setattr__(self, "checkpoint", self.factory)
+            object.__setattr__(self, "factory", None)
         if (self.checkpoint is None) == (self.factory is None):
             raise InputError(
                 "a model needs exactly one source: a `checkpoint` (leafscope .pt, run folder or "
@@ -87,7 +96,7 @@ class ModelSpec:
                 f'`factory_kwargs` must be a JSON object like {{"depth": 18}} '
                 f"(got {self.factory_kwargs!r})"
             )
-        if kwargs and self.factory is None:
+        if kwargs and self.factory is None and not is_hub_source(self.checkpoint):
             raise InputError(
                 "`factory_kwargs` are the keyword arguments of a `factory` MODULE:CALLABLE: "
                 "name one"
@@ -95,9 +104,16 @@ class ModelSpec:
 
     def absolute(self) -> ModelSpec:
         """The spec with every path absolute (what is sent to workers)."""
+        from leafscope.models.hub import is_hub_source, parse_hub
+
+        checkpoint = self.checkpoint
+        if is_hub_source(checkpoint):
+            checkpoint = parse_hub(checkpoint).absolute().text()
+        else:
+            checkpoint = _absolute(checkpoint)
         return dataclasses.replace(
             self,
-            checkpoint=_absolute(self.checkpoint),
+            checkpoint=checkpoint,
             factory=_absolute_factory(self.factory),
             weights=_absolute(self.weights),
         )
@@ -111,10 +127,14 @@ class ModelSpec:
 
     def files(self) -> dict[str, Path]:
         """The files whose contents define the model (checkpoint, weights, factory file)."""
+        from leafscope.models.hub import hub_files, is_hub_source, parse_hub
+
         out: dict[str, Path] = {}
+        if is_hub_source(self.checkpoint):
+            out.update(hub_files(parse_hub(self.checkpoint)))
         for name in ("checkpoint", "weights"):
             value = getattr(self, name)
-            if value is not None:
+            if value is not None and not (name == "checkpoint" and is_hub_source(value)):
                 path = Path(value)
                 if path.is_dir():
                     from leafscope.models.checkpoint import select_checkpoint
@@ -146,9 +166,15 @@ class ModelSpec:
         """A short hash (16 hex digits) of what the model is, not where its files are: the
         files' SHA-256, the factory's callable name and arguments, ``normalize`` and
         ``output``. Equal for a copy of the files elsewhere; different when a file changes."""
+        from leafscope.models.hub import is_hub_source, parse_hub
+
         record = self.fingerprint()
         for name in ("checkpoint", "weights"):
             record.pop(name)
+        if is_hub_source(self.checkpoint):
+            ref = parse_hub(self.checkpoint)
+            # a folder is its files' hashes; an id (and its revision) names the model itself
+            record["hub"] = ref.kind if ref.local else ref.text()
         if self.factory is not None:
             module, _, attr = self.factory.rpartition(":")
             record["factory"] = attr if module.endswith(".py") else self.factory
