@@ -81,6 +81,7 @@ DATA_METAVARS = {
     "data_dir": "DIR",
     "resize": "H,W",
     "label_column": "COLUMN",
+    "text_column": "COLUMN",
     "holdout": "F",
     "seed": "SEED",
 }
@@ -92,6 +93,10 @@ DATA_FLAGS = {
     "grey": ("--grey", "convert images to one channel (ITU-R 601 luma)"),
     "resize": ("--resize", "resize images bilinearly to H,W (antialiased when shrinking)"),
     "label_column": ("--label-column", "label column of a .csv ('none': unlabelled)"),
+    "text_column": (
+        "--text-column",
+        "the text column of a .csv (or key of a .jsonl) of texts for a text classifier",
+    ),
     "holdout": (
         "--holdout",
         "fraction F in (0, 1) of a set without a train/test split held out as its test split "
@@ -225,7 +230,8 @@ def add_task_command(subparsers: Any, task_cls: type) -> argparse.ArgumentParser
             metavar="NAME|PATH",
             default=getattr(task_cls, "default_dataset", "mnist"),
             help="data set name (mnist, fashion-mnist, cifar10, noise, ...) or a path: .npz, "
-            ".npy, .csv, image folder, IDX file (default: %(default)s)",
+            ".npy, .csv, image folder, IDX file; texts: .csv with a text column, .jsonl, .txt "
+            "(default: %(default)s)",
         )
         defaults = {f.name: f.default for f in dataclasses.fields(DataSpec)}
         for name, (flag, help_text) in DATA_FLAGS.items():
@@ -435,6 +441,7 @@ def data_from_args(args: argparse.Namespace) -> Any:
             grey=args.data__grey,
             resize=args.data__resize,
             label_column=args.data__label_column,
+            text_column=args.data__text_column,
             holdout=holdout,
             seed=_int(str(args.data__seed), "--data-seed", minimum=0),
         )

@@ -375,10 +375,12 @@ def _check_fit(task: Task, context: Context, job: Job) -> None:
 
     data = context.data("data")
     if task.images_only and not data.is_image:
-        raise InputError(
-            f"{task.name} works on images, but {data.name} holds vectors of shape "
-            f"{data.input_shape}"
+        held = (
+            "texts"
+            if getattr(data, "is_text", False)
+            else f"vectors of shape {data.input_shape}"
         )
+        raise InputError(f"{task.name} works on images, but {data.name} holds {held}")
     x, y = data.take([0])
     from leafscope.data.dataset import ImageDataset
 
