@@ -34,31 +34,7 @@ FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 #: Violations tolerated for now: ``(file, stripped source line)``. This set may only shrink:
 #: ``test_known_violations_still_occur`` fails once an entry no longer occurs, so the entry is
 #: removed with the fix.
-KNOWN: frozenset[tuple[str, str]] = frozenset(
-    {
-        # being edited by another change; fix after merge
-        (
-            "leafscope/data/search.py",
-            'f"Fix: pass --data-dir DIR (data_dir=DIR) or set LEAFSCOPE_DATA=DIR to a folder '
-            'holding "',
-        ),
-        (
-            "leafscope/data/tabular.py",
-            '"--label-column NAME (label_column=NAME), or --label-column none for unlabelled data"',
-        ),
-        (
-            "leafscope/data/transforms.py",
-            'raise InputError(f"bad size {text!r}: give H,W with positive integers, e.g. '
-            '--resize 28,28")',
-        ),
-        (
-            "leafscope/models/checkpoint.py",
-            'raise CheckpointError(f"run folder {run_dir} does not exist: pass the --out of a '
-            'train run")',
-        ),
-        ("leafscope/models/registry.py", 'f"{shape[0]}: use --model mlp"'),
-    }
-)
+KNOWN: frozenset[tuple[str, str]] = frozenset()  # none left: every entry was fixed
 
 #: Placeholder for a value computed at run time (an f-string field, a non-string operand).
 FIELD = "{}"

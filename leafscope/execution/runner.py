@@ -376,9 +376,7 @@ def _check_fit(task: Task, context: Context, job: Job) -> None:
     data = context.data("data")
     if task.images_only and not data.is_image:
         held = (
-            "texts"
-            if getattr(data, "is_text", False)
-            else f"vectors of shape {data.input_shape}"
+            "texts" if getattr(data, "is_text", False) else f"vectors of shape {data.input_shape}"
         )
         raise InputError(f"{task.name} works on images, but {data.name} holds {held}")
     x, y = data.take([0])

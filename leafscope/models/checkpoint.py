@@ -273,7 +273,10 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[CheckpointInfo]:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise CheckpointError(f"run folder {run_dir} does not exist: pass the --out of a train run")
+        raise CheckpointError(
+            f"run folder {run_dir} does not exist: pass the output folder of a train run "
+            "(leafscope train)"
+        )
     infos = []
     for path in run_dir.iterdir():
         match = _NAME.match(path.name)

@@ -188,7 +188,7 @@ def test_csv_tabular(tmp_path: Path) -> None:
     data = load_images("csv:" + str(named), "all", label_column="species")
     assert data.class_names == ["fir", "oak"] and data.labels.tolist() == [0, 1, 0]
     assert data.images.shape == (3, 1)
-    with pytest.raises(InputError, match="no column 'label'.*species, x.*--label-column"):
+    with pytest.raises(InputError, match="no column 'label'.*species, x.*`label_column=NAME`"):
         load_images(str(named), "all")
     free = load_images(str(p), "all", label_column="none")
     assert free.images.shape == (3, 4) and free.labels.tolist() == [-1, -1, -1]
