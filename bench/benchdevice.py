@@ -31,7 +31,9 @@ def parse_device(parser: argparse.ArgumentParser, name: str) -> torch.device:
     try:
         return resolve_device(name)
     except LeafscopeError as exc:
-        parser.error(str(exc))
+        from leafscope.cli.main import as_flags
+
+        parser.error(as_flags(str(exc), parser))
         raise  # parser.error exits; this keeps type checkers quiet
 
 

@@ -53,13 +53,15 @@ def _core(cfg: DemoConfig, out: Path) -> dict[str, Any]:
     with _timer(cfg, "training"):
         training = steps.train_partially(cfg, data, out / "run")
     with _timer(cfg, "spectra"):
-        spectra = steps.data_and_noise_spectra(cfg, training.model, data)
+        spectra = steps.data_and_noise_spectra(cfg, training.fit_result.checkpoints[-1], data)
+    with _timer(cfg, "explore"):
+        notices = steps.notices_experiment(cfg, training.fit_result.checkpoints[-1], out)
     with _timer(cfg, "across_checkpoints"):
         across = steps.information_across_checkpoints(cfg, out / "run", data)
     with _timer(cfg, "thermo"):
         thermo = steps.thermo_experiment(cfg, training, data)
     return {"data": data, "training": training, "spectra": spectra, "across": across,
-            "thermo": thermo}  # fmt: skip
+            "thermo": thermo, "notices": notices}  # fmt: skip
 
 
 def _features(cfg: DemoConfig, out: Path, core: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +116,7 @@ def _render(cfg: DemoConfig, core: dict[str, Any], found: dict[str, Any]) -> Rep
         report, cfg, model, core["data"], core["training"], core["across"]
     )
     demo_sections.spectra_section(report, cfg, core["spectra"])
+    demo_sections.notices_section(report, core["notices"])
     demo_sections.across_section(report, cfg, core["across"])
     demo_sections.thermo_section(report, core["thermo"], model)
     demo_sections.foliation_section(report, found["foliation"])
@@ -152,6 +155,12 @@ def run_demo(cfg: DemoConfig) -> Path:
         "test_points": training.test_points,
         "checkpoint": str(training.fit_result.checkpoints[-1]),
         "spectra": {name: s.summary().to_json() for name, s in core["spectra"].items()},
+        "notices": {
+            "points": core["notices"].points,
+            "median_leaf_change": core["notices"].leaf_change,
+            "median_kernel_change": core["notices"].kernel_change,
+            "explorer": core["notices"].explorer,
+        },
         "across_checkpoints": core["across"].to_json(),
         "thermo": core["thermo"].to_json(),
     }

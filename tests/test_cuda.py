@@ -64,13 +64,18 @@ def _mnist_available() -> bool:
 
 
 # ------------------------------------------------------------------ clear errors, any machine
-def test_cuda_asked_without_cuda_is_one_clear_error(monkeypatch):
+def test_cuda_asked_without_cuda_is_one_clear_error(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(InputError, match="asked for CUDA but none is available: use --device cpu"):
+    with pytest.raises(InputError, match="asked for CUDA but none is available: use `device=cpu`"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
-    with pytest.raises(InputError, match="unknown --device 'gpu'"):
+    with pytest.raises(InputError, match="unknown `device=gpu`"):
         resolve_device("gpu")
+    from leafscope.cli.main import main
+
+    assert main(["spectrum", "--checkpoint", "x.pt", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err  # the command shows its own flags
+    assert "--device cuda asked for CUDA but none is available: use --device cpu" in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without")

@@ -1,7 +1,15 @@
 """Applications of the data leaf: knowledge transfer, OOD detection, denoising, generation."""
 
 from leafscope.applications.denoise import DenoiseResult, DenoiseRow, add_noise, denoise_benchmark
-from leafscope.applications.detectors import BASELINES, DETECTORS, LEAF_BASED, make_detector
+from leafscope.applications.detectors import (
+    BASELINES,
+    DETECTORS,
+    LEAF_BASED,
+    DetectorFactory,
+    build_detectors,
+    detector_names,
+    make_detector,
+)
 from leafscope.applications.generate import LeafWalk, generate_class, leaf_random_walk
 from leafscope.applications.leaf import LeafProjection, NearestImages, project_onto_leaf
 from leafscope.applications.metrics import aupr_in, aupr_out, auroc, fpr_at_tpr, psnr
@@ -39,6 +47,9 @@ __all__ = [
     "MaxLogitDetector",
     "BASELINES",
     "DETECTORS",
+    "DetectorFactory",
+    "build_detectors",
+    "detector_names",
     "DIMSpectrumDetector",
     "DIMTraceDetector",
     "DenoiseResult",

@@ -10,7 +10,9 @@ to the data leaf, leaf distance combined with pixel distance).
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -27,7 +29,9 @@ __all__ = [
     "OODResult",
     "aggregate_seeds",
     "evaluate_detectors",
+    "fit_detectors",
     "score_result",
+    "takes_progress",
 ]
 
 #: The metrics of every :class:`OODResult` (FPR95: lower is better; the others higher).
@@ -147,6 +151,33 @@ def score_result(
     )
 
 
+def takes_progress(method: Callable) -> bool:
+    """Whether a detector method (``fit``, ``score_samples``, ``components``) takes a
+    ``progress`` keyword (the slow detectors show a bar over their batches of points)."""
+    try:
+        return "progress" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _with_progress(method: Callable, progress: bool) -> dict:
+    return {"progress": progress} if progress and takes_progress(method) else {}
+
+
+def fit_detectors(
+    detectors: dict[str, OODDetector],
+    x: Tensor,
+    y: Tensor | None = None,
+    *,
+    progress: bool = False,
+) -> dict[str, OODDetector]:
+    """Fit every detector on in-distribution training inputs ``x`` (N, ...) and labels ``y``
+    (or None); ``progress``: a bar for the slow ones. Returns ``detectors``."""
+    for det in detectors.values():
+        det.fit(x, y, **_with_progress(det.fit, progress))
+    return detectors
+
+
 def evaluate_detectors(
     detectors: dict[str, OODDetector],
     x_in: Tensor,
@@ -154,6 +185,7 @@ def evaluate_detectors(
     *,
     seed: int | None = None,
     keep_scores: bool = True,
+    progress: bool = False,
 ) -> list[OODResult]:
     """Score fitted detectors on in-distribution test points and each out set.
 
@@ -163,15 +195,18 @@ def evaluate_detectors(
         outs: out-set name → ``(N_out, ...)`` inputs.
         seed: recorded with the results (training seed of the model).
         keep_scores: keep the raw scores (for ROC figures).
+        progress: a progress bar for the slow detectors (those whose ``score_samples`` takes
+            one).
 
     Returns:
         One :class:`OODResult` per (detector, out set).
     """
     results = []
     for name, det in detectors.items():
-        s_in = det.score_samples(x_in)
+        shown = _with_progress(det.score_samples, progress)
+        s_in = det.score_samples(x_in, **shown)
         for out_name, x_out in outs.items():
-            s_out = det.score_samples(x_out)
+            s_out = det.score_samples(x_out, **shown)
             results.append(score_result(name, out_name, s_in, s_out, seed, keep_scores))
     return results
 

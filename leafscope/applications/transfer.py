@@ -31,6 +31,8 @@ __all__ = [
     "TransferResult",
     "TransferRow",
     "fit_linear_head",
+    "head_transfer_accuracy",
+    "row_of",
     "spectral_distance",
     "transfer_result",
     "transfer_row",
@@ -90,13 +92,22 @@ class TransferResult:
         return "\n".join(lines)
 
 
-def spectral_distance(a: PointSpectra, b: PointSpectra) -> float:
-    """Mean over k of W1(log10 λ_k on a, log10 λ_k on b), in decades (symmetric, ≥ 0)."""
-    la, lb = a.log10_eigenvalues().numpy(), b.log10_eigenvalues().numpy()
-    if la.shape[1] != lb.shape[1]:
+def _log_spectra(spectra: PointSpectra | np.ndarray) -> np.ndarray:
+    """log10 eigenvalues ``(N, C-1)`` of a :class:`PointSpectra` (or such an array itself)."""
+    if isinstance(spectra, PointSpectra):
+        return spectra.log10_eigenvalues().numpy()
+    return np.asarray(spectra, dtype=np.float64)
+
+
+def spectral_distance(a: PointSpectra | np.ndarray, b: PointSpectra | np.ndarray) -> float:
+    """Mean over k of W1(log10 λ_k on a, log10 λ_k on b), in decades (symmetric, ≥ 0).
+
+    ``a`` and ``b`` are :class:`PointSpectra` or their log10 eigenvalues ``(N, C-1)``.
+    """
+    la, lb = _log_spectra(a), _log_spectra(b)
+    if la.ndim != 2 or lb.ndim != 2 or la.shape[1] != lb.shape[1]:
         raise InputError(
-            f"spectra have {la.shape[1]} and {lb.shape[1]} eigenvalues: compare spectra "
-            "of one model"
+            f"spectra have shapes {la.shape} and {lb.shape}: compare spectra (N, C-1) of one model"
         )
     return float(np.mean([wasserstein_distance(la[:, k], lb[:, k]) for k in range(la.shape[1])]))
 
@@ -176,19 +187,53 @@ def fit_linear_head(
     return head
 
 
+def head_transfer_accuracy(
+    model: nn.Module,
+    train: tuple[Tensor, Tensor],
+    val: tuple[Tensor, Tensor],
+    num_classes: int,
+) -> float | None:
+    """Accuracy on ``val`` after retraining only the last layer on ``train``
+    (:func:`fit_linear_head` on the frozen network's penultimate features); None when either
+    set has unlabelled points (label -1) or fewer than two classes exist."""
+    if (train[1] < 0).any() or (val[1] < 0).any() or num_classes < 2:
+        return None
+    if len(train[1]) == 0 or len(val[1]) == 0:
+        return None
+    f_tr = penultimate_features(model, train[0]).features
+    f_va = penultimate_features(model, val[0]).features
+    head = fit_linear_head(f_tr, train[1], num_classes)
+    with torch.no_grad():
+        return float((head(f_va).argmax(dim=1) == val[1]).float().mean())
+
+
 def _transfer_accuracy(model, train, val, train_points: int, val_points: int) -> tuple:
     tr = (train.images[:train_points], train.labels[:train_points])
     va = (val.images[:val_points], val.labels[:val_points])
-    if (tr[1] < 0).any() or (va[1] < 0).any() or train.num_classes < 2:
-        return None, 0, 0
-    f_tr, f_va = (
-        penultimate_features(model, tr[0]).features,
-        penultimate_features(model, va[0]).features,
+    acc = head_transfer_accuracy(model, tr, va, train.num_classes)
+    return (None, 0, 0) if acc is None else (acc, len(tr[1]), len(va[1]))
+
+
+def row_of(
+    name: str,
+    spectra: PointSpectra,
+    accuracy: float | None = None,
+    transfer_train_points: int = 0,
+    transfer_val_points: int = 0,
+) -> TransferRow:
+    """The table row of data set ``name`` from its spectra and transfer accuracy."""
+    s = spectra.summary()
+    return TransferRow(
+        dataset=name,
+        median_log10_highest=s.median_log10_highest,
+        median_log10_lowest=s.median_log10_lowest,
+        median_delta=s.median_delta,
+        median_log10_trace=s.median_log10_trace,
+        transfer_accuracy=accuracy,
+        points=len(spectra.trace),
+        transfer_train_points=transfer_train_points if accuracy is not None else 0,
+        transfer_val_points=transfer_val_points if accuracy is not None else 0,
     )
-    head = fit_linear_head(f_tr, tr[1], train.num_classes)
-    with torch.no_grad():
-        acc = float((head(f_va).argmax(dim=1) == va[1]).float().mean())
-    return acc, len(tr[1]), len(va[1])
 
 
 def transfer_row(
@@ -221,24 +266,12 @@ def transfer_row(
     if points < 1 or len(train.images) == 0:
         raise InputError(f"points must be >= 1 and {name} non-empty (got {points})")
     spectra = point_spectra(model, train.images[:points], dtype=dtype, progress=progress)
-    s = spectra.summary()
     acc, n_tr, n_va = (None, 0, 0)
     if val is not None:
         acc, n_tr, n_va = _transfer_accuracy(
             model, train, val, transfer_train_points, transfer_val_points
         )
-    row = TransferRow(
-        dataset=name,
-        median_log10_highest=s.median_log10_highest,
-        median_log10_lowest=s.median_log10_lowest,
-        median_delta=s.median_delta,
-        median_log10_trace=s.median_log10_trace,
-        transfer_accuracy=acc,
-        points=len(spectra.trace),
-        transfer_train_points=n_tr,
-        transfer_val_points=n_va,
-    )
-    return row, spectra
+    return row_of(name, spectra, acc, n_tr, n_va), spectra
 
 
 def transfer_table(
@@ -295,31 +328,37 @@ def transfer_table(
 
 def transfer_result(
     rows: list[TransferRow],
-    spectra: dict[str, PointSpectra],
-    reference: PointSpectra | None = None,
+    spectra: dict[str, PointSpectra | np.ndarray],
+    reference: PointSpectra | np.ndarray | None = None,
     settings: dict | None = None,
 ) -> TransferResult:
     """Assemble the table from its rows (computed anywhere, e.g. one task per data set).
 
     Args:
         rows: one :class:`TransferRow` per data set (from :func:`transfer_row`), in order.
-        spectra: row name -> its :class:`PointSpectra`.
-        reference: spectra at held-out images of the training set: fills each row's
-            ``training_distance`` (None leaves it empty).
+        spectra: row name -> its :class:`PointSpectra` (or its log10 eigenvalues (N, C-1)).
+        reference: spectra at held-out images of the training set (or their log10
+            eigenvalues): fills each row's ``training_distance`` (None leaves it empty).
         settings: recorded in the result (the distance definitions are added).
 
     Returns:
         A :class:`TransferResult` (pairwise distances in decades).
     """
+    logs = {row.dataset: _log_spectra(spectra[row.dataset]) for row in rows}
     if reference is not None:
+        ref = _log_spectra(reference)
         for row in rows:
-            row.training_distance = spectral_distance(spectra[row.dataset], reference)
+            row.training_distance = spectral_distance(logs[row.dataset], ref)
     names = [r.dataset for r in rows]
-    distances = {a: {b: spectral_distance(spectra[a], spectra[b]) for b in names} for a in names}
-    logs = {k: spectra[k].log10_eigenvalues().tolist() for k in names}
+    distances = {a: {b: spectral_distance(logs[a], logs[b]) for b in names} for a in names}
     settings = {
         **(settings or {}),
         "distance": "mean over k of W1 between log10 λ_k distributions (decades)",
         "training_distance": "distance to held-out test images of the training set",
     }
-    return TransferResult(rows=rows, distances=distances, log10_eigenvalues=logs, settings=settings)
+    return TransferResult(
+        rows=rows,
+        distances=distances,
+        log10_eigenvalues={k: logs[k].tolist() for k in names},
+        settings=settings,
+    )

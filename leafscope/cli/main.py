@@ -113,10 +113,20 @@ def as_flags(message: str, parser: argparse.ArgumentParser | None) -> str:
     The library names parameters, never flags; the command line speaks in flags.
     """
     options = set(parser._option_string_actions) if parser is not None else set()
+    by_dest: dict[str, argparse.Action] = {}
+    for action in parser._actions if parser is not None else []:
+        if action.option_strings:
+            by_dest.setdefault(action.dest, action)
 
     def replace(match: re.Match) -> str:
         name, value = match.group(1), match.group(2)
-        flag = FLAG_ALIASES.get(name, "--" + name.replace("_", "-"))
+        action = by_dest.get(name)
+        if action is not None:  # the command's own flag for this parameter
+            flag = action.option_strings[-1]
+            if action.nargs == 0:  # a switch: no value to show
+                return flag
+        else:
+            flag = FLAG_ALIASES.get(name, "--" + name.replace("_", "-"))
         shown = flag if flag in options else name
         if value is None:
             return shown

@@ -81,6 +81,7 @@ DATA_METAVARS = {
     "data_dir": "DIR",
     "resize": "H,W",
     "label_column": "COLUMN",
+    "text_column": "COLUMN",
     "holdout": "F",
     "seed": "SEED",
 }
@@ -92,6 +93,10 @@ DATA_FLAGS = {
     "grey": ("--grey", "convert images to one channel (ITU-R 601 luma)"),
     "resize": ("--resize", "resize images bilinearly to H,W (antialiased when shrinking)"),
     "label_column": ("--label-column", "label column of a .csv ('none': unlabelled)"),
+    "text_column": (
+        "--text-column",
+        "the text column of a .csv (or key of a .jsonl) of texts for a text classifier",
+    ),
     "holdout": (
         "--holdout",
         "fraction F in (0, 1) of a set without a train/test split held out as its test split "
@@ -225,7 +230,8 @@ def add_task_command(subparsers: Any, task_cls: type) -> argparse.ArgumentParser
             metavar="NAME|PATH",
             default=getattr(task_cls, "default_dataset", "mnist"),
             help="data set name (mnist, fashion-mnist, cifar10, noise, ...) or a path: .npz, "
-            ".npy, .csv, image folder, IDX file (default: %(default)s)",
+            ".npy, .csv, image folder, IDX file; texts: .csv with a text column, .jsonl, .txt "
+            "(default: %(default)s)",
         )
         defaults = {f.name: f.default for f in dataclasses.fields(DataSpec)}
         for name, (flag, help_text) in DATA_FLAGS.items():
@@ -297,7 +303,11 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         "number their tasks (1/N .. N/N); then leafscope merge --out",
     )
     group.add_argument(
-        "--shard-size", metavar="N", default="1000", help="units per shard (default: 1000)"
+        "--shard-size",
+        metavar="N",
+        default=None,
+        help="units per shard (default: 1000 points; one model, seed or layer per shard for "
+        "tasks of such units)",
     )
     group.add_argument(
         "--executor",
@@ -379,6 +389,13 @@ def model_from_args(args: argparse.Namespace) -> Any:
         f.name: getattr(args, f"model__{f.name}", None) for f in dataclasses.fields(ModelSpec)
     }
     if values["checkpoint"] is None and values["factory"] is None:
+        given = [MODEL_FLAGS[k][0] for k in ("factory_kwargs", "weights", "normalize", "output")
+                 if values[k] is not None]  # fmt: skip
+        if given:
+            raise InputError(
+                f"{', '.join(given)} apply to the model of --checkpoint or --model: give one "
+                "(the other models of a command, e.g. ood --checkpoints, take its options)"
+            )
         return None
     if values["checkpoint"] is not None and values["factory"] is not None:
         raise InputError(
@@ -424,6 +441,7 @@ def data_from_args(args: argparse.Namespace) -> Any:
             grey=args.data__grey,
             resize=args.data__resize,
             label_column=args.data__label_column,
+            text_column=args.data__text_column,
             holdout=holdout,
             seed=_int(str(args.data__seed), "--data-seed", minimum=0),
         )
@@ -460,7 +478,7 @@ def job_from_args(task_cls: type, args: argparse.Namespace) -> Any:
         points=points,
         indices=indices,
         seed=data.seed if data is not None else 0,
-        shard_size=_int(args.shard_size, "--shard-size"),
+        shard_size=None if args.shard_size is None else _int(args.shard_size, "--shard-size"),
     )
 
 
@@ -525,7 +543,13 @@ def run_task_command(task_cls: type, args: argparse.Namespace) -> int:
     for line in result.task.terminal_lines(summary):
         print(line)
     if args.out is not None:
-        print(f"wrote {result.settings['num_shards']} shard(s) and _summary.json under {args.out}")
+        from leafscope.report.results import write_result_figures
+
+        figures = write_result_figures(args.out)
+        drawn = f" and {len(figures)} figure(s) in _files" if figures else ""
+        print(
+            f"wrote {result.settings['num_shards']} shard(s), _summary.json{drawn} under {args.out}"
+        )
     if args.json is not None:
         document = {
             **result.payload,

@@ -1,5 +1,6 @@
 """Data: images (N, C, H, W) in [0, 1] and vectors (N, D) at their own shape, Planetoid graphs,
-file search, checksums, splits, transforms (grey, resize, rotations), model/data checks.
+file search, checksums, splits, transforms (grey, resize, rotations), model/data checks, texts
+(.csv / .jsonl / .txt as :class:`TextPointSet`).
 
 Every set opens as a lazy :class:`PointSet` (:meth:`DataSpec.open`, :func:`open_points`) that
 decodes only the points asked for; :func:`load_images` loads them all at once."""
@@ -17,6 +18,7 @@ from leafscope.data.search import cache_dir, data_search_path, locate
 from leafscope.data.sets import open_points
 from leafscope.data.spec import DataSpec, PointSet, select_points
 from leafscope.data.splits import load_point, parse_point_spec, train_val_split
+from leafscope.data.text import TextBatch, TextPointSet
 from leafscope.data.transforms import (
     apply_transforms,
     parse_size,
@@ -37,6 +39,8 @@ __all__ = [
     "ImageDataset",
     "PointSet",
     "SafeUnpickler",
+    "TextBatch",
+    "TextPointSet",
     "apply_transforms",
     "cache_dir",
     "canonical_name",

@@ -53,6 +53,10 @@ class ImageDataset:
 
     def __post_init__(self) -> None:
         x = self.images
+        if _is_texts(x):  # a batch of texts (leafscope.data.text.TextBatch): no tensor checks
+            if self.labels.shape != (len(x),):
+                raise InputError(f"{len(x)} texts but labels of shape {tuple(self.labels.shape)}")
+            return
         if not torch.is_tensor(x) or x.ndim not in (2, 4) or not x.is_floating_point():
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise InputError(
@@ -67,16 +71,23 @@ class ImageDataset:
             )
 
     def __len__(self) -> int:
-        return int(self.images.shape[0])
+        return len(self.images) if _is_texts(self.images) else int(self.images.shape[0])
 
     @property
     def is_image(self) -> bool:
-        """True for (N, C, H, W) images, False for (N, D) vectors."""
-        return self.images.ndim == 4
+        """True for (N, C, H, W) images, False for (N, D) vectors (and texts)."""
+        return getattr(self.images, "ndim", 0) == 4
+
+    @property
+    def is_text(self) -> bool:
+        """True for a batch of texts (strings)."""
+        return _is_texts(self.images)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """The shape of one point: (C, H, W) or (D,)."""
+        """The shape of one point: (C, H, W) or (D,); () for texts."""
+        if _is_texts(self.images):
+            return ()
         return tuple(int(s) for s in self.images.shape[1:])
 
     def subset(self, indices: Any) -> ImageDataset:
@@ -120,6 +131,10 @@ class ImageDataset:
             "source": self.source,
             "class_names": self.class_names,
         }
+
+
+def _is_texts(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
 
 
 def _as_numpy(array: Any) -> np.ndarray:

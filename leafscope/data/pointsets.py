@@ -249,6 +249,10 @@ class SubsetPointSet(PointSet):
         return int(self.index.numel())
 
     @property
+    def is_text(self) -> bool:
+        return self.base.is_text
+
+    @property
     def labels(self) -> Tensor:
         return self._labels
 

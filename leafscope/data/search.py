@@ -103,7 +103,7 @@ def locate(
     checksum = f"{want[0]} {want[1]}" if want else "checksum unknown"
     searched = ", ".join(str(d) for d in dirs)
     fix = (
-        f"Fix: pass --data-dir DIR (data_dir=DIR) or set LEAFSCOPE_DATA=DIR to a folder holding "
+        f"Fix: pass `data_dir=DIR` or set LEAFSCOPE_DATA=DIR to a folder holding "
         f"{filename} (directly or in {spec.subfolder}/)"
     )
     mirrors = registry.MIRRORS.get(spec.key, [])

@@ -32,6 +32,7 @@ class _Source:
     has_splits: bool
     opener: Callable[[str], PointSet]
     resizes: bool = False
+    text: bool = False  # texts: the opener serves every split name (see leafscope.data.text)
 
 
 def holdout_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -52,7 +53,9 @@ def holdout_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list
     return train.tolist(), test.tolist()
 
 
-def has_split(name: str, data_dir: str | os.PathLike | None = None) -> bool:
+def has_split(
+    name: str, data_dir: str | os.PathLike | None = None, text_column: str | None = None
+) -> bool:
     """Whether the set ``name`` has its own train/test split (built-in sets, folders with
     ``train`` / ``test`` sub-folders, npz with ``x_train`` / ``x_test``), read without opening
     it: the folder listing or the npz directory only.
@@ -60,7 +63,7 @@ def has_split(name: str, data_dir: str | os.PathLike | None = None) -> bool:
     Raises:
         InputError: unknown name. DataFileError: a user file that is missing or unreadable.
     """
-    return _source(name, data_dir, False, 0, "label", "auto", None, None).has_splits
+    return _source(name, data_dir, False, 0, "label", "auto", None, None, text_column).has_splits
 
 
 def open_points(
@@ -77,6 +80,7 @@ def open_points(
     holdout: float | None = None,
     input_shape: tuple[int, ...] | None = None,
     strict: bool = True,
+    text_column: str | None = None,
 ) -> PointSet:
     """Open a data set as a point set that decodes only the points ``take`` asks for.
 
@@ -100,6 +104,10 @@ def open_points(
         input_shape: point shape of ``noise`` (e.g. a model's input shape; default (1, 28, 28)).
         strict: refuse ``train`` / ``test`` of a set without a split and without ``holdout``;
             ``False`` serves the whole set under either name (what :func:`load_images` did).
+        text_column: the text column / key of a ``.csv`` / ``.jsonl`` of texts (default
+            ``text``; a ``.csv`` with a ``text`` column is read as texts). Texts open as a
+            :class:`~leafscope.data.text.TextPointSet`; a text file without a ``split`` column
+            serves every split name whole (see :mod:`leafscope.data.text`).
 
     Raises:
         InputError: unknown name or split, a split the set does not have, ``holdout`` of a set
@@ -110,8 +118,16 @@ def open_points(
         raise InputError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
     if holdout is not None and not 0.0 < float(holdout) < 1.0:
         raise InputError(f"holdout must lie in (0, 1), e.g. 0.25 (got {holdout!r})")
-    source = _source(name, data_dir, download, seed, label_column, layout, resize, input_shape)
+    source = _source(
+        name, data_dir, download, seed, label_column, layout, resize, input_shape, text_column
+    )
     base = _split(source, split, holdout, seed, strict)
+    if source.text:
+        if grey or resize is not None:
+            raise InputError(
+                f"`grey` and `resize` convert images; {source.name} holds texts: drop them"
+            )
+        return base
     size = None if source.resizes else resize
     if not grey and size is None:
         return base
@@ -119,6 +135,8 @@ def open_points(
 
 
 def _split(source: _Source, split: str, holdout: float | None, seed: int, strict: bool):
+    if source.text and holdout is None:
+        return source.opener(split)
     if source.has_splits:
         if holdout is not None:
             raise InputError(
@@ -134,8 +152,8 @@ def _split(source: _Source, split: str, holdout: float | None, seed: int, strict
         if not strict:
             return source.opener(split)
         raise InputError(
-            f"{source.name} has no train/test split: use split all (the whole set), or a holdout "
-            "fraction (e.g. 0.2) to hold out a seeded part of it as test"
+            f"{source.name} has no train/test split: use `split=all` (the whole set), or "
+            "`holdout=F` (e.g. 0.2) to hold out a seeded fraction of it as its test split"
         )
     whole = source.opener("all")
     train, test = holdout_indices(len(whole), float(holdout), seed)
@@ -144,12 +162,14 @@ def _split(source: _Source, split: str, holdout: float | None, seed: int, strict
     return SubsetPointSet(whole, chosen, split=split, note=note)
 
 
-def _source(name, data_dir, download, seed, label_column, layout, size, input_shape) -> _Source:
+def _source(
+    name, data_dir, download, seed, label_column, layout, size, input_shape, text_column=None
+) -> _Source:
     lowered = name.lower()
     for prefix in USER_PREFIXES:
         if lowered.startswith(prefix):
             path = Path(name[len(prefix) :]).expanduser()
-            return _user_source(path, prefix[:-1], label_column, layout, size)
+            return _user_source(path, prefix[:-1], label_column, layout, size, text_column)
     key = registry.canonical_name(name)
     if key == "digits":
         return _Source(key, True, lambda s: builtin.open_digits(s, seed=seed))
@@ -171,7 +191,7 @@ def _source(name, data_dir, download, seed, label_column, layout, size, input_sh
             s, data_dir=data_dir, download=download))  # fmt: skip
     path = Path(name).expanduser()
     if path.exists():
-        return _user_source(path, _guess_kind(path), label_column, layout, size)
+        return _user_source(path, _guess_kind(path), label_column, layout, size, text_column)
     raise InputError(
         f"unknown dataset {name!r}: use one of {', '.join(registry.BUILTIN_IMAGE_NAMES)}, "
         "or an existing path / " + " / ".join(f"{p}PATH" for p in USER_PREFIXES)
@@ -184,16 +204,34 @@ def _guess_kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in (".npz", ".npy", ".csv"):
         return suffix[1:]
+    if suffix in (".jsonl", ".txt"):
+        return "text"
     if "ubyte" in path.name or "idx" in path.name:
         return "idx"
     raise InputError(
         f"cannot tell the format of {path}: give a folder of images, an .npz, .npy or .csv file, "
-        "or an IDX file (or prefix the path with npz:, npy:, csv:, folder: or idx:)"
+        "texts (.csv with a text column, .jsonl, .txt), or an IDX file (or prefix the path "
+        "with npz:, npy:, csv:, folder: or idx:)"
     )
 
 
-def _user_source(path: Path, kind: str, label_column, layout: str, size) -> _Source:
+def _text_source(path: Path, label_column, text_column) -> _Source:
+    from leafscope.data.text import open_text_file, read_texts
+
+    if not path.is_file():
+        raise DataFileError(f"text file {path} does not exist: check the path")
+    content = read_texts(path, text_column=text_column, label_column=label_column)
+
+    def opener(split: str) -> PointSet:
+        return open_text_file(path, split, content=content)
+
+    return _Source(str(path), content["splits"] is not None, opener, text=True)
+
+
+def _user_source(path: Path, kind: str, label_column, layout: str, size, text_column=None):
     name = str(path)
+    if kind == "text" or (kind == "csv" and path.is_file() and _csv_texts(path, text_column)):
+        return _text_source(path, label_column, text_column)
     if kind == "folder":
         if not path.is_dir():
             raise DataFileError(f"folder {path} does not exist: give a folder of image files")
@@ -227,3 +265,9 @@ def _user_source(path: Path, kind: str, label_column, layout: str, size) -> _Sou
         return _Source(name, False, lambda s: as_point_set(
             load_csv_set(path, s, None, label_column=label_column)))  # fmt: skip
     return _Source(name, False, lambda s: user.open_idx_file(path, s))
+
+
+def _csv_texts(path: Path, text_column: str | None) -> bool:
+    from leafscope.data.text import csv_has_text
+
+    return csv_has_text(path, text_column)

@@ -57,6 +57,12 @@ class PointSet:
     def is_image(self) -> bool:
         return len(self.input_shape) == 3
 
+    @property
+    def is_text(self) -> bool:
+        """Texts (:class:`leafscope.data.text.TextPointSet`): ``take`` gives a
+        :class:`~leafscope.data.text.TextBatch` of strings, which the model tokenises."""
+        return False
+
     def take(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
         """Points ``(n, *input_shape)`` float32 and labels ``(n,)`` of ``indices``, in order."""
         raise NotImplementedError
@@ -196,6 +202,9 @@ class DataSpec:
             (seeded by ``seed``); the rest is ``train``.
         seed: seed of the holdout split and of generated sets.
         input_shape: point shape of a generated set (``noise``), e.g. the model's input shape.
+        text_column: the column / key holding the texts of a ``.csv`` / ``.jsonl`` file of texts
+            (None: ``text``; a ``.csv`` with a ``text`` column is read as texts, ``.jsonl`` and
+            ``.txt`` always are).
 
     A set without a train/test split of its own (an image folder without ``train`` / ``test``
     sub-folders, an npz without ``x_train`` / ``x_test``, .npy, .csv, one IDX file) is used whole
@@ -211,6 +220,7 @@ class DataSpec:
     holdout: float | None = None
     seed: int = 0
     input_shape: tuple[int, ...] | None = None
+    text_column: str | None = None
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -259,6 +269,7 @@ class DataSpec:
             holdout=self.holdout,
             seed=self.seed,
             input_shape=self.input_shape,
+            text_column=self.text_column,
         )
 
     def has_split(self) -> bool:
@@ -266,13 +277,15 @@ class DataSpec:
         one, ``train`` / ``test`` need ``holdout``."""
         from leafscope.data.sets import has_split
 
-        return has_split(self.name, self.data_dir)
+        return has_split(self.name, self.data_dir, self.text_column)
 
     def fingerprint(self) -> dict[str, Any]:
         """The spec without ``data_dir`` (the same files found elsewhere give the same data),
         plus the size and modification time of a user file (so changed data are noticed)."""
         record = dataclasses.asdict(self)
         record.pop("data_dir")
+        if record["text_column"] is None:  # fingerprints of image / vector sets as before
+            record.pop("text_column")
         if record["input_shape"] is not None:
             record["input_shape"] = list(record["input_shape"])
         name = self.name.partition(":")[2] if ":" in self.name else self.name

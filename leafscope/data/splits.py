@@ -46,8 +46,10 @@ def parse_point_spec(spec: str) -> tuple[str, str, int]:
     if len(parts) != 3 or not parts[0]:
         raise InputError(f"malformed point spec {spec!r}: {hint}")
     name, split, index = parts
-    if split not in SPLITS:
-        raise InputError(f"point spec {spec!r} has split {split!r}: use train or test ({hint})")
+    if split not in (*SPLITS, "all"):
+        raise InputError(
+            f"point spec {spec!r} has split {split!r}: use train, test or all ({hint})"
+        )
     if not index.isdigit():
         raise InputError(f"point spec {spec!r} has index {index!r}: use an integer >= 0 ({hint})")
     return name, split, int(index)

@@ -67,7 +67,7 @@ def load_csv_set(
     if not unlabelled and label_column not in header:
         raise InputError(
             f"{path} has no column {label_column!r} (columns: {', '.join(header)}): pass "
-            "--label-column NAME (label_column=NAME), or --label-column none for unlabelled data"
+            "`label_column=NAME`, or `label_column=none` for unlabelled data"
         )
     li = None if unlabelled else header.index(label_column)
     features = [i for i in range(len(header)) if i != li]

@@ -82,7 +82,7 @@ def parse_size(text: str | tuple[int, int] | list[int]) -> tuple[int, int]:
     if len(size) == 1:
         size = size * 2
     if len(size) != 2 or min(size) < 1:
-        raise InputError(f"bad size {text!r}: give H,W with positive integers, e.g. --resize 28,28")
+        raise InputError(f"bad size {text!r}: give H,W with positive integers, e.g. `resize=28,28`")
     return size[0], size[1]
 
 

@@ -302,8 +302,8 @@ def require_distributed() -> Any:
         import distributed
     except ImportError as exc:
         raise InputError(
-            "--executor dask needs dask.distributed, which is not installed: "
-            "pip install 'leafscope[dask]' (or use --executor inprocess)"
+            "`executor=dask` needs dask.distributed, which is not installed: "
+            "pip install 'leafscope[dask]' (or use `executor=inprocess`)"
         ) from exc
     return distributed
 
@@ -651,11 +651,13 @@ def check_executor_options(kind: str, workers: int | None, scheduler: str | None
     if kind not in EXECUTORS:
         raise InputError(f"unknown executor {kind!r}: use one of {', '.join(EXECUTORS)}")
     if workers is not None and workers < 1:
-        raise InputError(f"--workers must be >= 1 (got {workers})")
+        raise InputError(f"`workers` must be >= 1 (got {workers})")
     if kind == "inprocess":
-        for flag, value in (("--scheduler", scheduler), ("--workers", workers)):
+        for name, value in (("scheduler", scheduler), ("workers", workers)):
             if value is not None and value != 1:
-                raise InputError(f"{flag} {value} needs --executor dask (got --executor inprocess)")
+                raise InputError(
+                    f"`{name}={value}` needs `executor=dask` (got `executor=inprocess`)"
+                )
     elif scheduler is not None:
         check_scheduler_address(scheduler)
 

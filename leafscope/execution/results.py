@@ -51,8 +51,8 @@ def require_pyarrow() -> Any:
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise InputError(
-            "Parquet results (--out) need pyarrow, which is not installed: pip install pyarrow "
-            "(or write a small job with --json)"
+            "Parquet results (a results folder) need pyarrow, which is not installed: pip "
+            "install pyarrow (or keep a small job's rows in memory)"
         ) from exc
     return pq
 
@@ -61,7 +61,7 @@ def plan_shards(n_points: int, shard_size: int) -> list[range]:
     """Positions ``[0, n_points)`` cut into consecutive shards of ``shard_size`` (the last one
     shorter)."""
     if shard_size < 1:
-        raise InputError(f"--shard-size must be >= 1 (got {shard_size})")
+        raise InputError(f"`shard_size` must be >= 1 (got {shard_size})")
     return [range(s, min(s + shard_size, n_points)) for s in range(0, n_points, shard_size)]
 
 
@@ -149,41 +149,6 @@ class ResultFolder:
         if not path.is_file():
             return None
         return json.loads(path.read_text(encoding="utf-8"))
-
-    def prepare(
-        self, settings: Mapping[str, Any], info: Mapping[str, Any], *, resume: bool, own: range
-    ) -> set[int]:
-        """Check or record ``settings`` and return the shards of ``own`` already done.
-
-        Args:
-            settings: everything that defines the rows (JSON-able); compared with the folder's.
-            info: descriptive values stored beside them (model source, data description).
-            resume: skip the finished shards of ``own``; without it finished shards are an error.
-            own: the shards this run computes.
-
-        Raises:
-            InputError: the folder holds results of other settings, or finished shards of
-                ``own`` without ``resume``.
-        """
-        if self.path.exists() and not self.path.is_dir():
-            raise InputError(f"--out {self.path} is a file: pass a folder")
-        settings = json.loads(json.dumps(dict(settings)))
-        recorded = self.read_settings()
-        if recorded is not None and recorded.get("settings") != settings:
-            diff = "; ".join(_diff(recorded.get("settings"), settings)) or "unreadable settings"
-            raise InputError(
-                f"--out {self.path} holds results of other settings ({diff}): pass the same "
-                "settings to resume, or another --out folder"
-            )
-        done = self.finished() & set(own)
-        if done and not resume:
-            raise InputError(
-                f"--out {self.path} already holds {len(done)} finished shard(s) of this job: "
-                "pass --resume to continue it, or another --out folder"
-            )
-        if recorded is None:
-            write_json(self.path / SETTINGS_FILE, {"settings": settings, "info": dict(info)})
-        return done
 
     def write_shard(
         self, shard: int, columns: Mapping[str, np.ndarray], fingerprint: str | None = None
@@ -297,7 +262,7 @@ class ResultFolder:
             shown = ", ".join(str(m) for m in missing[:10]) + (" ..." if len(missing) > 10 else "")
             raise InputError(
                 f"{self.path} misses {len(missing)} of {n_shards} shards ({shown}): run the "
-                "missing --shard I/N slices (or the job again with --resume), then merge"
+                "missing slices (or the job again with `resume`), then merge"
             )
 
     def read_columns(self, n_shards: int, columns: Sequence[str] | None = None) -> dict:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ __all__ = [
     "run",
     "run_shard",
 ]
+
+#: Shards computed in one process run one at a time: threads of one process (Dask workers with
+#: ``processes=False``) share torch's forward-mode AD levels, which concurrent jvp's corrupt.
+_COMPUTE_LOCK = threading.Lock()
 
 #: Version of the result-folder layout (bumped when shards change meaning).
 FORMAT = 2
@@ -154,7 +159,7 @@ def make_job(
     points: int | None = None,
     indices: Sequence[int] | None = None,
     seed: int = 0,
-    shard_size: int = 1000,
+    shard_size: int | None = None,
 ) -> Job:
     """The :class:`Job` of ``task`` on the main ``model`` and ``data``, with the further models
     and data sets the task derives from them (:meth:`Task.extra_models`, :meth:`Task.extra_data`).
@@ -174,7 +179,7 @@ def make_job(
         points=points,
         indices=None if indices is None else tuple(int(i) for i in indices),
         seed=seed,
-        shard_size=shard_size,
+        shard_size=cls.shard_size() if shard_size is None else shard_size,
     )
 
 
@@ -199,9 +204,9 @@ def resolve_device(name: str | torch.device) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise InputError(f"unknown device {name!r}: use auto, cpu or cuda[:N]") from exc
+        raise InputError(f"unknown `device={name}`: use auto, cpu or cuda[:N]") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name} asked for CUDA but none is available: use cpu")
+        raise InputError(f"`device={name}` asked for CUDA but none is available: use `device=cpu`")
     return device
 
 
@@ -216,7 +221,9 @@ def _data_loader(spec: DataSpec):
     return lambda: cached(("data", spec), spec.open)
 
 
-def make_context(job: Job, device: torch.device, units: Sequence[Any], meta: Mapping) -> Context:
+def make_context(
+    job: Job, device: torch.device, units: Sequence[Any], meta: Mapping, progress: bool = False
+) -> Context:
     """The :class:`Context` of ``job`` in this process (models and data opened lazily, once)."""
     return Context(
         device=device,
@@ -225,6 +232,7 @@ def make_context(job: Job, device: torch.device, units: Sequence[Any], meta: Map
         models={k: _model_loader(v, device) for k, v in job.models.items()},
         data={k: _data_loader(v) for k, v in job.data.items()},
         meta=meta,
+        progress=progress,
     )
 
 
@@ -241,6 +249,7 @@ class ShardTask:
     device: str = "cpu"
     threads: int | None = None
     folder: str | None = None
+    progress: bool = False
 
 
 @dataclasses.dataclass
@@ -252,13 +261,11 @@ class ShardOutcome:
 
 def run_shard(task: ShardTask) -> ShardOutcome:
     """Compute one shard on this worker (top-level, so any executor can ship it)."""
-    from leafscope.execution.points import _COMPUTE_LOCK
-
     if task.threads is not None:
         torch.set_num_threads(task.threads)
     device = worker_device(task.device)
     job = task.job
-    context = make_context(job, device, task.units, task.meta)
+    context = make_context(job, device, task.units, task.meta, task.progress)
     runner = get_task(job.task)(job.params)
     with _COMPUTE_LOCK:
         columns = runner.compute(task.positions, context)
@@ -343,9 +350,15 @@ def job_settings(job: Job, units: Sequence[Any], meta: Mapping[str, Any]) -> dic
 
 def describe_job(job: Job, context: Context) -> dict[str, Any]:
     """Descriptive values stored beside the settings (model source, data description)."""
+    from leafscope.models import load_notes
+
     info: dict[str, Any] = {"task": job.task}
     for name, spec in job.models.items():
-        info[name if name != "model" else "model"] = spec.describe()
+        info[name] = spec.describe()
+        if name == "model":
+            notes = load_notes(context.model(name))
+            if notes:
+                info["model_notes"] = notes
     for name in job.data:
         try:
             info[f"{name}_description"] = context.data(name).describe()
@@ -362,10 +375,10 @@ def _check_fit(task: Task, context: Context, job: Job) -> None:
 
     data = context.data("data")
     if task.images_only and not data.is_image:
-        raise InputError(
-            f"{task.name} works on images, but {data.name} holds vectors of shape "
-            f"{data.input_shape}"
+        held = (
+            "texts" if getattr(data, "is_text", False) else f"vectors of shape {data.input_shape}"
         )
+        raise InputError(f"{task.name} works on images, but {data.name} holds {held}")
     x, y = data.take([0])
     from leafscope.data.dataset import ImageDataset
 
@@ -400,9 +413,9 @@ def run(
     device = resolve_device(options.device)
     job = job.absolute()
     task = get_task(job.task)(job.params)
-    context = make_context(job, device, [], {})
+    context = make_context(job, device, [], {}, options.progress)
     job = _shape_generated(job, context)
-    context = make_context(job, device, [], {})
+    context = make_context(job, device, [], {}, options.progress)
     _check_fit(task, context, job)
     if task.per_point:
         labels = context.data("data").labels
@@ -447,6 +460,8 @@ def run(
             device=str(device),
             threads=threads,
             folder=None if folder is None else str(folder.path),
+            # bars inside a unit only in process: Dask workers' bars go nowhere
+            progress=options.progress and options.executor == "inprocess",
         )
         for s in todo
     ]

@@ -70,6 +70,7 @@ class DemoConfig:
         test_limit: use only the first N test images (None = all).
         checkpoint_every_steps: extra checkpoints for the across-training figures.
         points: test points (and as many noise points) for the spectra.
+        explore_points: test points of the explorer page (what the model notices).
         points_per_checkpoint, val_points: test points for G and validation points for the
             loss / accuracy at every checkpoint.
         thermo_layer: layer whose filters are monitored and pruned.
@@ -103,6 +104,7 @@ class DemoConfig:
     test_limit: int | None = None
     checkpoint_every_steps: int = 100
     points: int = 256
+    explore_points: int = 24
     points_per_checkpoint: int = 64
     val_points: int = 2000
     thermo_layer: str = "conv1"
@@ -159,7 +161,8 @@ QUICK_SETTINGS: dict[str, dict[str, Any]] = {
     },
     "cifar10": {
         "train_limit": 200, "test_limit": 100, "checkpoint_every_steps": 2, "batch_size": 32,
-        "points": 4, "points_per_checkpoint": 2, "val_points": 20, "pruning_points": 40,
+        "points": 4, "explore_points": 4, "points_per_checkpoint": 2, "val_points": 20,
+        "pruning_points": 40,
         "fol_max_steps": 2, "fol_walk_points": 2, "fol_walk_steps": 2, "ood_points": 4,
         "ood_fit_points": 40, "leaf_ood_points": 2, "leaf_ood_steps": 1, "transfer_points": 2,
         "transfer_train_points": 40, "transfer_val_points": 20, "denoise_points": 2,
@@ -399,8 +402,8 @@ def require_local(key: str, data_dir: str | None) -> None:
         roots = ", ".join(str(p) for p in data_search_path(data_dir))
         raise DataFileError(
             f"{spec.title} not found: put {name} (upstream file, not extracted) in one of the "
-            f"data folders {roots} (directly or in {spec.subfolder}/), or pass --data-dir DIR / "
-            "set LEAFSCOPE_DATA=DIR; the demo does not download it"
+            f"data folders {roots} (directly or in {spec.subfolder}/), or pass `data_dir=DIR` "
+            "/ set LEAFSCOPE_DATA=DIR; the demo does not download it"
         )
 
 
@@ -461,17 +464,107 @@ def train_partially(cfg: DemoConfig, data: DemoData, run_dir: Path) -> Training:
     )
 
 
+def spectra_from_rows(rows: dict[str, np.ndarray]) -> PointSpectra:
+    """The :class:`PointSpectra` of the rows of a ``spectrum`` task."""
+    return PointSpectra(
+        eigenvalues=torch.from_numpy(np.asarray(rows["eigenvalues"], dtype=np.float64)),
+        trace=torch.from_numpy(np.asarray(rows["trace"], dtype=np.float64)),
+        rank=torch.from_numpy(np.asarray(rows["rank"], dtype=np.int64)),
+        predicted=torch.from_numpy(np.asarray(rows["predicted"], dtype=np.int64)),
+        max_probability=torch.from_numpy(np.asarray(rows["max_probability"], dtype=np.float64)),
+    )
+
+
 def data_and_noise_spectra(
-    cfg: DemoConfig, model: nn.Module, data: DemoData
+    cfg: DemoConfig, checkpoint: Path, data: DemoData
 ) -> dict[str, PointSpectra]:
-    """Spectra of G at the first ``cfg.points`` test images and as many uniform-noise images."""
-    device = torch.device(cfg.device)
-    x_data = data.test.images[: cfg.points]
-    x_noise = noise_like(data.test.subset(range(cfg.points)), seed=cfg.seed).images
-    return {
-        f"{data.title} test": point_spectra(model, x_data, device=device, progress=cfg.progress),
-        "uniform noise": point_spectra(model, x_noise, device=device, progress=cfg.progress),
+    """Spectra of G at ``cfg.points`` test images (a seeded sample stratified by label) and as
+    many uniform-noise images of their shape: two runs of the ``spectrum`` task on the trained
+    checkpoint, as ``leafscope spectrum --checkpoint CKPT --points N`` computes them."""
+    from leafscope.data.spec import DataSpec
+    from leafscope.execution import RunOptions, make_job, run
+    from leafscope.models import ModelSpec
+
+    model = ModelSpec(checkpoint=str(checkpoint))
+    options = RunOptions(device=cfg.device, progress=cfg.progress)
+    sets = {
+        f"{data.title} test": DataSpec(name=cfg.dataset, split="test", data_dir=cfg.data_dir),
+        "uniform noise": DataSpec(
+            name="noise", split="test", seed=cfg.seed, input_shape=tuple(data.test.input_shape)
+        ),
     }
+    out = {}
+    for title, spec in sets.items():
+        job = make_job("spectrum", model=model, data=spec, points=cfg.points, seed=cfg.seed)
+        out[title] = spectra_from_rows(run(job, options).rows)
+    return out
+
+
+@dataclass
+class Notices:
+    """What the model notices at a few test points (rows of the ``explore`` task).
+
+    Attributes:
+        views: the explore ``view`` records (image, directions, walks) of the shown points.
+        titles: one title per shown point (data index, label, prediction).
+        predicted: the predicted class of each shown point.
+        class_names: names of the classes.
+        leaf_change, kernel_change: median over all explored points of the largest move of the
+            class probabilities (total variation) along leaf direction 1 and a kernel direction.
+        points: explored points (the explorer page holds them all).
+        explorer: the explorer page, relative to the demo's folder.
+    """
+
+    views: list[dict]
+    titles: list[str]
+    predicted: list[int]
+    class_names: list[str]
+    leaf_change: float
+    kernel_change: float
+    points: int
+    explorer: str
+
+
+def notices_experiment(cfg: DemoConfig, checkpoint: Path, out: Path, shown: int = 3) -> Notices:
+    """The ``explore`` task on ``cfg.explore_points`` test images of the final checkpoint,
+    through the runner, written as the explorer page ``out/explorer/index.html``; the first
+    ``shown`` points go into the report."""
+    import json
+    import shutil
+
+    from leafscope.data.spec import DataSpec
+    from leafscope.execution import RunOptions, make_job, run
+    from leafscope.models import ModelSpec
+
+    folder = out / "explorer"
+    shutil.rmtree(folder, ignore_errors=True)  # the demo owns its folder: a fresh page
+    job = make_job(
+        "explore",
+        model=ModelSpec(checkpoint=str(checkpoint)),
+        data=DataSpec(name=cfg.dataset, split="test", data_dir=cfg.data_dir),
+        points=cfg.explore_points,
+        seed=cfg.seed,
+    )
+    rows = run(job, RunOptions(device=cfg.device, progress=cfg.progress), out=folder).rows
+    order = np.argsort(-np.asarray(rows["lambda1"], dtype=np.float64), kind="stable")[:shown]
+    views = [json.loads(str(rows["view"][i])) for i in order]
+    summary = json.loads((folder / "_summary.json").read_text())["summary"]
+    names = summary.get("class_names") or [str(c) for c in range(len(views[0]["directions"]))]
+    titles = [
+        f"#{int(rows['index'][i])}: label {int(rows['label'][i])}, predicted "
+        f"{int(rows['predicted'][i])}"
+        for i in order
+    ]
+    return Notices(
+        views=views,
+        titles=titles,
+        predicted=[int(rows["predicted"][i]) for i in order],
+        class_names=[str(n) for n in names],
+        leaf_change=float(np.nanmedian(np.asarray(rows["leaf_change"], dtype=np.float64))),
+        kernel_change=float(np.nanmedian(np.asarray(rows["kernel_change"], dtype=np.float64))),
+        points=int(len(rows["unit"])),
+        explorer="explorer/index.html",
+    )
 
 
 def information_across_checkpoints(

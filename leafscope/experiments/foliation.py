@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from leafscope.errors import InputError
 from leafscope.foliation._common import check_count
-from leafscope.foliation.paths import PathConfig, PathResult, horizontal_paths
+from leafscope.foliation.paths import PathConfig, PathResult, horizontal_paths, random_pairs
 from leafscope.foliation.walks import WalkConfig, WalkResult, random_line_accuracy, vertical_walk
 from leafscope.information import check_inputs
 
@@ -122,16 +122,6 @@ def _per_path(res: PathResult) -> list[dict]:
         }
         for i in range(len(res))
     ]
-
-
-def random_pairs(n_points: int, n_pairs: int, seed: int = 0) -> Tensor:
-    """``(n_pairs, 2)`` seeded random pairs ``(i, j)``, ``i ≠ j``, of ``range(n_points)``."""
-    check_count(n_points, "number of points", 2)
-    check_count(n_pairs, "pairs")
-    gen = torch.Generator().manual_seed(seed)
-    first = torch.randint(n_points, (n_pairs,), generator=gen)
-    shift = torch.randint(1, n_points, (n_pairs,), generator=gen)
-    return torch.stack([first, (first + shift) % n_points], dim=1)
 
 
 def walk_experiment(

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from leafscope.errors import InputError
 from leafscope.foliation.bracket_paths import BracketPathConfig, bracket_paths, bracket_span
 from leafscope.foliation.paths import PathConfig, PathResult, horizontal_paths
 from leafscope.foliation.regions import (
@@ -246,7 +245,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--inputs", default="noise", help="span: noise (uniform) or data (test images)")
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.pairs < 1 or args.points < 1:  # this script's own command line: its flags
+        p.error(f"--pairs and --points must be >= 1 (got {args.pairs}, {args.points})")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,8 +258,6 @@ def main(argv: list[str] | None = None) -> int:
     from leafscope.models import load_model
 
     args = _parse(argv)
-    if args.pairs < 1 or args.points < 1:
-        raise InputError(f"--pairs and --points must be >= 1 (got {args.pairs}, {args.points})")
     model = load_model(args.checkpoint)
     test = load_images("mnist", "test", limit=args.pool)
     idx = random_pairs(test.images.shape[0], args.pairs, args.seed)

@@ -11,9 +11,8 @@ held-out data. :func:`compare_early_stopping`: both stopping rules from the same
 
 from __future__ import annotations
 
-import copy
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,14 @@ from leafscope.errors import CheckpointError, InputError
 from leafscope.execution import Executor
 from leafscope.experiments.tasks import Source, exclusive, map_units, resolve, seeded
 from leafscope.models.features import layer_features
-from leafscope.nnk.geometry import last_hidden_layer, loo_test_correlation, mgm_summary
-from leafscope.nnk.interpolation import NNKClassifier
-from leafscope.nnk.stopping import (
-    ChannelEarlyStopping,
-    train_with_channel_stopping,
-    validation_stopping_epoch,
+from leafscope.nnk.geometry import (
+    EpochGeometry,
+    RunGeometry,
+    last_hidden_layer,
+    loo_error,
+    mgm_summary,
 )
-from leafscope.training import fit
+from leafscope.nnk.stopping import compare_early_stopping
 
 __all__ = [
     "EpochGeometry",
@@ -42,53 +41,6 @@ __all__ = [
     "geometry_unit",
     "run_geometry",
 ]
-
-
-@dataclass
-class EpochGeometry:
-    """Geometry of one checkpoint: ``layers`` maps a layer to its MGM summary; errors in [0, 1]."""
-
-    epoch: int
-    step: int
-    checkpoint: str
-    layers: dict[str, Any]
-    loo_error: float
-    test_error: float | None = None
-    val_accuracy: float | None = None
-
-
-@dataclass
-class RunGeometry:
-    """Geometry of a run across its epoch checkpoints (oldest first)."""
-
-    run_dir: str
-    layers: list[str]
-    loo_layer: str
-    k: int
-    kernel: str
-    n_points: int
-    epochs: list[EpochGeometry] = field(default_factory=list)
-
-    @property
-    def loo_errors(self) -> list[float]:
-        return [e.loo_error for e in self.epochs]
-
-    @property
-    def test_errors(self) -> list[float | None]:
-        return [e.test_error for e in self.epochs]
-
-    @property
-    def pearson(self) -> float | None:
-        """Pearson r of LOO vs test error over the epochs with a test error (None if < 3)."""
-        pairs = [(e.loo_error, e.test_error) for e in self.epochs if e.test_error is not None]
-        if len(pairs) < 3:
-            return None
-        return loo_test_correlation([p[0] for p in pairs], [p[1] for p in pairs])
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["pearson_loo_vs_test"] = self.pearson
-        return out
 
 
 @dataclass(frozen=True)
@@ -151,9 +103,7 @@ def geometry_unit(task: GeometryTask) -> Any:
     with torch.no_grad():
         if task.layer is not None:
             return mgm_summary(feats, task.k, task.kernel, task.orientation, device)
-        kk = min(task.loo_k or task.k, len(images) - 1)
-        clf = NNKClassifier(k=kk, kernel=task.kernel, device=str(device))
-        loo = clf.fit(feats, labels).loo_error_
+        loo = loo_error(feats, labels, task.loo_k or task.k, task.kernel, device)
     return hidden, loo, test_error
 
 
@@ -241,83 +191,6 @@ def run_geometry(
         result.epochs.append(record)
     assert result is not None
     return result
-
-
-def compare_early_stopping(
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor],
-    out_dir: str | os.PathLike,
-    *,
-    model: str | nn.Module = "lenet",
-    layer: str = "conv2",
-    points: int = 1000,
-    epochs: int = 6,
-    patience: int = 2,
-    k: int = 15,
-    seed: int = 0,
-    **fit_kwargs: Any,
-) -> dict[str, Any]:
-    """CW-DeepNNK (no validation data) against validation-based early stopping, same init.
-
-    Args:
-        train, val, test: ``(images, labels)``; CW-DeepNNK measures the first ``points`` of train.
-        out_dir: two runs are written to ``out_dir/val`` and ``out_dir/cw``.
-        model: a zoo name, built for the data's point shape and class count with
-            :func:`leafscope.models.build_model_for_input`, or a fresh ``nn.Module`` (its
-            initial weights are used for both runs); layer: the channel layer.
-        epochs: at most this many epochs; patience: for both rules; fit_kwargs: passed to fit.
-
-    Returns:
-        JSON-able dict: per-epoch val/test accuracy of the validation run, its stop and best
-        epochs and test accuracy at the best epoch; the CW stop epoch, frozen epochs, per-epoch
-        channel LOO errors and final test accuracy.
-    """
-    from leafscope.models import build_model_for_input, load_weights
-    from leafscope.training import evaluate, list_checkpoints
-
-    out = Path(out_dir)
-    fit_kwargs.setdefault("progress", False)
-    device = fit_kwargs.get("device", "cpu")
-    torch.manual_seed(seed)
-    if isinstance(model, nn.Module):
-        net = model
-    else:
-        classes = int(max(int(t[1].max()) for t in (train, val, test) if len(t[1]))) + 1
-        net = build_model_for_input(model, tuple(train[0].shape[1:]), classes)
-    init = {n: t.clone() for n, t in net.state_dict().items()}
-    res = fit(net, train, val, epochs=epochs, seed=seed, out_dir=out / "val", overwrite=True,
-              **fit_kwargs)  # fmt: skip
-    val_acc = [r["val_accuracy"] for r in res.history]
-    saved = copy.deepcopy(net)  # each epoch's weights loaded into it (any nn.Module works)
-    test_acc = {
-        i.epoch: evaluate(load_weights(saved, i.path), test, device=device)[1]
-        for i in list_checkpoints(out / "val")
-        if i.kind == "epoch" and i.epoch > 0
-    }
-    stop, best = validation_stopping_epoch(val_acc, patience)
-    net.load_state_dict(init)
-    cb = ChannelEarlyStopping(
-        layer, train[0][:points], train[1][:points], patience=patience, k=k, device=device
-    )
-    cw = train_with_channel_stopping(net, train, cb, epochs=epochs, out_dir=out / "cw", seed=seed,
-                                     **fit_kwargs)  # fmt: skip
-    return {
-        "validation": {
-            "val_accuracy": val_acc,
-            "test_accuracy": [test_acc[e] for e in sorted(test_acc)],
-            "stop_epoch": stop,
-            "best_epoch": best,
-            "test_accuracy_at_best": test_acc[best],
-        },
-        "cw_deepnnk": {
-            "stop_epoch": cw.stop_epoch,
-            "all_frozen": cw.stopped,
-            "frozen_at": cw.frozen_at,
-            "channel_loo_error": [e.tolist() for e in cb.errors],
-            "test_accuracy": evaluate(net, test, device=device)[1],
-        },
-    }
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,18 @@
-"""The OOD protocol of issue 14: every detector, several seeds, two training regimes, fair
-leaf-based scores.
+"""The OOD protocol of issue 14 as one resumable JSON: every detector, several seeds, two
+training regimes, fair leaf-based scores.
 
-- :data:`TRAINING` — the two model settings: ``converged`` (LeNet on MNIST at its plateau:
-  five full epochs, momentum 0.9, the LR divided by 10 after the third; the OOD literature's
-  setting; ``max_steps_per_epoch`` caps the epochs on slow machines) and ``partial`` (100 steps
-  with momentum 0.9, a ninth of an epoch: partially trained).
-- :func:`train_models` — train (resume, or reuse) one model per seed and setting with
-  :func:`leafscope.training.fit`; :func:`model_summary` reads a run's training record and
-  :func:`held_out_accuracy` its accuracy on the whole validation split and test set.
+The pieces (training settings, the validation blur, one model's scores, the table) live in
+:mod:`leafscope.applications.ood_protocol`; the ``leafscope ood-protocol`` command is the task
+:class:`leafscope.tasks.ood.OodProtocolTask` (result folders, shards, resume). This module is the
+library driver that reads sets by name:
+
+- :func:`train_models` — train (resume, or reuse) one model per seed and setting;
+  :func:`model_summary` reads a run's training record and :func:`held_out_accuracy` its
+  accuracy on the whole validation split and test set.
 - :func:`out_sets` — the reported out sets (Fashion-MNIST, uniform noise, scikit-learn digits,
-  rotated MNIST by 90°, KMNIST / EMNIST letters when their files are present) and the
-  *validation* out set (Gaussian-blurred MNIST training images), which is never reported: the
-  only place a leaf-based score may be tuned.
+  rotated MNIST by 90°, KMNIST / EMNIST letters when their files are present); the
+  *validation* out set (Gaussian-blurred MNIST training images) is never reported: the only
+  place a leaf-based score may be tuned.
 - :func:`run_protocol` — fit every detector on in-distribution training points, score the
   in-distribution test points and every out set, per model; AUROC, FPR95, AUPR-in and AUPR-out,
   aggregated over seeds per setting. With ``json_path`` the result is written atomically after
@@ -28,34 +29,42 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from leafscope.applications.ood_protocol import (
+    LEAF_SCORES,
+    OUT_SETS,
+    PROTOCOL_BASELINES,
+    TRAINING,
+    WEIGHT_GRID,
+    blurred,
+    held_out_accuracy_of,
+    markdown_table,
+    model_summary,
+    regime_options,
+    run_seed,
+    score_protocol_model,
+    train_run,
+)
 from leafscope.errors import DataFileError, InputError
 
 __all__ = [
+    "LEAF_SCORES",
+    "OUT_SETS",
+    "PROTOCOL_BASELINES",
     "TRAINING",
+    "WEIGHT_GRID",
     "ProtocolResult",
     "blurred",
     "held_out_accuracy",
     "markdown_table",
     "model_summary",
     "out_sets",
-    "LEAF_SCORES",
-    "PROTOCOL_BASELINES",
     "run_protocol",
     "train_models",
 ]
-
-#: Training settings: keyword arguments of :func:`leafscope.training.fit` per setting.
-TRAINING: dict[str, dict[str, Any]] = {
-    "converged": {"epochs": 5, "lr": 0.05, "momentum": 0.9, "lr_step": 3, "lr_gamma": 0.1},
-    "partial": {"epochs": 1, "lr": 0.05, "momentum": 0.9, "max_steps_per_epoch": 100},
-}
 
 
 def train_models(
@@ -70,7 +79,8 @@ def train_models(
     max_steps_per_epoch: int | None = None,
     val_points: int = 1000,
 ) -> dict[str, list[Path]]:
-    """Train one model per (setting, seed), or reuse the final checkpoint of an earlier run.
+    """Train one model per (setting, seed), or reuse the final checkpoint of an earlier run
+    (:func:`leafscope.applications.ood_protocol.train_run`).
 
     Args:
         settings: keys of :data:`TRAINING`.
@@ -86,9 +96,8 @@ def train_models(
     Returns:
         ``{setting: [final checkpoint per seed]}``.
     """
-    from leafscope.data import load_images, train_val_split
+    from leafscope.data import load_images
     from leafscope.models import build_model
-    from leafscope.training import fit
 
     unknown = [s for s in settings if s not in TRAINING]
     if unknown:
@@ -99,64 +108,17 @@ def train_models(
         out[setting] = []
         for seed in seeds:
             run = Path(runs_dir) / f"{in_dataset}-{arch}-{setting}-s{seed}"
-            options = dict(TRAINING[setting])
-            if max_steps_per_epoch is not None:
-                options["max_steps_per_epoch"] = min(
-                    max_steps_per_epoch, options.get("max_steps_per_epoch") or max_steps_per_epoch
-                )
-            final = run / f"epoch_{options['epochs']:04d}.pt"
-            reused = final.exists()
-            tr, va = train_val_split(len(data), 0.1, seed)
             torch.manual_seed(seed)
             model = build_model(arch, num_classes=data.num_classes)
-            # resume=True: a finished run is only restored (its settings checked), an
-            # interrupted one continues from its newest checkpoint, an empty folder starts.
-            result = fit(
-                model,
-                (data.images[tr], data.labels[tr]),
-                (data.images[va[:val_points]], data.labels[va[:val_points]]),
-                seed=seed,
-                device=device,
-                out_dir=run,
-                resume=True,
-                progress=False,
-                meta={"data": in_dataset, "setting": setting},
-                **options,
-            )
-            acc = result.history[-1]["val_accuracy"]
+            final, acc, reused = train_run(
+                model, data.images, data.labels, seed, run, device=device,
+                val_points=val_points, meta={"data": in_dataset, "setting": setting},
+                **regime_options(setting, max_steps_per_epoch),
+            )  # fmt: skip
             how = "reused" if reused else "trained"
             print(f"{setting} seed {seed}: {how}, val accuracy {acc:.4f}", flush=True)
             out[setting].append(final)
     return out
-
-
-def model_summary(checkpoint: str | os.PathLike) -> dict:
-    """The training record of a :func:`train_models` checkpoint, from its run's metrics.json.
-
-    Returns:
-        ``checkpoint``, and when metrics.json is present: ``val_accuracy`` (last epoch, in
-        [0, 1]), ``val_accuracy_per_epoch``, ``epochs``, ``steps``, ``train_seconds`` (sum of
-        the epochs' wall times) and the optimiser ``settings``.
-    """
-    import json
-
-    path = Path(checkpoint)
-    summary: dict[str, Any] = {"checkpoint": str(path)}
-    metrics = path.parent / "metrics.json"
-    if not metrics.exists():
-        return summary
-    record = json.loads(metrics.read_text())
-    history = record.get("history", [])
-    keys = ("epochs", "lr", "momentum", "lr_step", "lr_gamma", "batch_size", "max_steps_per_epoch")
-    summary.update(
-        val_accuracy=history[-1]["val_accuracy"] if history else None,
-        val_accuracy_per_epoch=[h["val_accuracy"] for h in history],
-        epochs=len(history),
-        steps=record.get("steps"),
-        train_seconds=float(sum(h.get("seconds") or 0.0 for h in history)),
-        settings={k: record.get("settings", {}).get(k) for k in keys},
-    )
-    return summary
 
 
 def held_out_accuracy(
@@ -169,60 +131,24 @@ def held_out_accuracy(
 ) -> dict:
     """Accuracy of a :func:`train_models` checkpoint on its run's whole validation split (the
     10 % of the training set held out with the run's seed, read from its metrics.json; seed 0
-    without one) and on the whole test set — the precise plateau check that the run's own
-    per-epoch ``val_accuracy`` (on ``val_points`` of that split) is not.
+    without one) and on the whole test set (:func:`held_out_accuracy_of`).
 
     Returns:
         ``val_accuracy_full, val_points_full, test_accuracy, test_points`` (accuracies in [0, 1]).
     """
-    import json
-
-    from leafscope.data import load_images, train_val_split
+    from leafscope.data import load_images
     from leafscope.training import load_checkpoint
 
-    metrics = Path(checkpoint).parent / "metrics.json"
-    seed = json.loads(metrics.read_text())["settings"]["seed"] if metrics.exists() else 0
     model = load_checkpoint(checkpoint, device=device).eval()
-
-    def accuracy(x: Tensor, y: Tensor) -> float:
-        with torch.no_grad():
-            pred = [
-                model(x[i : i + batch_size].to(device)).argmax(1).cpu()
-                for i in range(0, len(x), batch_size)
-            ]
-        return float((torch.cat(pred) == y).double().mean())
-
     train = load_images(in_dataset, "train", data_dir=data_dir)
     test = load_images(in_dataset, "test", data_dir=data_dir)
-    _, va = train_val_split(len(train), 0.1, seed)
-    return {
-        "val_accuracy_full": accuracy(train.images[va], train.labels[va]),
-        "val_points_full": len(va),
-        "test_accuracy": accuracy(test.images, test.labels),
-        "test_points": len(test),
-    }
-
-
-def blurred(images: Tensor, sigma: float = 2.0) -> Tensor:
-    """Gaussian blur (N, C, H, W) images with standard deviation ``sigma`` pixels (kernel
-    radius 3σ, zero padding, the kernel normalised to sum 1) — the validation out set."""
-    if not sigma > 0:
-        raise InputError(f"sigma must be > 0 (got {sigma})")
-    r = max(int(np.ceil(3 * sigma)), 1)
-    t = torch.arange(-r, r + 1, dtype=images.dtype)
-    k = torch.exp(-(t**2) / (2 * sigma**2))
-    k = k / k.sum()
-    c = images.shape[1]
-    x = F.conv2d(images, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), padding=(0, r), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), padding=(r, 0), groups=c)
-
-
-#: Out sets of each in-distribution set: built-in names, plus ``rotated-90`` (the in set's
-#: test images rotated by 90°).
-OUT_SETS: dict[str, tuple[str, ...]] = {
-    "mnist": ("fashion-mnist", "noise", "digits", "rotated-90", "kmnist", "emnist-letters"),
-    "cifar10": ("svhn", "cifar100", "noise"),
-}
+    return held_out_accuracy_of(
+        model,
+        (train.images, train.labels),
+        (test.images, test.labels),
+        run_seed(checkpoint),
+        batch_size=batch_size,
+    )
 
 
 def out_sets(
@@ -286,51 +212,6 @@ class ProtocolResult:
         return asdict(self)
 
 
-#: Baselines of the protocol with their options (Mahalanobis: tied covariance, and the
-#: Ledoit-Wolf shrinkage variant).
-PROTOCOL_BASELINES: dict[str, tuple[str, dict]] = {
-    "msp": ("msp", {}),
-    "maxlogit": ("maxlogit", {}),
-    "energy": ("energy", {}),
-    "react": ("react", {"percentile": 90.0}),
-    "vim": ("vim", {}),
-    "mahalanobis": ("mahalanobis", {}),
-    "mahalanobis-lw": ("mahalanobis", {"shrinkage": "ledoit-wolf"}),
-    "knn": ("knn", {"k": 50}),
-    "pixel-nn": ("pixel-nn", {}),
-}
-#: Scores computed from one set of leaf paths (:class:`LeafPixelDetector.components`).
-LEAF_SCORES = ("leaf-distance", "leaf-pixel", "leaf-pixel-tuned")
-WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
-
-
-def _tune_weight(det, val_in: Tensor, val_out: Tensor) -> tuple[float, float]:
-    """The blend weight with the best AUROC on the validation pair (ties: the smallest)."""
-    from leafscope.applications.metrics import auroc
-
-    c_in, c_out = det.components(val_in), det.components(val_out)
-    scores = [auroc(det.combine(*c_in, w), det.combine(*c_out, w)) for w in WEIGHT_GRID]
-    best = int(np.argmax(scores))
-    return float(WEIGHT_GRID[best]), float(scores[best])
-
-
-def _leaf_results(det, x_in, outs, weight, seed) -> list:
-    from leafscope.applications.ood import score_result
-
-    comp_in = det.components(x_in)
-    comp_out = {name: det.components(x) for name, x in outs.items()}
-    results = []
-    for name, w in (
-        ("leaf-distance", 0.0),
-        ("leaf-pixel", det.weight),
-        ("leaf-pixel-tuned", weight),
-    ):
-        s_in = det.combine(*comp_in, w)
-        for out_name, c in comp_out.items():
-            results.append(score_result(name, out_name, s_in, det.combine(*c, w), seed, False))
-    return results
-
-
 def _protocol_settings(
     in_dataset, outs, points, fit_points, leaf_steps, leaf_scale_points, blur_sigma, random_state
 ) -> dict:
@@ -376,7 +257,7 @@ def _load_partial(path: Path, settings: dict) -> dict[tuple, dict]:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(
             f"{path} exists but is not a protocol result ({type(exc).__name__}: {exc}): "
-            "delete it or pass another --json"
+            "delete it or pass another `json_path`"
         ) from exc
     differ = sorted(
         k for k in set(settings) | set(old_settings) if settings.get(k) != old_settings.get(k)
@@ -384,7 +265,7 @@ def _load_partial(path: Path, settings: dict) -> dict[tuple, dict]:
     if differ:
         raise InputError(
             f"{path} holds a run with other settings ({', '.join(differ)}): rerun with the "
-            "same settings to resume it, or delete it / pass another --json"
+            "same settings to resume it, or delete it / pass another `json_path`"
         )
     done = {}
     for m in models:
@@ -403,7 +284,6 @@ def _score_model(path, setting, seed, data, leaf_steps, leaf_scale_points, devic
     Returns:
         ``(results, tuned)``: the ``OODResult`` list and the ``leaf-pixel-tuned`` record.
     """
-    from leafscope.applications import evaluate_detectors, make_detector
     from leafscope.data import check_model_input
     from leafscope.training import load_checkpoint
 
@@ -411,20 +291,10 @@ def _score_model(path, setting, seed, data, leaf_steps, leaf_scale_points, devic
     model = load_checkpoint(path, device=device)
     for name, x in {in_name: x_in, **outs}.items():
         check_model_input(model, x, source=f"the data ({name})")
-    dets = {
-        name: make_detector(kind, model, random_state=rs, **opts).fit(fit_x, fit_y)
-        for name, (kind, opts) in PROTOCOL_BASELINES.items()
-    }
-    runs = evaluate_detectors(dets, x_in, outs, seed=seed, keep_scores=False)
-    leaf = make_detector(
-        "leaf-pixel",
-        model,
-        max_steps=leaf_steps,
-        n_scale_points=leaf_scale_points,
-        random_state=rs,
-    ).fit(fit_x, fit_y)
-    weight, val_auroc = _tune_weight(leaf, val_in, val_out)
-    runs += _leaf_results(leaf, x_in, outs, weight, seed)
+    runs, weight, val_auroc = score_protocol_model(
+        model, (fit_x, fit_y), (val_in, val_out), x_in, outs, leaf_steps=leaf_steps,
+        leaf_scale_points=leaf_scale_points, random_state=rs, seed=seed,
+    )  # fmt: skip
     tuned = {"setting": setting, "seed": seed, "weight": weight, "val_auroc": val_auroc}
     return runs, tuned
 
@@ -547,26 +417,3 @@ def run_protocol(
     if json_path is not None:
         write_json(json_path, result.to_json())
     return result
-
-
-def markdown_table(table: list[dict]) -> str:
-    """The protocol's table as Markdown: one row per (setting, detector, out set), each metric
-    as ``mean ± std``; the best AUROC of each (setting, out set) in bold."""
-    from leafscope.applications.ood import METRICS
-
-    best: dict[tuple[str, str], float] = {}
-    for r in table:
-        key = (r["setting"], r["out_dataset"])
-        best[key] = max(best.get(key, -1.0), r["auroc"])
-    lines = [
-        "| setting | out set | detector | AUROC | FPR95 | AUPR-in | AUPR-out |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in sorted(table, key=lambda r: (r["setting"], r["out_dataset"])):
-        cells = [f"{r[m]:.3f} ± {r[m + '_std']:.3f}" for m in METRICS]
-        if r["auroc"] == best[(r["setting"], r["out_dataset"])]:
-            cells[0] = f"**{cells[0]}**"
-        lines.append(
-            f"| {r['setting']} | {r['out_dataset']} | {r['detector']} | {' | '.join(cells)} |"
-        )
-    return "\n".join(lines)

@@ -21,6 +21,7 @@ from leafscope.foliation.paths import (
     PathState,
     continue_paths,
     horizontal_paths,
+    random_pairs,
     start_paths,
 )
 from leafscope.foliation.walks import (
@@ -56,6 +57,7 @@ __all__ = [
     "parameter_lie_brackets",
     "path_to_flipped",
     "random_line_accuracy",
+    "random_pairs",
     "start_paths",
     "total_variation",
     "trace_rank_across_checkpoints",

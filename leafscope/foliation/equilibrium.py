@@ -104,8 +104,8 @@ def trace_rank_across_checkpoints(
     Returns:
         :class:`TraceRankResult`.
     """
+    from leafscope.models.checkpoint import checkpoint_val_accuracy as _val_accuracy
     from leafscope.training import load_checkpoint, read_checkpoint
-    from leafscope.training.checkpoint import _val_accuracy
 
     if not checkpoints:
         raise InputError("no checkpoints given: pass the epoch_NNNN.pt files of a run")

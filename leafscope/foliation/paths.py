@@ -49,6 +49,7 @@ __all__ = [
     "continue_paths",
     "horizontal_paths",
     "leaf_direction",
+    "random_pairs",
     "start_paths",
 ]
 
@@ -455,3 +456,19 @@ def horizontal_paths(
     """
     state = start_paths(start, end, config, start_label=start_label, end_label=end_label)
     return continue_paths(model, state).result()
+
+
+def random_pairs(n_points: int, n_pairs: int, seed: int = 0) -> Tensor:
+    """``(n_pairs, 2)`` seeded random pairs ``(i, j)``, ``i ≠ j``, of ``range(n_points)``.
+
+    Examples:
+        >>> pairs = random_pairs(5, 3, seed=0)
+        >>> pairs.shape, bool((pairs[:, 0] != pairs[:, 1]).all())
+        (torch.Size([3, 2]), True)
+    """
+    check_count(n_points, "number of points", 2)
+    check_count(n_pairs, "pairs")
+    gen = torch.Generator().manual_seed(seed)
+    first = torch.randint(n_points, (n_pairs,), generator=gen)
+    shift = torch.randint(1, n_points, (n_pairs,), generator=gen)
+    return torch.stack([first, (first + shift) % n_points], dim=1)

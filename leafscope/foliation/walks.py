@@ -209,6 +209,7 @@ def random_line_accuracy(
     *,
     seed: int = 1,
     box: tuple[float, float] | None = None,
+    directions: Tensor | None = None,
 ) -> Tensor:
     """Accuracy after moving each point a given distance along a random straight line.
 
@@ -219,6 +220,8 @@ def random_line_accuracy(
         distance: ``(B, K)`` distance per point and record (e.g. ``WalkResult.distance``).
         seed: seed of the random unit directions (one per point).
         box: optional clamp.
+        directions: ``(B, *shape)`` directions to use instead of the seeded Gaussian ones
+            (normalised here), e.g. one row of a larger seeded draw per point.
 
     Returns:
         ``(K,)`` accuracy at each record.
@@ -229,8 +232,14 @@ def random_line_accuracy(
     b = x.shape[0]
     if distance.dim() != 2 or distance.shape[0] != b:
         raise InputError(f"distance must be (B={b}, K) (got {tuple(distance.shape)})")
-    gen = torch.Generator().manual_seed(seed)
-    r, _ = unit(torch.randn(b, x[0].numel(), generator=gen, dtype=torch.float64))
+    if directions is None:
+        gen = torch.Generator().manual_seed(seed)
+        directions = torch.randn(b, x[0].numel(), generator=gen, dtype=torch.float64)
+    elif directions.numel() != x.numel():
+        raise InputError(
+            f"directions must have the shape of x {tuple(x.shape)} (got {tuple(directions.shape)})"
+        )
+    r, _ = unit(directions.detach().reshape(b, -1).to("cpu", torch.float64))
     flat = x.detach().reshape(b, -1).double()
     was = model.training
     model.eval()

@@ -3,12 +3,26 @@
 All functions evaluate the model in eval mode (restoring the caller's mode afterwards) unless
 asked not to (MC dropout), and validate what they are given: inputs must be finite, the output
 must be logits ``(N, C)`` with ``C >= 2``.
+
+Attention. ``vmap`` has no batching rule for the backward of the fused scaled-dot-product
+attention kernels (CPU flash attention; CUDA flash / memory-efficient): it falls back to a loop
+over the batch and warns on every call. :func:`attention_route` picks the route of every
+Jacobian product here: ``fused`` keeps the fused kernels (and silences the warning), ``math``
+runs attention as matmul + softmax (``sdpa_kernel(SDPBackend.MATH)``), which vmap batches;
+``auto`` (the default) is ``fused`` on the CPU and ``math`` on CUDA. Both are exact (the same
+function, rounding aside). CPU, one thread (``python bench/bench_attention.py --cpu-time``):
+the fallback costs little and ``math`` loses at long sequences (0.71x at 257 ViT tokens,
+0.69x at 256 BERT tokens, 1.01-1.06x at 64-65 tokens), hence ``fused`` there; on CUDA the
+fallback launches one kernel per point and class (not measured here: run the benchmark with
+``--device cuda``). Forward-mode AD (``jvp``, used by the matrix-free top-k spectrum) does not
+exist for the fused CPU kernel at all, so routes with jvps take ``math``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -18,13 +32,55 @@ from torch.func import functional_call, jacrev, vmap
 from leafscope.errors import InputError, check_positive_int
 
 __all__ = [
+    "ATTENTION_ROUTES",
+    "attention_route",
     "cast_model",
     "check_inputs",
+    "probability_logits",
+    "reference_model",
     "eval_mode",
     "input_jacobian",
     "logits_of",
     "parameter_jacobian",
 ]
+
+
+#: Routes of scaled-dot-product attention inside Jacobian products (see the module docstring).
+ATTENTION_ROUTES = ("auto", "fused", "math")
+_FALLBACK_WARNING = "There is a performance drop because we have not yet implemented the batching"
+
+
+@contextlib.contextmanager
+def attention_route(
+    route: str = "auto", device: torch.device | str | None = None, *, forward_ad: bool = False
+):
+    """Run the Jacobian products of the block with attention on ``route``.
+
+    Args:
+        route: ``auto`` (``math`` on CUDA or with ``forward_ad``, ``fused`` elsewhere),
+            ``fused`` (the default SDPA kernels; vmap's fallback warning silenced) or ``math``
+            (matmul + softmax).
+        device: where the products run (for ``auto``).
+        forward_ad: the block uses forward-mode AD (``jvp``, ``linearize``): the fused CPU
+            kernel has none (``NotImplementedError``), so ``auto`` takes ``math``.
+    """
+    if route not in ATTENTION_ROUTES:
+        raise InputError(f"unknown attention route {route!r}: use one of {ATTENTION_ROUTES}")
+    if route == "auto":
+        cuda = device is not None and torch.device(device).type == "cuda"
+        route = "math" if cuda or forward_ad else "fused"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_FALLBACK_WARNING)
+        if route == "math":
+            try:
+                from torch.nn.attention import SDPBackend, sdpa_kernel
+            except ImportError:  # torch < 2.3: no backend choice
+                yield
+                return
+            with sdpa_kernel(SDPBackend.MATH):
+                yield
+        else:
+            yield
 
 
 def check_inputs(x: Tensor, name: str = "inputs") -> None:
@@ -53,6 +109,35 @@ def cast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     if ref is None or ref.dtype == dtype:
         return model
     return copy.deepcopy(model).to(dtype)
+
+
+def reference_model(
+    model: nn.Module, compute_dtype: torch.dtype, given: nn.Module | None = None
+) -> nn.Module | None:
+    """The model whose logits give p when G is computed in ``compute_dtype``: None for float32
+    / float64 (the compute pass gives p); for bfloat16 / float16 ``given``, else ``model`` cast
+    to float32 (a copy unless it is float32 already). A logit rounded to bfloat16 (8 bits) is
+    off by up to 2⁻⁹ of its size, and p_i = exp(z_i − z_max) turns that absolute error into a
+    relative error of p: for logits near 20, 4% in every small p_i. One float32 forward per
+    batch (next to C backward passes in low precision) removes it."""
+    if compute_dtype not in (torch.bfloat16, torch.float16):
+        return None
+    return given if given is not None else cast_model(model, torch.float32)
+
+
+def probability_logits(
+    reference: nn.Module | None, x: Tensor, logits: Tensor, force_eval: bool = True
+) -> Tensor:
+    """Logits in the accumulation dtype for p: ``reference``'s on ``x`` in float32 (eval
+    mode, no gradient) when there is one, else ``logits`` themselves. With ``force_eval=False``
+    (MC dropout) the compute pass's own logits are kept, so p and J share the dropout mask."""
+    if reference is None or not force_eval:
+        return logits
+    ref = next(iter(reference.parameters()), None)
+    dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+    with torch.no_grad(), eval_mode(reference):
+        out = logits_of(reference, x.to(dtype))
+    return out.detach()
 
 
 def _is_batchnorm(module: nn.Module) -> bool:
@@ -143,6 +228,7 @@ def input_jacobian(
     chunk_size: int | None = None,
     class_chunk_size: int | None = None,
     force_eval: bool = True,
+    attention: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     """Per-sample Jacobian of the logits with respect to the input.
 
@@ -157,6 +243,7 @@ def input_jacobian(
             MC dropout on a model in training mode: every sample then gets its own dropout mask
             (drawn from torch's global generator, so ``torch.manual_seed`` reproduces it), and
             its logits and Jacobian share that mask; BatchNorm in training mode is refused.
+        attention: route of scaled-dot-product attention (:func:`attention_route`).
 
     Returns:
         ``(logits, jac)``: logits ``(N, C)`` and ``jac`` ``(N, C, n)`` with ``n = prod(shape)``.
@@ -171,7 +258,11 @@ def input_jacobian(
     for name, value in (("chunk_size", chunk_size), ("class_chunk_size", class_chunk_size)):
         if value is not None:
             check_positive_int(value, name, " or None")
-    with eval_mode(model, force_eval), constant_parameters(model):
+    with (
+        eval_mode(model, force_eval),
+        constant_parameters(model),
+        attention_route(attention, x.device),
+    ):
         with torch.no_grad():
             logits_of(model, x[:1])
         if class_chunk_size is not None:  # one sample at a time: vmap over samples would
@@ -231,7 +322,7 @@ def parameter_jacobian(
         state = {**frozen, **params, **buffers}
         return functional_call(model, state, (xi.unsqueeze(0),)).squeeze(0)
 
-    with eval_mode(model):
+    with eval_mode(model), attention_route("auto", x.device):
         with torch.no_grad():
             logits = logits_of(model, x)
         jac = vmap(jacrev(f), in_dims=(None, 0), chunk_size=chunk_size)(chosen, x)

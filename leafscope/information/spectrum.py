@@ -8,16 +8,17 @@ Eigenvalues are clamped at ``LOG10_FLOOR`` before the logarithm.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from leafscope.dtypes import accumulation_dtype, check_compute_dtype
 from leafscope.errors import InputError
+from leafscope.information.jacobian import reference_model
 from leafscope.information.matrices import DataInformation
-from leafscope.models.inspect import model_device
 
 __all__ = ["LOG10_FLOOR", "PointSpectra", "SpectrumSummary", "point_spectra", "summarize_spectra"]
 
@@ -48,6 +49,10 @@ class PointSpectra:
         rank: ``(N,)`` numerical rank (default tolerance of :meth:`InformationMatrix.rank`).
         predicted: ``(N,)`` predicted class.
         max_probability: ``(N,)`` largest class probability.
+        diagonal: ``(N, *shape)`` float64 diagonal of G (``G_jj = Σ_i A_ij²``, its sum is the
+            trace: how much of the trace each input coordinate holds), when asked for.
+        compute_dtype: the dtype of the forward and the Jacobian.
+        accumulation_dtype: the dtype of the factor and its SVD.
     """
 
     eigenvalues: Tensor
@@ -55,6 +60,9 @@ class PointSpectra:
     rank: Tensor
     predicted: Tensor
     max_probability: Tensor
+    diagonal: Tensor | None = None
+    compute_dtype: torch.dtype = torch.float64
+    accumulation_dtype: torch.dtype = field(default=torch.float64)
 
     def log10_eigenvalues(self) -> Tensor:
         return self.eigenvalues.clamp_min(LOG10_FLOOR).log10()
@@ -102,6 +110,25 @@ def summarize_spectra(eigenvalues: Tensor, trace: Tensor) -> SpectrumSummary:
     )
 
 
+def _model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model without any)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _on(model: nn.Module, device: torch.device | str, dtype: torch.dtype) -> nn.Module:
+    """``model`` itself when its floating parameters and buffers already have ``device`` and
+    ``dtype``, else a copy moved there (the caller's model is never modified)."""
+    device = torch.device(device)
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    if all(t.dtype == dtype and t.device.type == device.type for t in tensors) and all(
+        device.index is None or t.device.index == device.index for t in tensors
+    ):
+        return model
+    return copy.deepcopy(model).to(device=device, dtype=dtype)
+
+
 def point_spectra(
     model: nn.Module,
     x: Tensor,
@@ -111,6 +138,9 @@ def point_spectra(
     device: torch.device | str | None = None,
     rtol: float | None = None,
     progress: bool = False,
+    diagonal: bool = False,
+    attention: str = "auto",
+    probs_model: nn.Module | None = None,
 ) -> PointSpectra:
     """Spectrum of G at every point of ``x`` ``(N, *shape)``, computed in batches.
 
@@ -118,10 +148,17 @@ def point_spectra(
         model: classifier returning logits (N, C).
         x: points, e.g. images (N, 1, 28, 28) in [0, 1].
         batch_size: points per vectorised batch.
-        dtype: compute dtype (float64 by default: small eigenvalues need it).
+        dtype: compute dtype (float64 by default: small eigenvalues need it); bfloat16 and
+            float16 run the forward and the Jacobian in low precision and the factor's SVD in
+            float32.
         device: where to compute (default: the model's device).
         rtol: rank tolerance (see :meth:`InformationMatrix.rank`).
         progress: show a progress bar.
+        diagonal: also return the diagonal of G at each point (``PointSpectra.diagonal``).
+        attention: route of scaled-dot-product attention
+            (:func:`~leafscope.information.jacobian.attention_route`).
+        probs_model: in low precision, the float32 model whose logits give p (default: the
+            model cast to float32, once).
 
     Returns:
         :class:`PointSpectra` with CPU float64 tensors.
@@ -135,18 +172,31 @@ def point_spectra(
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1 (got {batch_size})")
     if device is None:
-        device = model_device(model)
-    work = copy.deepcopy(model).to(device=device, dtype=dtype)
-    parts: dict[str, list[Tensor]] = {k: [] for k in ("ev", "tr", "rk", "pr", "mp")}
+        device = _model_device(model)
+    check_compute_dtype(dtype)
+    work = _on(model, device, dtype)
+    reference = reference_model(model, dtype, probs_model)
+    if reference is not None:
+        reference = _on(reference, device, torch.float32)
+    parts: dict[str, list[Tensor]] = {k: [] for k in ("ev", "tr", "rk", "pr", "mp", "dg")}
     starts = range(0, x.shape[0], batch_size)
     for start in tqdm(starts, desc="spectra", unit="batch", disable=not progress):
-        batch = x[start : start + batch_size].to(device=device, dtype=dtype)
-        info = DataInformation(work, batch)
+        # in low precision the batch stays float32 here: DataInformation rounds it for the
+        # Jacobian and gives the unrounded points to the float32 model for p
+        batch = x[start : start + batch_size].to(
+            device=device, dtype=dtype if reference is None else torch.float32
+        )
+        info = DataInformation(work, batch, dtype=dtype, attention=attention, probs_model=reference)
         rank = info.rank(rtol)
         parts["ev"].append(rank.eigenvalues.double().cpu())
         parts["tr"].append(info.trace().double().cpu())
         parts["rk"].append(rank.rank.cpu())
         parts["pr"].append(info.predicted.cpu())
         parts["mp"].append(info.probs.max(dim=1).values.double().cpu())
+        if diagonal:
+            diag = info.factor.pow(2).sum(dim=1).reshape(batch.shape)
+            parts["dg"].append(diag.double().cpu())
+        del info
     ev, tr, rk, pr, mp = (torch.cat(parts[k]) for k in ("ev", "tr", "rk", "pr", "mp"))
-    return PointSpectra(ev, tr, rk, pr, mp)
+    diag = torch.cat(parts["dg"]) if diagonal else None
+    return PointSpectra(ev, tr, rk, pr, mp, diag, dtype, accumulation_dtype(dtype))

@@ -41,6 +41,12 @@ unconverged pair is flagged; its ‖r_i‖ still bounds the distance to *some* e
 θ_i ≤ λ_i still holds). Each bound carries a rounding allowance ``8·√(m+1)·eps·θ_1`` (m: basis
 size), and pairs whose bound is below twice that count as converged; bounds refer to K as
 evaluated in ``dtype`` (use float64 to certify eigenvalues far below θ_1).
+
+Low precision. With ``dtype`` bfloat16 / float16 the model's forward, the vjps and the jvps
+run in that dtype, while p, B, the Krylov basis, the Rayleigh–Ritz problem and the bounds are in
+float32 (:func:`leafscope.dtypes.accumulation_dtype`). The bounds then certify the Ritz values
+of the operator *as evaluated* with low-precision products; they do not cover the rounding of
+those products (the distance to the float64 spectrum: measured in ``docs/foundation.md``).
 """
 
 from __future__ import annotations
@@ -53,13 +59,17 @@ import torch
 from torch import Tensor, nn
 from torch.func import jvp, linearize, vjp, vmap
 
+from leafscope.dtypes import accumulation_dtype, check_compute_dtype
 from leafscope.errors import InputError, check_positive_int
 from leafscope.information.jacobian import (
+    attention_route,
     cast_model,
     check_inputs,
     constant_parameters,
     eval_mode,
     logits_of,
+    probability_logits,
+    reference_model,
 )
 
 __all__ = ["TopKSpectrum", "top_eigenvalues"]
@@ -137,11 +147,20 @@ class _GramOperator:
     at 224², three times a vjp). Models it cannot trace fall back to ``jvp``.
     """
 
-    def __init__(self, model: nn.Module, x: Tensor, linearized: bool):
+    def __init__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        linearized: bool,
+        reference: nn.Module | None = None,
+        x_in: Tensor | None = None,
+    ):
         self.model, self.x = model, x
         logits, self._vjp_fn = vjp(lambda z: logits_of(model, z), x)
         self.logits = logits.detach()
-        self.p = torch.softmax(self.logits, dim=1)
+        self.acc = accumulation_dtype(x.dtype)  # p, B, the basis: float32 for low precision
+        for_p = probability_logits(reference, x if x_in is None else x_in, self.logits)
+        self.p = torch.softmax(for_p.to(self.acc), dim=1)
         self.sqrt_p = self.p.sqrt()
         self._jvp_fn = _linearized(model, x, self.logits) if linearized else None
 
@@ -154,13 +173,15 @@ class _GramOperator:
         return self.sqrt_p[:, :, None] * u - self.p[:, :, None] * (self.sqrt_p[:, None, :] @ u)
 
     def jt_apply(self, w: Tensor) -> Tensor:
-        """``Jᵀ w``: w (N, C, b) → (b, N, *shape), one vjp per column."""
-        return vmap(lambda c: self._vjp_fn(c)[0])(w.permute(2, 0, 1).contiguous())
+        """``Jᵀ w``: w (N, C, b) → (b, N, *shape) in the compute dtype, one vjp per column."""
+        w = w.permute(2, 0, 1).contiguous().to(self.x.dtype)
+        return vmap(lambda c: self._vjp_fn(c)[0])(w)
 
     def j_apply(self, z: Tensor) -> Tensor:
         """``J z``: z (b, N, *shape) → (N, C, b), one jvp per block member."""
+        z = z.to(self.x.dtype)
         if self._jvp_fn is not None:
-            return vmap(self._jvp_fn)(z).permute(1, 2, 0)
+            return vmap(self._jvp_fn)(z).permute(1, 2, 0).to(self.acc)
         try:
             out = vmap(lambda t: jvp(self.model, (self.x,), (t,))[1])(z)
         except NotImplementedError as exc:
@@ -168,7 +189,7 @@ class _GramOperator:
                 f"the model uses an operation without forward-mode AD ({exc}); top_eigenvalues "
                 "needs torch.func.jvp: use DataInformation(...).eigenvalues() instead"
             ) from exc
-        return out.permute(1, 2, 0)
+        return out.permute(1, 2, 0).to(self.acc)
 
     def __call__(self, u: Tensor) -> Tensor:
         return self.b_apply(self.j_apply(self.jt_apply(self.bt_apply(u))))
@@ -288,7 +309,7 @@ def _lanczos(op: _GramOperator, k: int, block: int, tol: float, max_iter: int, g
 
 def _eigenvectors(op: _GramOperator, ritz: Tensor) -> Tensor:
     """Unit eigenvectors of G, ``Aᵀu/‖Aᵀu‖`` for the Ritz vectors u (N, C, k) → (N, k, *shape)."""
-    v = op.jt_apply(op.bt_apply(ritz)).movedim(0, 1)  # (N, k, *shape)
+    v = op.jt_apply(op.bt_apply(ritz)).movedim(0, 1).to(op.acc)  # (N, k, *shape)
     norms = v.flatten(2).norm(dim=2).clamp_min(torch.finfo(v.dtype).tiny)
     return v / norms.reshape(*norms.shape, *([1] * (v.dim() - 2)))
 
@@ -322,6 +343,8 @@ def top_eigenvalues(
     seed: int = 0,
     force_eval: bool = True,
     linearize: bool = True,
+    attention: str = "auto",
+    probs_model: nn.Module | None = None,
 ) -> TopKSpectrum:
     """The k largest eigenvalues of ``G(x) = Jᵀ M(p) J`` at each point, matrix-free.
 
@@ -343,12 +366,18 @@ def top_eigenvalues(
         max_iter: at most this many block iterations once the basis holds k + 1 vectors
             (unconverged pairs are flagged).
         dtype: compute dtype (the model is copied when it differs); float64 to certify.
+            bfloat16 / float16: products in low precision, the iteration in float32 (see
+            the module docstring for what the bounds then cover).
         chunk_size: points per batch through the model (bounds memory; default all).
         eigenvectors: also return the unit eigenvectors (k more vjps per point).
         seed: seed of the random start block (results are reproducible).
         force_eval: evaluate in eval mode (default); ``False`` keeps the model's mode.
         linearize: compute ``J z`` with ``torch.func.linearize`` (default; falls back to
             ``jvp`` when the model cannot be traced); ``False`` always uses ``jvp``.
+        attention: route of scaled-dot-product attention
+            (:func:`~leafscope.information.jacobian.attention_route`).
+        probs_model: in low precision, the float32 model whose logits give p (default: the
+            model cast to float32).
 
     Returns:
         :class:`TopKSpectrum` (tensors on x's device, in the compute dtype).
@@ -363,14 +392,23 @@ def top_eigenvalues(
     """
     _check_arguments(k, tol, block_size, max_iter, chunk_size)
     check_inputs(x)
+    original, x_in = model, x
     if dtype is not None:
+        check_compute_dtype(dtype)
         model, x = cast_model(model, dtype), x.to(dtype)
+    reference = reference_model(original, x.dtype, probs_model)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     step = chunk_size or x.shape[0]
     parts: list[dict] = []
-    with eval_mode(model, force_eval), constant_parameters(model):
+    with (
+        eval_mode(model, force_eval),
+        constant_parameters(model),
+        attention_route(attention, x.device, forward_ad=True),
+    ):
         for start in range(0, x.shape[0], step):
-            op = _GramOperator(model, x[start : start + step], linearize)
+            op = _GramOperator(
+                model, x[start : start + step], linearize, reference, x_in[start : start + step]
+            )
             if k > op.p.shape[1] - 1:
                 c = op.p.shape[1]
                 raise InputError(

@@ -3,7 +3,10 @@ built by name with :func:`build_model` (or :func:`build_model_for_input` from a 
 
 Every model built here has a ``config`` dict such that ``build_model(**model.config)`` rebuilds it.
 Any user ``nn.Module`` mapping a batch to logits (N, C) works with the analyses too;
-:func:`load_model` loads leafscope checkpoints, TorchScript files and user factories + weights.
+:func:`load_model` (or :class:`ModelSpec`) loads leafscope checkpoints, TorchScript files, user
+factories + weights, and Hugging Face / timm models by path or id (``hf:`` / ``timm:``,
+:mod:`leafscope.models.hub`; text classifiers as :class:`TextClassifier`), keeping the user's own
+layer and parameter names.
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ from typing import Any
 
 from leafscope.models.cnn import ManifoldCNN
 from leafscope.models.lenet import LeNet5
-from leafscope.models.loading import ModelAdapter, load_model, load_weights, parse_normalize
+from leafscope.models.loading import (
+    ModelAdapter,
+    ModelCallError,
+    load_model,
+    load_notes,
+    load_weights,
+    parse_normalize,
+    unwrap,
+)
 from leafscope.models.mlp import MLP
 from leafscope.models.registry import (
     ACTIVATIONS,
@@ -21,6 +32,8 @@ from leafscope.models.registry import (
     model_names,
 )
 from leafscope.models.resnet import ResNet18
+from leafscope.models.spec import ModelSpec
+from leafscope.models.text import TextClassifier
 from leafscope.models.vgg import SmallVGG
 
 MODEL_NAMES: tuple[str, ...] = tuple(model_names())
@@ -37,14 +50,19 @@ __all__ = [
     "MODEL_NAMES",
     "ManifoldCNN",
     "ModelAdapter",
+    "ModelCallError",
+    "ModelSpec",
     "ResNet18",
     "SmallVGG",
+    "TextClassifier",
     "build_model",
     "build_model_for_input",
     "load_model",
+    "load_notes",
     "load_weights",
     "model_names",
     "parse_normalize",
+    "unwrap",
 ]
 
 

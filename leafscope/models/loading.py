@@ -1,15 +1,19 @@
-"""One model loader for the library and every command: leafscope checkpoints, TorchScript files,
-and user factories (``MODULE:CALLABLE``) with a state_dict.
+"""One model loader for the library and every command: leafscope checkpoints (or a run folder's
+newest), TorchScript files, and user factories (``MODULE:CALLABLE``) with a state_dict; a
+:class:`~leafscope.models.spec.ModelSpec` names any of them in plain values.
 
 :class:`ModelAdapter` wraps a model so that it normalises its inputs inside (inputs stay in
 [0, 1] pixel units, so G is measured in those units) and selects the logits from a dict, tuple
-or object output.
+or object output; it keeps the model's own layer and parameter names. Every message here names
+the options by their library names (``normalize``, ``output``, ``factory``...), not CLI flags.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
+import json
 import os
 import sys
 import zipfile
@@ -20,16 +24,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from leafscope.errors import CheckpointError, InputError
+from leafscope.errors import CheckpointError, InputError, LeafscopeError
+from leafscope.models.spec import ModelSpec
 
 __all__ = [
     "NORMALIZE_PRESETS",
     "ModelAdapter",
+    "ModelCallError",
     "build_from_factory",
     "is_torchscript",
     "load_model",
+    "load_notes",
     "load_weights",
     "parse_normalize",
+    "unwrap",
 ]
 
 # Per-channel (mean, std) of common data sets, pixel values in [0, 1].
@@ -71,7 +79,7 @@ def parse_normalize(
             std = tuple(float(t) for t in std_text.split(","))
         except ValueError as exc:
             raise InputError(
-                f"--normalize must be MEAN:STD with comma-separated numbers per channel, e.g. "
+                f"`normalize` must be MEAN:STD with comma-separated numbers per channel, e.g. "
                 f"0.4914,0.4822,0.4465:0.247,0.243,0.261, or one of "
                 f"{', '.join(NORMALIZE_PRESETS)} (got {text!r})"
             ) from exc
@@ -80,24 +88,24 @@ def parse_normalize(
             mean, std = (tuple(float(v) for v in side) for side in text)
         except (TypeError, ValueError) as exc:
             raise InputError(
-                f"normalize must be a pair (mean, std) of sequences (got {text!r})"
+                f"`normalize` must be a pair (mean, std) of sequences (got {text!r})"
             ) from exc
     if len(mean) != len(std) and 1 not in (len(mean), len(std)):
         raise InputError(
-            f"normalize has {len(mean)} means but {len(std)} stds: give one of each per channel"
+            f"`normalize` has {len(mean)} means but {len(std)} stds: give one of each per channel"
         )
     if not all(s > 0 and s < float("inf") for s in std):
-        raise InputError(f"normalize std values must be finite and > 0 (got {std})")
+        raise InputError(f"`normalize` std values must be finite and > 0 (got {std})")
     return mean, std
 
 
 def _select(out: Any, key: str | int | None, n: int) -> Tensor:
     """The logits in the output ``out`` of a batch of ``n`` inputs (see :class:`ModelAdapter`)."""
-    hint = "(CLI: --output; library: load_model(output=...))"
+    hint = "as `output`"
     if isinstance(out, Tensor):
         if key is not None:
             raise InputError(
-                f"the model returns a tensor, so there is nothing to select: drop --output {key}"
+                f"the model returns a tensor, so there is nothing to select: drop `output={key}`"
             )
         logits = out
     elif isinstance(out, Mapping):
@@ -105,7 +113,7 @@ def _select(out: Any, key: str | int | None, n: int) -> Tensor:
         if key is None:
             raise InputError(
                 f"the model returns a {type(out).__name__} with keys {_shorten(names)}: pass the "
-                f"key of the logits {hint}, e.g. --output {names[0] if names else 'logits'}"
+                f"key of the logits {hint}, e.g. `output={names[0] if names else 'logits'}`"
             )
         if key in out:
             logits = out[key]
@@ -117,13 +125,13 @@ def _select(out: Any, key: str | int | None, n: int) -> Tensor:
         if key is None:
             raise InputError(
                 f"the model returns a {type(out).__name__} of {len(out)} items: pass the index "
-                f"of the logits {hint}, e.g. --output 0"
+                f"of the logits {hint}, e.g. `output=0`"
             )
         try:
             logits = out[int(key)]
         except (ValueError, IndexError) as exc:
             raise InputError(
-                f"--output {key!r} is not an index of the model's {len(out)}-item output: use "
+                f"`output={key}` is not an index of the model's {len(out)}-item output: use "
                 f"0..{len(out) - 1}"
             ) from exc
     else:
@@ -131,19 +139,32 @@ def _select(out: Any, key: str | int | None, n: int) -> Tensor:
             example = "logits" if hasattr(out, "logits") else "ATTRIBUTE"
             raise InputError(
                 f"the model returns a {type(out).__name__}, not a tensor of logits: pass the "
-                f"attribute holding them {hint}, e.g. --output {example}"
+                f"attribute holding them {hint}, e.g. `output={example}`"
             )
         if not isinstance(key, str) or not hasattr(out, key):
             raise InputError(f"the model's {type(out).__name__} output has no attribute {key!r}")
         logits = getattr(out, key)
     if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != n:
         got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        where = "the model output" if key is None else f"output {key!r}"
+        where = "the model's output" if key is None else f"the model's output {key!r}"
         raise InputError(
-            f"{where} is not (N, C) logits for a batch of N={n} inputs (got {got}): select or "
-            "reshape the logits"
+            f"{where} has shape {got} for a batch of {n} inputs; expected logits of shape "
+            f"({n}, C), one row of C class scores per input: make the model return its logits "
+            "(or select them with `output=KEY`)"
         )
     return logits
+
+
+class ModelCallError(InputError):
+    """The wrapped model raised on a batch: most often inputs of a shape or channel count the
+    model does not take (callers that know the data may add how to convert it)."""
+
+
+def _first_line(exc: BaseException, limit: int = 240) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:limit]
+
+
+_SHARED = ("_parameters", "_buffers", "_modules")
 
 
 class ModelAdapter(nn.Module):
@@ -153,12 +174,26 @@ class ModelAdapter(nn.Module):
     adapter are in those units: with ``z = (x − m)/s``, ``G_adapter(x) = S⁻¹ G_model(z) S⁻¹``,
     ``S = diag(s)`` per channel.
 
+    The adapter shares the wrapped model's parameters, buffers and sub-modules under their own
+    names: ``named_modules()``, ``named_parameters()``, ``state_dict()`` and
+    :func:`torch.func.functional_call` see ``conv1``, ``fc2.weight``..., exactly as in the user's
+    model (no prefix). :func:`unwrap` gives the wrapped module back; public attributes the adapter
+    lacks (``config``...) are read from it. The adapter's own state has private names
+    (``_output``, ``_notes``...), so every public name stays the user's; :func:`load_notes`
+    reads what loading changed about the model.
+
     Args:
-        model: the wrapped module (sub-module ``model``: its layers are named ``model.NAME``).
+        model: the wrapped module (eager or TorchScript).
         mean: per-channel means (axis 1 of the input), one value for all channels, or None.
         std: per-channel standard deviations (> 0), or None (with ``mean`` None: no normalising).
         output: key, index (as int or digit string) or attribute holding the logits when the
             model returns a dict, tuple or object; None: the model must return a tensor.
+        preset: the name of the normalisation preset ``mean``/``std`` come from (for messages,
+            and to refuse a one-channel preset on inputs of several channels).
+        size: ``(H, W)`` the model takes: images of another size are resized to it inside the
+            model (bilinear, antialiased when shrinking; before the normalisation), so G stays
+            in the data's pixel units at the data's size. None: inputs go in as they are.
+
     """
 
     def __init__(
@@ -168,47 +203,160 @@ class ModelAdapter(nn.Module):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         output: str | int | None = None,
+        preset: str | None = None,
+        size: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise InputError(f"ModelAdapter wraps an nn.Module (got {type(model).__name__})")
-        self.model = model
-        self.output = output
-        self.normalized = mean is not None or std is not None
-        if self.normalized:
+        self._share(model)
+        # The adapter's own state has underscore names set past nn.Module.__setattr__: the
+        # public names (and the shared dicts) belong to the user's model.
+        normalized = mean is not None or std is not None
+        for key, value in (
+            ("_output", output),
+            ("_preset", preset),
+            ("_notes", []),
+            ("_normalized", normalized),
+            ("_size", None if size is None else tuple(int(s) for s in size)),
+        ):
+            object.__setattr__(self, key, value)
+        if normalized:
             mean, std = parse_normalize((mean if mean is not None else (0.0,), std or (1.0,)))
-        # float64, so that float64 analyses see the exact values (cast to the input's dtype).
-        mean_t = torch.tensor(mean or (0.0,), dtype=torch.float64)
-        self.register_buffer("mean", mean_t, persistent=False)
-        self.register_buffer(
-            "std", torch.tensor(std or (1.0,), dtype=torch.float64), persistent=False
-        )
+        # Plain float64 tensors (not buffers: the buffers are the model's), so that float64
+        # analyses see the exact values; cast to the input's dtype and device on each call.
+        object.__setattr__(self, "_mean", torch.tensor(mean or (0.0,), dtype=torch.float64))
+        object.__setattr__(self, "_std", torch.tensor(std or (1.0,), dtype=torch.float64))
 
-    def _normalize(self, x: Tensor) -> Tensor:
-        k = max(self.mean.numel(), self.std.numel())
-        if k > 1 and (x.dim() < 2 or x.shape[1] != k):
+    def _share(self, model: nn.Module) -> None:
+        object.__setattr__(self, "_wrapped", model)
+        for name in _SHARED:
+            object.__setattr__(self, name, getattr(model, name))
+        persistent = getattr(model, "_non_persistent_buffers_set", None)
+        if isinstance(persistent, set):
+            object.__setattr__(self, "_non_persistent_buffers_set", persistent)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            wrapped = self.__dict__.get("_wrapped")
+            if wrapped is None or name.startswith("_"):
+                raise
+            if name == "model":  # the sub-module of older versions (names model.NAME)
+                return wrapped
+            return getattr(wrapped, name)
+
+    def __deepcopy__(self, memo: dict) -> ModelAdapter:
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        skip = {"_wrapped", "_non_persistent_buffers_set", *_SHARED}
+        for key, value in self.__dict__.items():
+            if key not in skip:
+                object.__setattr__(new, key, copy.deepcopy(value, memo))
+        new._share(copy.deepcopy(self._wrapped, memo))
+        return new
+
+    def train(self, mode: bool = True) -> ModelAdapter:
+        """Set the mode of the adapter, the wrapped model and every sub-module."""
+        super().train(mode)
+        self._wrapped.train(mode)
+        return self
+
+    def extra_repr(self) -> str:
+        from leafscope.models.inspect import module_kind
+
+        parts = [f"wraps={module_kind(self._wrapped)}"]
+        if self._normalized:
+            parts.append(f"normalize={self._preset or 'custom'}")
+        if self._output is not None:
+            parts.append(f"output={self._output!r}")
+        if self.__dict__.get("_size") is not None:
+            parts.append(f"size={self._size}")
+        return ", ".join(parts)
+
+    def _prepare(self, x: Tensor) -> Tensor:
+        """What the wrapped model receives for inputs ``x`` (N, ...): ``(x − mean) / std``
+        (``x`` itself when not normalising), resized first to the model's ``size`` if set."""
+        x = self._resize(x)
+        if not self._normalized:
+            return x
+        k = max(self._mean.numel(), self._std.numel())
+        channels = x.shape[1] if x.dim() >= 2 else None
+        if k == 1 and self._preset is not None and channels not in (None, 1) and x.dim() >= 3:
+            raise InputError(_one_channel_preset(self._preset, channels, "the inputs have"))
+        if k > 1 and channels != k:
+            got = "no channel axis" if channels is None else f"{channels} channels"
             raise InputError(
-                f"normalize has {k} values per channel but the inputs have shape "
-                f"{tuple(x.shape)} (channels on axis 1): give one value per channel"
+                f"`normalize` has {k} values per channel but the inputs of shape "
+                f"{tuple(x.shape)} have {got} (axis 1): give one mean and std per channel"
             )
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        mean = self.mean.to(x.dtype).reshape(shape)
-        std = self.std.to(x.dtype).reshape(shape)
-        return (x - mean) / std
+        mean, std = self._constants(x.device, x.dtype)
+        return (x - mean.reshape(shape)) / std.reshape(shape)
+
+    def _resize(self, x: Tensor) -> Tensor:
+        size = self.__dict__.get("_size")
+        if size is None or x.dim() != 4 or tuple(x.shape[-2:]) == size:
+            return x
+        shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
+        return torch.nn.functional.interpolate(
+            x, size=size, mode="bilinear", align_corners=False, antialias=shrink
+        )
+
+    def _constants(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``(mean, std)`` on ``device`` in ``dtype``, converted once per pair."""
+        cache = self.__dict__.setdefault("_constants_cache", {})
+        key = (str(device), dtype)
+        if key not in cache:
+            cache[key] = (
+                self._mean.to(device=device, dtype=dtype),
+                self._std.to(device=device, dtype=dtype),
+            )
+        return cache[key]
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (N, C) of inputs (N, ...) in data units."""
+        wrapped = self._wrapped
+        if wrapped.training != self.training:
+            wrapped.training = self.training
+        z = self._prepare(x)
         try:
-            out = self.model(self._normalize(x) if self.normalized else x)
-        except torch.OutOfMemoryError:
+            out = wrapped(z)
+        except (torch.OutOfMemoryError, NotImplementedError):
+            raise  # out of memory; an operation a transform (e.g. forward-mode AD) lacks
+        except LeafscopeError:
             raise
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-            first = (str(exc).strip().splitlines() or [""])[0][:240]
-            raise InputError(
+            raise ModelCallError(
                 f"the model fails on inputs of shape {tuple(x.shape)} ({type(exc).__name__}: "
-                f"{first}): check that the data's shape and channels fit the model"
+                f"{_first_line(exc)}): check that the data's shape and channels fit the model"
             ) from exc
-        return _select(out, self.output, x.shape[0])
+        return _select(out, self._output, x.shape[0])
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's module inside a :class:`ModelAdapter` (any other model: itself)."""
+    while isinstance(model, ModelAdapter):
+        model = model._wrapped
+    return model
+
+
+def load_notes(model: nn.Module) -> list[str]:
+    """What :func:`load_model` changed about ``model`` (e.g. ``"model was in training mode; put
+    in eval mode"``), one sentence each, for the results; ``[]`` when nothing."""
+    notes = model.__dict__.get("_notes", []) if isinstance(model, nn.Module) else []
+    return list(notes) if isinstance(notes, list) else []
+
+
+def _one_channel_preset(preset: str, channels: int, who: str) -> str:
+    many = [n for n, (m, _) in NORMALIZE_PRESETS.items() if len(m) == channels]
+    example = ",".join(["0.5"] * channels) + ":" + ",".join(["0.25"] * channels)
+    presets = f"a {channels}-channel preset ({', '.join(many)}) or " if many else ""
+    return (
+        f"`normalize={preset}` has 1 channel but {who} {channels}: use "
+        f"{presets}MEAN:STD with one value per channel, e.g. `normalize={example}`"
+    )
 
 
 def is_torchscript(path: str | os.PathLike) -> bool:
@@ -226,7 +374,7 @@ def _import_module(module: str, spec: str):
         if module.endswith(".py"):
             path = Path(module)
             if not path.is_file():
-                raise InputError(f"--model {spec}: no Python file {path}: check the path")
+                raise InputError(f"`factory={spec}`: no Python file {path}: check the path")
             loader_spec = importlib.util.spec_from_file_location(path.stem, path)
             mod = importlib.util.module_from_spec(loader_spec)
             sys.modules[path.stem] = mod
@@ -242,7 +390,8 @@ def _import_module(module: str, spec: str):
             else "fix the module"
         )
         raise InputError(
-            f"--model {spec}: cannot import module {module!r} ({type(exc).__name__}: {exc}): {hint}"
+            f"`factory={spec}`: cannot import module {module!r} ({type(exc).__name__}: "
+            f"{_first_line(exc)}): {hint}"
         ) from exc
 
 
@@ -252,39 +401,52 @@ def build_from_factory(spec: str, kwargs: Mapping[str, Any] | None = None) -> nn
 
     Raises:
         InputError: a malformed spec, a module that does not import (with the import error),
-        a missing or non-callable attribute, a call that fails, or a result that is not a module.
+        a missing or non-callable attribute, a call that raises (the message names the factory,
+        the exception's type and first line), or a result that is not a module.
     """
     module, sep, attr = str(spec).rpartition(":")
     if not sep or not module or not attr:
         raise InputError(
-            f"--model must be MODULE:CALLABLE, e.g. mymodels:resnet (got {spec!r}); leafscope's "
-            "own models are trained with leafscope train and passed with --checkpoint"
+            f"`factory` must be MODULE:CALLABLE, e.g. mymodels:resnet (got {spec!r}); leafscope's "
+            "own models are trained with leafscope train and loaded from their `checkpoint`"
         )
     obj: Any = _import_module(module, spec)
     for part in attr.split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_")]
             raise InputError(
-                f"--model {spec}: {module!r} has no attribute {part!r} (it defines "
+                f"`factory={spec}`: {module!r} has no attribute {part!r} (it defines "
                 f"{_shorten(names, 8)})"
             )
         obj = getattr(obj, part)
     if not callable(obj):
-        raise InputError(f"--model {spec}: {attr!r} is a {type(obj).__name__}, not a callable")
+        raise InputError(f"`factory={spec}`: {attr!r} is a {type(obj).__name__}, not a callable")
+    arguments = dict(kwargs or {})
     try:
-        model = obj(**dict(kwargs or {}))
-    except TypeError as exc:
-        raise InputError(f"--model {spec}: bad --model-args {dict(kwargs or {})} ({exc})") from exc
+        model = obj(**arguments)
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any error in user code becomes one line
+        given = json.dumps(arguments, sort_keys=True, default=str)
+        called = f" (called with `factory_kwargs={given}`)" if arguments else ""
+        hint = (
+            "check the factory's arguments (`factory_kwargs`)"
+            if isinstance(exc, TypeError)
+            else "fix the factory or its arguments (`factory_kwargs`)"
+        )
+        raise InputError(
+            f"`factory={spec}` raised {type(exc).__name__}: {_first_line(exc, 200)}{called}: {hint}"
+        ) from exc
     if not isinstance(model, nn.Module):
         raise InputError(
-            f"--model {spec} returned a {type(model).__name__}, not a torch.nn.Module: make the "
+            f"`factory={spec}` returned a {type(model).__name__}, not a torch.nn.Module: make the "
             "factory return the model"
         )
     return model
 
 
 def _read_weights(path: Path) -> Any:
-    from leafscope.training.checkpoint import load_torch_file
+    from leafscope.models.checkpoint import load_torch_file
 
     return load_torch_file(path, "weights file")
 
@@ -350,7 +512,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, Any]
         ]
         raise CheckpointError(
             f"weights in {where} do not fit the model ({'; '.join(parts)}): pass the weights "
-            "saved from this architecture (or fix --model-args)"
+            "saved from this architecture (or fix `factory_kwargs`)"
         )
     try:
         model.load_state_dict(state)
@@ -363,7 +525,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, Any]
 
 def _load_file(path: Path, device: torch.device | str) -> tuple[nn.Module, bool]:
     """(model, is_user_model) from a leafscope checkpoint, a run folder or a TorchScript file."""
-    from leafscope.training import load_checkpoint, select_checkpoint
+    from leafscope.models.checkpoint import load_checkpoint, select_checkpoint
 
     if path.is_dir():
         path = select_checkpoint(path)
@@ -388,13 +550,13 @@ def _load_file(path: Path, device: torch.device | str) -> tuple[nn.Module, bool]
         except CheckpointError:
             raise exc from None
         raise CheckpointError(
-            f"{path} holds weights only (no leafscope model config): pass them with --weights "
-            f"{path} and the architecture with --model MODULE:CALLABLE"
+            f"{path} holds weights only (no leafscope model config): pass it as `weights` with "
+            "a `factory` MODULE:CALLABLE that builds the architecture"
         ) from exc
 
 
 def load_model(
-    checkpoint: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | ModelSpec | None = None,
     *,
     factory: str | None = None,
     factory_kwargs: Mapping[str, Any] | None = None,
@@ -405,15 +567,24 @@ def load_model(
 ) -> nn.Module:
     """Load a classifier from one of the sources the commands accept, in eval mode on ``device``.
 
+    The one loader: :meth:`ModelSpec.load <leafscope.models.spec.ModelSpec.load>` and every
+    command come here; leafscope checkpoints are read by
+    :func:`leafscope.training.load_checkpoint`.
+
     Args:
-        checkpoint: a leafscope checkpoint ``.pt``, a run folder (its newest checkpoint) or a
-            TorchScript file (``torch.jit.save``; detected from its contents).
+        checkpoint: a leafscope checkpoint ``.pt``, a run folder (its newest checkpoint), a
+            TorchScript file (``torch.jit.save``; detected from its contents), a Hugging Face
+            model ``hf:FOLDER`` / ``hf:OWNER/NAME[@REVISION]``, a timm model ``timm:NAME``
+            (optional extras; see :mod:`leafscope.models.hub`), or a
+            :class:`~leafscope.models.spec.ModelSpec` holding every option (then pass nothing
+            else but ``device``).
         factory: ``MODULE:CALLABLE`` returning an ``nn.Module`` (instead of ``checkpoint``);
             ``MODULE`` is imported from the Python path or is a ``.py`` file.
         factory_kwargs: keyword arguments of the factory.
         weights: a state_dict file or mapping loaded into the model (see :func:`load_weights`).
-        normalize: per-channel ``(mean, std)`` or ``"MEAN:STD"`` (see :func:`parse_normalize`)
-            applied inside the model, so inputs stay in [0, 1].
+        normalize: per-channel ``(mean, std)``, ``"MEAN:STD"`` or a preset name (see
+            :func:`parse_normalize`) applied inside the model, so inputs stay in [0, 1]; its
+            channel count must match the model's input channels when these are known.
         output: key, index or attribute of the logits when the model returns a dict, a tuple
             or an object (see :class:`ModelAdapter`).
         device: where to put the model.
@@ -421,30 +592,114 @@ def load_model(
     Returns:
         The model in eval mode. A leafscope checkpoint without ``normalize``/``output`` comes
         back as built (with its ``config``); every other model is wrapped in a
-        :class:`ModelAdapter`, which checks the output is logits (N, C) on every call.
+        :class:`ModelAdapter` (the model's own layer names; it checks the output is logits
+        (N, C) on every call). A model that came in training mode is put in eval mode and
+        :func:`load_notes` says so.
 
     Raises:
-        InputError: no or two sources, a bad factory or option. CheckpointError: a file that
-        does not load, or weights that do not fit.
+        InputError: no or two sources, a factory that fails, a bad option, or a normalisation
+        whose channel count differs from the model's input channels. CheckpointError: a file
+        that does not load, or weights that do not fit.
+
+    Examples:
+        >>> model = load_model(ModelSpec(factory="leafscope.models:build_model",
+        ...                              factory_kwargs='{"name": "mlp", "in_features": 4}'))
+        >>> [name for name, _ in model.named_parameters()][:1]
+        ['fc1.weight']
     """
+    if isinstance(checkpoint, ModelSpec):
+        given = {
+            "factory": factory,
+            "factory_kwargs": factory_kwargs,
+            "weights": weights,
+            "normalize": normalize,
+            "output": output,
+        }
+        extra = [name for name, value in given.items() if value is not None]
+        if extra:
+            raise InputError(
+                f"a ModelSpec holds every model option: set {', '.join(extra)} in the spec, "
+                "not beside it"
+            )
+        spec = checkpoint
+        checkpoint, factory, weights = spec.checkpoint, spec.factory, spec.weights
+        factory_kwargs = json.loads(spec.factory_kwargs)
+        normalize, output = spec.normalize, spec.output
     if (checkpoint is None) == (factory is None):
         raise InputError(
-            "pass exactly one model: --checkpoint FILE (leafscope .pt, run folder or TorchScript) "
-            "or --model MODULE:CALLABLE (with --weights FILE)"
+            "pass exactly one model source: a `checkpoint` (leafscope .pt, run folder or "
+            "TorchScript file) or a `factory` MODULE:CALLABLE (with `weights`)"
         )
+    from leafscope.models.hub import is_hub_source, load_hub_model
+
+    hub = checkpoint if is_hub_source(checkpoint) else factory if is_hub_source(factory) else None
+    if hub is not None:
+        model = load_hub_model(
+            str(hub), factory_kwargs=factory_kwargs, weights=weights, normalize=normalize,
+            output=output,
+        )  # fmt: skip
+        return model.to(device).eval()
     if factory_kwargs and factory is None:
         raise InputError(
-            "--model-args are the keyword arguments of --model MODULE:CALLABLE: pass --model"
+            "`factory_kwargs` are the keyword arguments of a `factory` MODULE:CALLABLE: name one"
         )
+    mean = std = preset = None
+    if normalize is not None:
+        mean, std = parse_normalize(normalize)
+        if isinstance(normalize, str) and normalize.strip().lower() in NORMALIZE_PRESETS:
+            preset = normalize.strip().lower()
     if checkpoint is not None:
         model, user = _load_file(Path(checkpoint), device)
     else:
         model, user = build_from_factory(factory, factory_kwargs), True
     if weights is not None:
         load_weights(model, weights)
-    mean = std = None
-    if normalize is not None:
-        mean, std = parse_normalize(normalize)
+    if mean is not None:
+        _check_normalize_channels(model, mean, std, preset)
+    notes = []
+    if model.training or any(m.training for m in model.modules()):
+        notes.append("model was in training mode; put in eval mode" + _mode_layers(model))
     if user or mean is not None or output is not None:
-        model = ModelAdapter(model, mean=mean, std=std, output=output)
+        model = ModelAdapter(model, mean=mean, std=std, output=output, preset=preset)
+        model._notes.extend(notes)
     return model.to(device).eval()
+
+
+_MODE_DEPENDENT = ("BatchNorm", "Dropout", "InstanceNorm")
+
+
+def _mode_layers(model: nn.Module) -> str:
+    """`` (its BatchNorm2d, Dropout layers act differently in eval mode)`` or ``""``."""
+    from leafscope.models.inspect import module_kind
+
+    kinds = dict.fromkeys(
+        kind
+        for kind in (module_kind(m) for m in model.modules())
+        if any(kind.startswith(prefix) for prefix in _MODE_DEPENDENT)
+    )
+    if not kinds:
+        return ""
+    return f" (its {', '.join(kinds)} layers act differently in eval mode)"
+
+
+def _check_normalize_channels(
+    model: nn.Module, mean: Sequence[float], std: Sequence[float], preset: str | None
+) -> None:
+    """Refuse a normalisation whose channel count differs from the model's input channels
+    (when :func:`~leafscope.models.inspect.input_channels` knows them)."""
+    from leafscope.models.inspect import input_channels
+
+    channels = input_channels(model)
+    k = max(len(mean), len(std))
+    if channels is None or k == channels:
+        return
+    if k == 1:
+        if preset is not None:
+            raise InputError(_one_channel_preset(preset, channels, "the model takes"))
+        return  # one explicit value applies to every channel
+    what = f"`normalize={preset}`" if preset is not None else "`normalize`"
+    side = "one value" if channels == 1 else f"{channels} values"
+    raise InputError(
+        f"{what} has {k} channels but the model takes {channels}-channel inputs: give one "
+        f"mean and std per input channel (MEAN:STD with {side} a side)"
+    )

@@ -179,7 +179,7 @@ def build_model_for_input(
         if name not in _VECTOR_MODELS:
             raise InputError(
                 f"model {name!r} needs images (C, H, W) but the data are vectors of size "
-                f"{shape[0]}: use --model mlp"
+                f"{shape[0]}: use `model=mlp`"
             )
         return build_model(
             name, activation=activation, num_classes=num_classes, in_features=shape[0], **kwargs

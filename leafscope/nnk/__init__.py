@@ -1,7 +1,8 @@
 """NNK neighbourhood graphs, manifold graph metrics and the analyses built on them.
 
 The runs across checkpoints (geometry per epoch, CW-DeepNNK against validation early stopping)
-are in :mod:`leafscope.experiments.nnk`; the figures in :mod:`leafscope.report.figures.nnk`.
+are the ``nnk`` and ``early-stopping`` tasks (:mod:`leafscope.tasks`); the figures in
+:mod:`leafscope.report.figures.nnk`.
 """
 
 from leafscope.nnk.geometry import layer_geometry, loo_test_correlation
@@ -21,6 +22,7 @@ from leafscope.nnk.stopping import (
     ChannelEarlyStopping,
     ChannelStoppingRule,
     channel_loo_errors,
+    compare_early_stopping,
     train_with_channel_stopping,
     validation_stopping_epoch,
 )
@@ -39,6 +41,7 @@ __all__ = [
     "NNKClassifier",
     "NNKGraph",
     "channel_loo_errors",
+    "compare_early_stopping",
     "compare_propagation",
     "harmonic_propagation",
     "knn_recall",

@@ -28,8 +28,10 @@ matrix products), so distances to exact duplicates are exactly zero.
 Scale: the candidates can come from an approximate faiss index (``index="ivf"`` or ``"hnsw"``,
 see :mod:`leafscope.nnk.index`) instead of the exact flat one, and the per-node solves run as
 independent shards (:class:`NNKChunk`, solved by the top-level :func:`solve_nnk_chunk`) that
-``fit(X, executor=...)`` hands to any executor with an ordered ``map`` (threads, processes,
-Dask). Both routes run the same arithmetic on the same batches and give identical results.
+``fit(X, executor=...)`` hands to any object with an ordered ``map(fn, items)`` (a
+:class:`MapExecutor`: threads, processes, a Dask client wrapper). Both routes run the same
+arithmetic on the same batches and give identical results. This module depends on no executor
+of leafscope: the commands parallelise over their own units (one graph each) instead.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ import scipy.sparse as sp
 import torch
 
 from leafscope.errors import InputError, NotFittedError
-from leafscope.execution.executor import worker_device
 from leafscope.nnk.index import IndexKind, build_index, resolve_index_params, search_knn
 from leafscope.nnk.solver import solve_nnqp_inplace
 
@@ -66,8 +67,8 @@ Kernel = Literal["gaussian", "cosine"]
 
 
 class MapExecutor(Protocol):
-    """Anything with ``map(fn, iterable)`` returning the results (e.g.
-    ``concurrent.futures.Executor``, :mod:`leafscope.execution` executors)."""
+    """Anything with ``map(fn, iterable)`` returning the results in order (e.g. a
+    ``concurrent.futures.Executor``)."""
 
     def map(self, fn: Callable[..., Any], iterable: Iterable[Any], /) -> Iterable[Any]: ...
 
@@ -414,7 +415,7 @@ def solve_nnk_chunk(chunk: NNKChunk) -> NNKChunkResult:
     Returns:
         :class:`NNKChunkResult` (numpy arrays on the CPU).
     """
-    dev = worker_device(chunk.device)  # a bare "cuda" on a Dask GPU worker: its own GPU
+    dev = _chunk_device(chunk.device)
     th, err, dist = _solve_batch(
         torch.from_numpy(chunk.features).to(dev),
         torch.from_numpy(chunk.centers).to(dev),
@@ -425,6 +426,15 @@ def solve_nnk_chunk(chunk: NNKChunk) -> NNKChunkResult:
         chunk.ridge,
     )
     return NNKChunkResult(chunk.start, th.cpu().numpy(), err.cpu().numpy(), dist.cpu().numpy())
+
+
+def _chunk_device(device: str) -> torch.device:
+    """The device a chunk is solved on: ``device`` itself; a bare ``"cuda"`` is the current CUDA
+    device of the process that solves it (the one a GPU worker selected)."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return dev
 
 
 def _solve_batch(

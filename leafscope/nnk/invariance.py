@@ -53,7 +53,24 @@ class AugmentationGeometry:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {"layer": self.layer, **self.summary(), "diameter": self.diameter.tolist()}
+        """The summary and the per-input arrays (``diameter``, ``spread``, ``n_selected``)."""
+        return {
+            "layer": self.layer,
+            **self.summary(),
+            "diameter": self.diameter.tolist(),
+            "spread": self.spread.tolist(),
+            "n_selected": self.n_selected.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> AugmentationGeometry:
+        """The geometry :meth:`to_json` wrote."""
+        return cls(
+            str(record["layer"]),
+            np.asarray(record["diameter"], dtype=np.float64),
+            np.asarray(record["spread"], dtype=np.float64),
+            np.asarray(record["n_selected"], dtype=np.int64),
+        )
 
 
 def _polytopes(

@@ -178,6 +178,18 @@ class LayerStability:
         out["summary"] = self.summary()
         return out
 
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> LayerStability:
+        """The stability :meth:`to_json` wrote (its ``summary`` is recomputed)."""
+        return cls(
+            layer=str(record["layer"]),
+            pairs=[(int(i), int(j)) for i, j in record["pairs"]],
+            nnk_overlap=[EdgeOverlap(**o) for o in record["nnk_overlap"]],
+            knn_overlap=[EdgeOverlap(**o) for o in record["knn_overlap"]],
+            mgm_distances=list(record["mgm_distances"]),
+            mgm_means=list(record.get("mgm_means", [])),
+        )
+
 
 def geometric_stability(
     models: Sequence[nn.Module],

@@ -9,12 +9,15 @@ unchanged. Training stops when every channel is frozen.
 
 :func:`leafscope.training.fit` has no stop hook, so :func:`train_with_channel_stopping` calls it
 one epoch at a time (``resume=True``) and stops when the callback says so.
+:func:`compare_early_stopping` trains the same initial network with both rules.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +26,7 @@ from torch import nn
 
 from leafscope.errors import InputError
 from leafscope.models.features import layer_features
-from leafscope.models.inspect import weighted_layers
+from leafscope.models.inspect import resolve_modules, weight_module, weighted_layers
 from leafscope.nnk.interpolation import NNKClassifier
 from leafscope.training import Callback, FitResult, fit
 
@@ -32,6 +35,7 @@ __all__ = [
     "ChannelStoppingResult",
     "ChannelStoppingRule",
     "channel_loo_errors",
+    "compare_early_stopping",
     "train_with_channel_stopping",
     "validation_stopping_epoch",
 ]
@@ -179,13 +183,20 @@ class ChannelEarlyStopping(Callback):
     def _params(self, model: nn.Module) -> dict[str, torch.Tensor]:
         if not self.param_layer:
             return {}
-        modules = dict(model.named_modules())
-        if self.param_layer not in modules:
+        try:
+            mod = weight_module(resolve_modules(model, [self.param_layer])[self.param_layer])
+        except InputError:
+            mod = None
+        if mod is None:
             raise InputError(
-                f"unknown param_layer {self.param_layer!r}: use one of {weighted_layers(model)}"
+                f"param_layer {self.param_layer!r} is not a layer with weights of this model: "
+                f"use one of {weighted_layers(model)}"
             )
-        mod = modules[self.param_layer]
-        return {n: p for n, p in (("weight", mod.weight), ("bias", mod.bias)) if p is not None}
+        return {
+            n: p
+            for n, p in (("weight", mod.weight), ("bias", getattr(mod, "bias", None)))
+            if isinstance(p, torch.Tensor)
+        }
 
     def update(self, epoch: int, model: nn.Module) -> bool:
         """Measure the channel errors after ``epoch``; freeze channels; True when all frozen."""
@@ -309,3 +320,81 @@ def validation_stopping_epoch(val_accuracy: list[float], patience: int) -> tuple
         elif epoch - best_epoch >= patience:
             return epoch, best_epoch
     return len(val_accuracy), best_epoch
+
+
+def compare_early_stopping(
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    out_dir: str | os.PathLike,
+    *,
+    model: str | nn.Module = "lenet",
+    layer: str = "conv2",
+    points: int = 1000,
+    epochs: int = 6,
+    patience: int = 2,
+    k: int = 15,
+    seed: int = 0,
+    **fit_kwargs: Any,
+) -> dict[str, Any]:
+    """CW-DeepNNK (no validation data) against validation-based early stopping, same init.
+
+    Args:
+        train, val, test: ``(images, labels)``; CW-DeepNNK measures the first ``points`` of train.
+        out_dir: two runs are written to ``out_dir/val`` and ``out_dir/cw``.
+        model: a zoo name, built for the data's point shape and class count with
+            :func:`leafscope.models.build_model_for_input` after ``torch.manual_seed(seed)``,
+            or a module (trained in place: its weights on entry are the initial weights of both
+            runs); layer: the channel layer.
+        epochs: at most this many epochs; patience: for both rules; fit_kwargs: passed to fit.
+
+    Returns:
+        JSON-able dict: per-epoch val/test accuracy of the validation run, its stop and best
+        epochs and test accuracy at the best epoch; the CW stop epoch, frozen epochs, per-epoch
+        channel LOO errors and final test accuracy.
+    """
+    from leafscope.models import build_model_for_input, load_weights
+    from leafscope.training import evaluate, list_checkpoints
+
+    out = Path(out_dir)
+    fit_kwargs.setdefault("progress", False)
+    device = fit_kwargs.get("device", "cpu")
+    torch.manual_seed(seed)
+    if isinstance(model, nn.Module):
+        net = model
+    else:
+        classes = int(max(int(t[1].max()) for t in (train, val, test) if len(t[1]))) + 1
+        net = build_model_for_input(model, tuple(train[0].shape[1:]), classes)
+    init = {n: t.clone() for n, t in net.state_dict().items()}
+    res = fit(net, train, val, epochs=epochs, seed=seed, out_dir=out / "val", overwrite=True,
+              **fit_kwargs)  # fmt: skip
+    val_acc = [r["val_accuracy"] for r in res.history]
+    saved = copy.deepcopy(net)  # each epoch's weights loaded into it (any nn.Module works)
+    test_acc = {
+        i.epoch: evaluate(load_weights(saved, i.path), test, device=device)[1]
+        for i in list_checkpoints(out / "val")
+        if i.kind == "epoch" and i.epoch > 0
+    }
+    stop, best = validation_stopping_epoch(val_acc, patience)
+    net.load_state_dict(init)
+    cb = ChannelEarlyStopping(
+        layer, train[0][:points], train[1][:points], patience=patience, k=k, device=device
+    )
+    cw = train_with_channel_stopping(net, train, cb, epochs=epochs, out_dir=out / "cw", seed=seed,
+                                     **fit_kwargs)  # fmt: skip
+    return {
+        "validation": {
+            "val_accuracy": val_acc,
+            "test_accuracy": [test_acc[e] for e in sorted(test_acc)],
+            "stop_epoch": stop,
+            "best_epoch": best,
+            "test_accuracy_at_best": test_acc[best],
+        },
+        "cw_deepnnk": {
+            "stop_epoch": cw.stop_epoch,
+            "all_frozen": cw.stopped,
+            "frozen_at": cw.frozen_at,
+            "channel_loo_error": [e.tolist() for e in cb.errors],
+            "test_accuracy": evaluate(net, test, device=device)[1],
+        },
+    }

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import asdict
 
@@ -14,6 +15,7 @@ from leafscope.experiments.demo import (
     DenoiseOutcome,
     FoliationOutcome,
     NNKOutcome,
+    Notices,
     OODOutcome,
     ThermoOutcome,
     Training,
@@ -22,6 +24,7 @@ from leafscope.experiments.demo import (
 from leafscope.information.spectrum import PointSpectra
 from leafscope.report.figures import core as core_figures
 from leafscope.report.figures import foliation as fol_figures
+from leafscope.report.figures import notices as notices_figures
 from leafscope.report.figures import thermo as thermo_figures
 from leafscope.report.figures.applications import denoising_strips, roc_curves, spectra_histograms
 from leafscope.report.figures.nnk import plot_loo_vs_test, plot_mgm_distributions, plot_mgm_epochs
@@ -93,6 +96,41 @@ def spectra_section(report: Report, cfg: DemoConfig, spectra: dict[str, PointSpe
         "spectra.png",
         "Distribution of each nonzero eigenvalue of G (box: quartiles) and of its trace.",
     )
+
+
+def notices_section(report: Report, notices: Notices) -> None:
+    """What the model notices: the top eigen-directions of G at a few points, and a walk along a
+    leaf direction beside a walk along a kernel direction, with a link to the explorer page."""
+    sec = report.section("What the model notices")
+    sec.text(
+        "The eigenvectors of G(x) are the pixel directions the prediction is sensitive to (the "
+        "leaf directions); its kernel holds the directions the model ignores. Below, for the "
+        f"{len(notices.views)} explored test images with the largest λ1, the image and its top "
+        "eigen-directions (red: the direction brightens the pixel, blue: darkens it), and a "
+        "kernel direction for contrast. Every image shown was clipped to [0, 1] and rounded to "
+        "8 bits before the model scored it."
+    )
+    sec.figure(
+        notices_figures.directions_figure(notices.views, notices.titles),
+        "notices_directions.png",
+        "Each row: a test image, its leaf eigen-directions 1..3 (eigenvalue λ in 1/pixel²) and "
+        "a random kernel direction (vᵀGv ≈ 0).",
+    )
+    sec.figure(
+        notices_figures.walks_figure(notices.views[0], notices.predicted[0], notices.class_names),
+        "notices_walks.png",
+        "The first image walked along leaf direction 1 (top) and along a kernel direction "
+        "(bottom), L2 steps in pixel units; above each image the model's probability of its "
+        "predicted class on exactly that image.",
+    )
+    sec.text(
+        f"Over the {notices.points} explored images, the largest move of the class "
+        f"probabilities (total variation) along leaf direction 1 has median "
+        f"{notices.leaf_change:.3f}, along a kernel direction {notices.kernel_change:.3f}. "
+        f"Every explored image, sortable by trace, rank and λ1, with a slider along each "
+        f"direction: {notices.explorer} (a static page beside this report, leafscope explore)."
+    )
+    sec.items.append(f'<p><a href="{html.escape(notices.explorer)}">Open the explorer</a></p>')
 
 
 def across_section(report: Report, cfg: DemoConfig, across: AcrossCheckpoints) -> None:

@@ -7,7 +7,9 @@ the model (prediction ≠ clean prediction), the prediction at the attacked poin
 of the realised perturbation and the Fisher–Rao distance between p(x) and p(x_adv). The
 attacked images of the first seed are kept in the rows and written by ``write_files`` as
 ``_files/adversarial.npz`` (``images``, ``index``, ``method``, ``budget``, ``predicted``,
-``fooled``) with a figure of the fooling rate against the budget.
+``fooled``), with ``_files/fooling_rates.json``, the data of the figure of the fooling rate
+against the budget that :func:`leafscope.report.results.write_result_figures` draws
+(``fooling_rate.png``).
 
 Seeds: PGD starts at a random point of the ε-ball, drawn per point from
 ``seed·1000003 + index``; OSSA, TSSA and FGSM are deterministic (the same for every seed).
@@ -328,7 +330,7 @@ class AttackTask(Task):
         summary: Mapping[str, Any],
         context: Context,
     ) -> list[Any]:
-        from leafscope.io import atomic_write
+        from leafscope.io import atomic_write, write_json
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -359,11 +361,11 @@ class AttackTask(Task):
             written.append(
                 atomic_write(folder / "adversarial.npz", lambda f: np.savez_compressed(f, **arrays))
             )
-        try:
-            from leafscope.report.figures.attacks import fooling_rate_figure
-            from leafscope.report.save import save_figure
-        except ImportError:  # matplotlib missing: the figure is optional
-            return written
-        fig = fooling_rate_figure(summary["fooling_rates"], title=f"{summary['points']} points")
-        written.append(save_figure(fig, folder / "fooling_rate.png"))
+        # the figure's data; leafscope.report.results draws fooling_rate.png from it
+        written.append(
+            write_json(
+                folder / "fooling_rates.json",
+                {"points": summary["points"], "rows": summary["fooling_rates"]},
+            )
+        )
         return written

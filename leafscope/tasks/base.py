@@ -57,6 +57,7 @@ BUILTIN_TASK_MODULES = (
     "leafscope.tasks.invariance",
     "leafscope.tasks.early_stopping",
     "leafscope.tasks.thermo",
+    "leafscope.tasks.explore",
     "leafscope.tasks.curvature",
     "leafscope.tasks.attack",
     "leafscope.tasks.adversarial",
@@ -110,6 +111,7 @@ class Context:
         units: the whole job's units (positions index into it).
         meta: JSON-able values the runner computed once before the job (e.g. the model's class
             count), the same on every worker.
+        progress: show progress bars for slow loops inside a unit (the run's setting).
     """
 
     def __init__(
@@ -121,8 +123,10 @@ class Context:
         models: Mapping[str, Callable[[], nn.Module]],
         data: Mapping[str, Callable[[], Any]],
         meta: Mapping[str, Any] | None = None,
+        progress: bool = False,
     ):
         self.device = device
+        self.progress = progress
         self.params = params
         self.units = units
         self.meta = dict(meta or {})
@@ -143,7 +147,12 @@ class Context:
         return self._data[name]()
 
     def has_data(self, name: str) -> bool:
+        """Whether the job has a data set ``name``."""
         return name in self._data
+
+    def has_model(self, name: str = "model") -> bool:
+        """Whether the job has a model ``name``."""
+        return name in self._models
 
 
 class Task(ABC):
@@ -162,6 +171,7 @@ class Task(ABC):
         per_point: the units are points of the data set (selected by the runner's point
             selection); otherwise :meth:`units` lists them.
         images_only: refuse vector data in one line.
+        default_shard_size: units per shard unless asked (see :meth:`shard_size`).
     """
 
     name: ClassVar[str] = ""
@@ -173,6 +183,16 @@ class Task(ABC):
     needs_data: ClassVar[bool] = True
     per_point: ClassVar[bool] = True
     images_only: ClassVar[bool] = False
+    # units per shard by default: many points per shard, one unit (a model, a seed, a layer)
+    # per shard for tasks with their own units, so an executor runs them in parallel
+    default_shard_size: ClassVar[int | None] = None
+
+    @classmethod
+    def shard_size(cls) -> int:
+        """The default units per shard (1000 points; 1 unit of a task with its own units)."""
+        if cls.default_shard_size is not None:
+            return cls.default_shard_size
+        return 1000 if cls.per_point else 1
 
     def __init__(self, params: Params | None = None):
         params = self.Params() if params is None else params

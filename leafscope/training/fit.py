@@ -333,8 +333,8 @@ def _start_or_resume(r: _Run) -> None:
         return
     if existing and not r.cfg.overwrite:
         raise InputError(
-            f"{r.dir} already holds checkpoints ({len(existing)} files): pass resume=True "
-            "(--resume) to continue that run, overwrite=True (--overwrite), or another out_dir"
+            f"{r.dir} already holds checkpoints ({len(existing)} files): pass `resume` to "
+            "continue that run, `overwrite` to replace it, or another output folder"
         )
     for path in existing:
         path.unlink()

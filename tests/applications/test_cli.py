@@ -1,8 +1,7 @@
-"""The four commands end to end on a small LeNet checkpoint and generated data (no downloads);
-``denoise`` and ``generate`` also on RGB .npz images with a user factory + weights and with the
-same network as a TorchScript file."""
+"""denoise and generate end to end on a small LeNet checkpoint and generated data (no downloads),
+also on RGB .npz images with a user factory + weights and with the same network as a TorchScript
+file. ``ood`` and ``transfer`` are tested in tests/applications/test_ood_transfer_tasks.py."""
 
-import argparse
 import json
 import sys
 import textwrap
@@ -11,9 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from leafscope.cli import ood, transfer
 from leafscope.cli.main import main
-from leafscope.errors import InputError
 from leafscope.models import build_model
 from leafscope.training import save_checkpoint
 
@@ -25,64 +22,6 @@ def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "epoch_0000.pt"
     save_checkpoint(path, model=model, epoch=0, step=0, history=[])
     return path
-
-
-def parse(module, argv):
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    module.register(sub)
-    return parser.parse_args(argv)
-
-
-def test_transfer_cli(checkpoint, tmp_path):
-    out = tmp_path / "t.json"
-    argv = ["transfer", "--checkpoint", str(checkpoint), "--datasets", "digits,noise"]
-    argv += ["--train-dataset", "digits", "--points", "6", "--transfer-train", "60"]
-    argv += ["--transfer-val", "30", "--json", str(out), "--no-progress", "--device", "cpu"]
-    args = parse(transfer, argv)
-    assert args.func(args) == 0
-    rows = json.loads(out.read_text())["rows"]
-    assert [r["dataset"] for r in rows] == ["digits", "noise"]
-    keys = {"dataset", "median_log10_highest", "median_log10_lowest", "median_delta"}
-    assert keys | {"median_log10_trace", "transfer_accuracy"} <= set(rows[0])
-    assert rows[1]["transfer_accuracy"] is None and 0 <= rows[0]["transfer_accuracy"] <= 1
-
-
-def test_ood_cli(checkpoint, tmp_path):
-    out = tmp_path / "o.json"
-    argv = ["ood", "--checkpoints", f"{checkpoint},{checkpoint}", "--in", "digits"]
-    argv += ["--out", "noise", "--detectors", "msp,energy,knn", "--points", "20"]
-    argv += ["--fit-points", "40", "--json", str(out), "--device", "cpu"]
-    args = parse(ood, argv)
-    assert args.func(args) == 0
-    res = json.loads(out.read_text())["results"]
-    assert [(r["detector"], r["out_dataset"], r["n_seeds"]) for r in res] == [
-        ("msp", "noise", 2),
-        ("energy", "noise", 2),
-        ("knn", "noise", 2),
-    ]
-    assert all(r["auroc_std"] == 0.0 for r in res)  # the same model twice
-    bad = parse(ood, ["ood", "--checkpoint", str(checkpoint), "--detectors", "nope"])
-    with pytest.raises(InputError, match="unknown detectors"):
-        bad.func(bad)
-
-
-def test_ood_cli_trains_seeds_first(tmp_path, capsys):
-    out = tmp_path / "o.json"
-    argv = ["ood", "--seeds", "2", "--train-epochs", "1", "--runs-dir", str(tmp_path / "runs")]
-    argv += ["--in", "digits", "--out", "noise", "--detectors", "msp,energy", "--points", "30"]
-    argv += ["--fit-points", "60", "--json", str(out), "--device", "cpu"]
-    args = parse(ood, argv)
-    assert args.func(args) == 0
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
-        "digits-lenet-s0",
-        "digits-lenet-s1",
-    ]
-    assert capsys.readouterr().out.count("val accuracy") == 2
-    res = json.loads(out.read_text())["results"]
-    assert [(r["detector"], r["n_seeds"]) for r in res] == [("msp", 2), ("energy", 2)]
-    assert all(0 <= r["auroc"] <= 1 for r in res)
-    assert any(r["auroc_std"] > 0 for r in res)  # two seeds, two different models
 
 
 def test_denoise_cli(checkpoint, tmp_path, capsys):

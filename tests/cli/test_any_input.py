@@ -147,25 +147,27 @@ def test_spectrum_on_rgb_and_vectors(world, kind, tmp_path) -> None:
 def test_path_on_rgb_is_drawn_in_colour_and_gets_closer(world, tmp_path) -> None:
     out = tmp_path / "p"
     assert cli("path", *world.vgg, "--from", f"{world.rgb}:test:0", "--to", f"{world.rgb}:test:1",
-               "--out", out, "--max-steps", 15, "--step", 0.2, "--frames", 3) == 0  # fmt: skip
-    entry = read(out / "path.json")["paths"][0]
+               "--out", out, "--max-steps", 15, "--step", 0.2, "--frames", 3,
+               "--no-progress") == 0  # fmt: skip
+    entry = read(out / "_files" / "path.json")["paths"][0]
     assert entry["final_distance"] < entry["start_distance"]
-    assert has_colour(out / "path_strip.png")
+    assert has_colour(out / "_files" / "path_000_strip.png")
 
 
-def test_path_on_vectors_is_unclamped_and_plotted(world, tmp_path, capsys) -> None:
+def test_path_on_vectors_is_unclamped(world, tmp_path, capsys) -> None:
     out = tmp_path / "p"
-    assert cli("path", *world.mlp, "--from", f"{world.vec}:test:0", "--to", f"{world.vec}:test:3",
-               "--out", out, "--max-steps", 20, "--include-points") == 0  # fmt: skip
-    res = read(out / "path.json")
-    entry = res["paths"][0]
+    assert cli("path", *world.mlp, "--from", f"{world.vec}:all:0", "--to", f"{world.vec}:all:3",
+               "--out", out, "--max-steps", 20, "--no-progress") == 0  # fmt: skip
+    files = out / "_files"
+    entry = read(files / "path.json")["paths"][0]
     assert entry["final_distance"] < entry["start_distance"]
     start = load_images(world.vec, "test").images[0]
-    assert torch.allclose(torch.tensor(entry["points"][0]), start, atol=1e-5)  # not clamped
-    assert (out / "path_strip.png").stat().st_size > 0 and res["animation"] is None
-    msg = error_of(capsys, "path", *world.mlp, "--from", f"{world.vec}:test:0", "--to",
-                   f"{world.vec}:test:1", "--out", tmp_path / "q", "--flip-target")  # fmt: skip
-    assert "--flip-target" in msg and "vector" in msg
+    with np.load(files / "path_000.npz") as kept:
+        assert np.allclose(kept["points"][0], start.numpy(), atol=1e-5)  # not clamped
+    assert not list(files.glob("*.gif")) and not list(files.glob("*.png"))  # vectors: arrays
+    msg = error_of(capsys, "path", *world.mlp, "--from", f"{world.vec}:all:0", "--to",
+                   f"{world.vec}:all:1", "--out", tmp_path / "q", "--flip-target")  # fmt: skip
+    assert "flip_target" in msg and "vector" in msg
     msg = error_of(capsys, "path", *world.vgg, "--from", f"{world.rgb8}:test:0", "--to",
                    f"{world.rgb}:test:1", "--out", tmp_path / "r")  # fmt: skip
     assert "--resize 16,16" in msg
@@ -173,16 +175,19 @@ def test_path_on_vectors_is_unclamped_and_plotted(world, tmp_path, capsys) -> No
 
 def test_walk_on_vectors_and_rgb(world, tmp_path) -> None:
     common = ["--pairs", 1, "--pool", 6, "--max-steps", 4, "--vertical-points", 2,
-              "--vertical-steps", 3]  # fmt: skip
-    for model, data in ((world.mlp, world.vec), (world.vgg, world.rgb)):
-        out, figs = tmp_path / "w.json", tmp_path / "figs"
-        assert cli("walk", *model, "--dataset", data, *common, "--json", out,
-                   "--figures", figs) == 0  # fmt: skip
+              "--vertical-steps", 3, "--no-progress"]  # fmt: skip
+    for name, (model, data, split) in {
+        "mlp": (world.mlp, world.vec, "all"),  # a .csv has no train/test split
+        "vgg": (world.vgg, world.rgb, "test"),
+    }.items():
+        out = tmp_path / f"w_{name}.json"
+        assert cli("walk", *model, "--dataset", data, "--split", split, *common, "--json", out,
+                   "--out", tmp_path / name) == 0  # fmt: skip
         res = read(out)
         h = res["horizontal"]
         assert h["median_final_distance"] < h["median_start_distance"]
-        assert {"path_strip.png", "walk_strip.png"} <= {p.name for p in figs.iterdir()}
-    assert has_colour(figs / "walk_strip.png")
+        assert [v["step"] for v in res["vertical"]] == [0, 3]
+        assert read(tmp_path / name / "_files" / "walk.json")["horizontal"] == h
 
 
 def test_involutivity_noise_takes_the_shape_of_the_data(world, tmp_path) -> None:
@@ -192,38 +197,56 @@ def test_involutivity_noise_takes_the_shape_of_the_data(world, tmp_path) -> None
     res = read(out)["summary"]
     assert res["inputs"] == "noise" and res["mean_dim_distribution"] == 2  # C - 1 fields
     assert len(read(out)["points"][0]["fields_singular_values"]) == 3
-    assert cli("involutivity", *world.mlp, "--dataset", world.vec, "--points", 1,
+    assert cli("involutivity", *world.mlp, "--dataset", world.vec, "--split", "all", "--points", 1,
                "--json", out) == 0  # fmt: skip
     assert read(out)["summary"]["mean_dim_distribution"] == 2
     assert len(read(out)["points"][0]["singular_values"]) == 5  # min(3 + 3 rows, 5 coordinates)
 
 
-def test_transfer_compares_sets_of_one_shape(world, tmp_path, capsys) -> None:
-    out, fig = tmp_path / "t.json", tmp_path / "t.png"
-    base = ["transfer", *world.vgg, "--train-dataset", world.rgb, "--points", 3,
-            "--transfer-train", 12, "--transfer-val", 6, "--no-progress"]  # fmt: skip
-    assert cli(*base, "--datasets", f"{world.rgb},noise", "--json", out, "--figure", fig) == 0
-    rows = {r["dataset"]: r for r in read(out)["rows"]}
+TRANSFER = ["--points", 3, "--transfer-train", 12, "--transfer-val", 6, "--no-progress"]
+
+
+def test_transfer_compares_rgb_with_noise_of_its_shape(world, tmp_path) -> None:
+    out = tmp_path / "t.json"
+    base = ["transfer", *world.vgg, "--dataset", world.rgb, *TRANSFER]
+    assert cli(*base, "--datasets", f"{world.rgb},noise", "--json", out) == 0
+    rows = {r["dataset"]: r for r in read(out)["summary"]["rows"]}
     assert set(rows) == {world.rgb, "noise"}
     assert rows[world.rgb]["training_distance"] < rows["noise"]["training_distance"]
-    assert fig.stat().st_size > 0
+
+
+def test_transfer_compares_sets_of_one_shape(world, tmp_path, capsys) -> None:
+    out = tmp_path / "t.json"
+    base = ["transfer", *world.vgg, "--dataset", world.rgb, *TRANSFER]
     msg = error_of(capsys, *base, "--datasets", f"{world.rgb},{world.rgb8}")
-    assert "(3, 8, 8)" in msg and "--resize 16,16" in msg
+    assert "(N, 3, 8, 8)" in msg and "--resize 16,16" in msg
     assert cli(*base, "--datasets", world.rgb8, "--resize", "16,16", "--json", out) == 0
-    assert read(out)["rows"][0]["points"] == 3
+    row = read(out)["summary"]["rows"][0]
+    assert row["points"] == 3 and 0 <= row["transfer_accuracy"] <= 1
 
 
 def test_ood_on_rgb_with_noise_of_its_shape(world, tmp_path) -> None:
     out = tmp_path / "o.json"
-    assert cli("ood", *world.vgg, "--in", world.rgb, "--out", f"noise,{world.rgb8}",
+    assert cli("ood", *world.vgg, "--in", world.rgb, "--ood", f"noise,{world.rgb8}",
                "--resize", "16,16", "--detectors", "msp,energy", "--points", 6,
                "--fit-points", 12, "--json", out) == 0  # fmt: skip
-    rows = read(out)["results"]
+    rows = read(out)["summary"]["results"]
     assert len(rows) == 4  # 2 detectors × 2 out sets
     assert all(0.0 <= r["auroc"] <= 1.0 for r in rows)
-    assert cli("ood", *world.mlp, "--in", world.vec, "--out", "noise", "--detectors", "msp",
-               "--points", 6, "--fit-points", 12, "--json", out) == 0  # fmt: skip
-    assert len(read(out)["results"]) == 1
+    assert cli("ood", *world.mlp, "--in", world.vec, "--holdout", 0.25, "--ood", "noise",
+               "--detectors", "msp", "--points", 6, "--fit-points", 12,
+               "--json", out) == 0  # fmt: skip
+    assert len(read(out)["summary"]["results"]) == 1
+
+
+def test_ood_on_rgb_sets_of_one_shape(world, tmp_path) -> None:
+    out = tmp_path / "o.json"
+    assert cli("ood", *world.vgg, "--in", world.rgb, "--ood", world.rgb8, "--resize", "16,16",
+               "--detectors", "msp,energy", "--points", 6, "--fit-points", 12, "--json",
+               out) == 0  # fmt: skip
+    rows = read(out)["summary"]["results"]
+    assert [r["detector"] for r in rows] == ["msp", "energy"]
+    assert all(0.0 <= r["auroc"] <= 1.0 for r in rows)
 
 
 @pytest.mark.parametrize("colour", ["grey", "rgb"])
@@ -249,8 +272,9 @@ def test_generate_on_rgb_and_vectors(world, tmp_path) -> None:
         assert arrays["images"].min() >= 0 and arrays["images"].max() <= 1
     assert has_colour(out / "_files" / "grid.png")
     out = tmp_path / "g-vectors"
-    assert cli("generate", *world.mlp, "--dataset", world.vec, "--class", 0, "--points", 2,
-               "--steps", 3, "--pool", 24, "--out", out, "--no-progress") == 0  # fmt: skip
+    assert cli("generate", *world.mlp, "--dataset", world.vec, "--split", "all", "--class", 0,
+               "--points", 2, "--steps", 3, "--pool", 24, "--out", out,
+               "--no-progress") == 0  # fmt: skip
     with np.load(out / "_files" / "generated.npz") as arrays:
         assert arrays["images"].shape == (2, 5)
     assert read(out / "_summary.json")["summary"]["kind"] == "vectors"
@@ -263,6 +287,7 @@ def test_nnk_and_stability_on_rgb_runs(world, tmp_path) -> None:
                "--json", out) == 0  # fmt: skip
     res = read(out)
     assert len(res["epochs"]) == 2 and res["n_points"] == 8
+    assert all(0 <= e["loo_error"] <= 1 for e in res["epochs"])
     assert cli("stability", "--runs", ",".join(world.runs), "--layers", "block2", "--points", 8,
                "--k", 3, "--dataset", world.rgb, "--json", out) == 0  # fmt: skip
     s = read(out)["layers"]["block2"]["summary"]
@@ -277,50 +302,63 @@ def test_invariance_rotates_rgb_and_refuses_vectors(world, tmp_path, capsys) -> 
     diameters = read(out)["results"]["a"]["block2"]["diameter"]
     assert len(diameters) == 4 and all(d >= 0 for d in diameters)
     msg = error_of(capsys, "invariance", "--models", f"m={world.dir / 'mlp.pt'}", "--layers",
-                   "fc1", "--points", 4, "--dataset", world.vec)  # fmt: skip
+                   "fc1", "--points", 4, "--dataset", world.vec, "--split", "all")  # fmt: skip
     assert "rotates images" in msg and "vectors" in msg
-    msg = error_of(capsys, "denoise", *world.mlp, "--dataset", world.vec, "--points", 2)
-    assert "image denoisers" in msg and "vectors of shape (5,)" in msg
+    msg = error_of(capsys, "denoise", *world.mlp, "--dataset", world.vec, "--split", "all",
+                   "--points", 2)  # fmt: skip
+    assert "works on images" in msg and "vectors of shape (5,)" in msg
 
 
 def test_thermo_lists_one_temperature_per_filter_of_the_layer(world, tmp_path, capsys) -> None:
     out = tmp_path / "th.json"
-    base = ["thermo", "filters", "--dataset", world.rgb, "--seeds", 1, "--epochs", 1,
-            "--batch-size", 8, "--quiet", "--json", out,
-            "--figure", tmp_path / "th.png"]  # fmt: skip
-    vgg_args = '{"widths": [4, 6], "convs_per_block": 1}'
-    for model, extra, layer, filters in (
-        (f"{USER_MODULE}:make", [], "conv1", 5),
-        ("vgg", ["--model-args", vgg_args], "block1.0", 4),
+    base = ["thermo-filters", "--dataset", world.rgb, "--seeds", 1, "--epochs", 1,
+            "--batch-size", 8, "--no-progress", "--json", out]  # fmt: skip
+    zoo = [
+        "--model",
+        "leafscope.models:build_model",
+        "--model-args",
+        '{"name": "vgg", "in_channels": 3, "image_size": 16, "widths": [4, 6], '
+        '"convs_per_block": 1}',
+    ]
+    for model, layer, filters in (
+        (["--model", f"{USER_MODULE}:make"], "conv1", 5),  # the user's own layer name
+        (zoo, "block1.0", 4),
     ):
-        assert cli(*base, "--model", model, *extra, "--layer", layer) == 0
+        assert cli(*base, *model, "--layer", layer) == 0
         res = read(out)
         (temps,) = [s["temperatures"] for s in res["per_seed"]]
         assert len(temps) == filters and all(t >= 0 for t in temps) and max(temps) > 0
-        assert res["config"]["input_shape"] == [3, 16, 16]
+        assert res["dataset"]["input_shape"] == [3, 16, 16]
         assert res["rows"][0]["condition"] == "original" and len(res["rows"]) == 4
-        assert (tmp_path / "th.png").stat().st_size > 0
-    msg = error_of(capsys, *base, "--model", "vgg", "--model-args", vgg_args, "--layer", "fc")
+        assert all(0 <= r["accuracy_mean"] <= 1 for r in res["rows"])
+    msg = error_of(capsys, *base, *zoo, "--layer", "fc")
     assert "not a convolution" in msg
-    assert "vectors" in error_of(capsys, *base[:2], "--dataset", world.vec, "--layer", "fc1")
+    assert "vectors" in error_of(capsys, *base[:1], "--dataset", world.vec, "--holdout", 0.25,
+                                 "--layer", "fc1")  # fmt: skip
 
 
-def test_early_stopping_builds_the_model_for_the_data(world, tmp_path, capsys) -> None:
+def test_early_stopping_on_the_model_given(world, tmp_path, capsys) -> None:
     out = tmp_path / "e.json"
-    base = ["early-stopping", "--out", tmp_path / "es", "--val-points", 6, "--points", 8,
+    base = ["early-stopping", "--runs-dir", tmp_path / "es", "--val-points", 6, "--points", 8,
             "--epochs", 2, "--patience", 1, "--k", 3, "--batch-size", 8]  # fmt: skip
-    assert cli(*base, "--dataset", world.rgb, "--model", "vgg", "--model-args",
-               '{"widths": [4, 6], "convs_per_block": 1}', "--layer", "block2.0",
+    assert cli(*base, "--dataset", world.rgb, *world.vgg, "--layer", "block2.0",
                "--json", out) == 0  # fmt: skip
     res = read(out)
     assert 0.0 <= res["cw_deepnnk"]["test_accuracy"] <= 1.0
     assert len(res["cw_deepnnk"]["frozen_at"]) == 6  # one per channel of block2.0
     assert len(res["validation"]["val_accuracy"]) >= 1
-    assert cli(*base, "--dataset", world.rgb, "--model", f"{USER_MODULE}:make",
-               "--layer", "conv1", "--epochs", 1, "--json", out) == 0  # fmt: skip
-    assert len(read(out)["cw_deepnnk"]["frozen_at"]) == 5
-    msg = error_of(capsys, *base, "--dataset", world.vec, "--model", "mlp", "--layer", "fc1")
+    msg = error_of(capsys, *base, "--dataset", world.vec, "--holdout", 0.25, *world.mlp,
+                   "--layer", "fc1")  # fmt: skip
     assert "channels" in msg and "vectors" in msg
+
+
+def test_early_stopping_on_a_user_model(world, tmp_path) -> None:
+    out = tmp_path / "e.json"
+    assert cli("early-stopping", "--runs-dir", tmp_path / "es", "--val-points", 6, "--points", 8,
+               "--epochs", 1, "--patience", 1, "--k", 3, "--batch-size", 8, "--dataset",
+               world.rgb, "--model", f"{USER_MODULE}:make", "--layer", "conv1",
+               "--json", out) == 0  # fmt: skip
+    assert len(read(out)["cw_deepnnk"]["frozen_at"]) == 5
 
 
 def test_train_builds_the_zoo_model_for_vectors(world, tmp_path) -> None:

@@ -53,6 +53,10 @@ MODEL_COMMANDS = (
     "path",
     "transfer",
     "walk",
+    "nnk",
+    "stability",
+    "invariance",
+    "early-stopping",
 )
 MODEL_FLAGS = ("--checkpoint", "--model", "--model-args", "--weights", "--normalize", "--output")
 
@@ -195,8 +199,14 @@ def test_model_option_errors_are_one_line(user_module, tmp_path, capsys) -> None
         assert message is None or message in err, (extra, err)
 
 
-def test_ood_model_sources_are_exclusive(tmp_path, capsys) -> None:
-    argv = ["ood", "--checkpoint", str(tmp_path / "a.pt"), "--checkpoints", "b.pt,c.pt"]
-    assert main(argv) == 2
-    assert "pass one model source" in capsys.readouterr().err
-    assert main(["ood", "--seeds", "1", "--model", "pkg:fn", "--checkpoint", "a.pt"]) == 2
+def test_ood_model_sources(tmp_path, capsys) -> None:
+    # --checkpoints follow the main model; --seeds trains its own and takes neither
+    for argv, message in (
+        (["--seeds", "1", "--checkpoint", "a.pt"], "seeds trains its own models"),
+        (["--seeds", "1", "--checkpoints", "b.pt"], "seeds trains its own models"),
+        (["--seeds", "1", "--model", "pkg:fn"], "seeds trains its own models"),
+        ([], "no model given"),
+    ):
+        capsys.readouterr()
+        assert main(["ood", *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv

@@ -13,7 +13,6 @@ import torch
 
 from leafscope.cli import common
 from leafscope.cli.main import main
-from leafscope.errors import InputError
 from leafscope.models import build_model
 from leafscope.training import save_checkpoint
 
@@ -77,12 +76,8 @@ def test_load_data_helpers(rgb_npz) -> None:
     args = parser.parse_args(["--dataset", str(rgb_npz), "--resize", "16,20"])
     data = common.load_data(args, "test", limit=3)
     assert data.images.shape == (3, 3, 16, 20) and len(data.transforms) == 1
-    with pytest.raises(InputError, match=r"\(N, 3, 16, 20\)"):
-        common.load_data_for(build_model("lenet"), args, "test")
     bare = argparse.Namespace(dataset=str(rgb_npz))  # a command without the flags
     assert common.load_data(bare, "test").images.shape == (6, 3, 32, 32)
-    lenet_rgb = build_model("lenet", in_channels=3, image_size=32)
-    assert common.load_data_for(lenet_rgb, bare, "train").input_shape == (3, 32, 32)
 
 
 def test_a_set_without_a_split_needs_split_all_or_a_holdout(lenet_ckpt, tmp_path, capsys) -> None:

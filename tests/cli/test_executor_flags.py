@@ -21,13 +21,13 @@ def test_ood_models_on_dask_workers_equal_in_process(tmp_path):
         torch.manual_seed(seed)
         paths.append(save_checkpoint(tmp_path / f"s{seed}.pt", model=build_model("lenet"),
                                      epoch=0, step=0, history=[]))  # fmt: skip
-    argv = ["ood", "--checkpoints", ",".join(map(str, paths)), "--in", "digits", "--out",
+    argv = ["ood", "--checkpoints", ",".join(map(str, paths)), "--in", "digits", "--ood",
             "noise", "--detectors", "msp,energy", "--points", "20", "--fit-points", "40",
-            "--device", "cpu"]  # fmt: skip
+            "--device", "cpu", "--shard-size", "1", "--no-progress"]  # fmt: skip
     assert main([*argv, "--json", str(tmp_path / "a.json")]) == 0
     dask = ["--executor", "dask", "--workers", "2", "--json", str(tmp_path / "b.json")]
     assert main([*argv, *dask]) == 0
-    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    a, b = (json.loads((tmp_path / f).read_text())["summary"] for f in ("a.json", "b.json"))
     assert [r["n_seeds"] for r in a["results"]] == [2, 2]
     assert any(r["auroc_std"] > 0 for r in a["results"])  # two different models
     for ra, rb in zip(a["per_model"], b["per_model"], strict=True):

@@ -35,7 +35,15 @@ def _one_line_error(capsys, command: str) -> str:
 
 def test_spectrum_json_under_a_file_and_on_a_folder(inputs, capsys):
     root, ckpt = inputs
-    base = ["spectrum", "--checkpoint", str(ckpt), "--dataset", str(root / "d.npz")]
+    base = [
+        "spectrum",
+        "--checkpoint",
+        str(ckpt),
+        "--dataset",
+        str(root / "d.npz"),
+        "--split",
+        "all",
+    ]
     base += ["--points", "2", "--device", "cpu"]
     assert main([*base, "--json", str(root / "afile" / "x.json")]) == 2
     line = _one_line_error(capsys, "spectrum")
@@ -49,7 +57,15 @@ def test_spectrum_json_under_a_file_and_on_a_folder(inputs, capsys):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux only")
 def test_json_in_proc_names_the_path(inputs, capsys):
     root, ckpt = inputs
-    argv = ["spectrum", "--checkpoint", str(ckpt), "--dataset", str(root / "d.npz")]
+    argv = [
+        "spectrum",
+        "--checkpoint",
+        str(ckpt),
+        "--dataset",
+        str(root / "d.npz"),
+        "--split",
+        "all",
+    ]
     assert main([*argv, "--points", "1", "--json", "/proc/leafscope-x.json"]) == 2
     line = _one_line_error(capsys, "spectrum")
     assert "/proc/leafscope-x.json: " in line and ".tmp" not in line

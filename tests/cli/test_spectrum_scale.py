@@ -176,7 +176,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_rows(tmp_path):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     a, b = _rows(killed), _rows(tmp_path / "whole")
-    assert a == b and a["index"] == list(range(24))  # exactly the same rows
+    assert a == b and len(a["index"]) == 24 == len(set(a["index"]))  # exactly the same rows
     s = [json.loads((tmp_path / d / "_summary.json").read_text()) for d in ("killed", "whole")]
     assert s[0]["summary"] == s[1]["summary"]
 
@@ -212,7 +212,7 @@ def test_resume_refuses_other_settings(lenet, tmp_path, capsys):
     assert "other settings (params.dtype: 'float32' here, 'float64' in the folder)" in err
     assert _spectrum(lenet, out, "--points", "8", "--shard-size", "4", "--resume") == 0
     assert main(["merge", str(tmp_path)]) == 2
-    assert "is not a spectrum result folder nor a per-point one" in capsys.readouterr().err
+    assert "is not a result folder" in capsys.readouterr().err
 
 
 BLOCK_OPTIONAL = """

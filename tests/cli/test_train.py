@@ -69,6 +69,11 @@ def test_train_on_stand_in_data(tmp_path: Path, monkeypatch, capsys) -> None:
     assert train_cmd.run(parse(*argv, "--resume")) == 0
     with pytest.raises(InputError, match="already holds checkpoints"):
         train_cmd.run(parse(*argv))
+    capsys.readouterr()
+    assert main(["train", *argv]) == 2  # the library names parameters, the command its flags
+    assert (
+        "pass --resume to continue that run, --overwrite to replace it" in capsys.readouterr().err
+    )
 
 
 def test_defaults_are_sgd_with_momentum_and_augmentations_reach_fit(

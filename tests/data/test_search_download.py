@@ -39,7 +39,7 @@ def test_missing_without_download_lists_folders(tmp_path: Path) -> None:
     msg = str(info.value)
     assert "train-images-idx3-ubyte.gz" in msg and str(tmp_path) in msg
     assert KMNIST.files["train-images-idx3-ubyte.gz"].sha256 in msg
-    assert "--data-dir" in msg and "LEAFSCOPE_DATA" in msg and "download" in msg
+    assert "`data_dir=DIR`" in msg and "LEAFSCOPE_DATA" in msg and "download" in msg
 
 
 def _serve(files: dict[str, bytes], calls: list[str]):

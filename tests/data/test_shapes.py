@@ -152,9 +152,9 @@ def test_mismatch_error_names_both_shapes_and_the_fix() -> None:
         check_model_input(model, x)
     msg = str(info.value)
     assert "(N, 1, 28, 28)" in msg and "(N, 3, 32, 32)" in msg
-    assert "--grey" in msg and "--resize 28,28" in msg
+    assert "`grey`" in msg and "`resize=28,28`" in msg and "--" not in msg  # no CLI flag
     check_model_input(model, resize(to_grey(x), (28, 28)))  # the advertised fix works
-    with pytest.raises(InputError, match=r"\(N, 3, 32, 32\).*--grey"):
+    with pytest.raises(InputError, match=r"\(N, 3, 32, 32\).*`grey`"):
         check_model_input(build_model("mlp"), x)
     check_model_input(build_model("mlp"), torch.rand(2, 784))  # an MLP flattens
 
@@ -167,7 +167,7 @@ def test_mismatch_of_a_model_without_config_and_mode_restored() -> None:
     stats = model[1].running_mean.clone()
     with pytest.raises(InputError) as info:
         check_model_input(model, torch.rand(2, 3, 10, 10))
-    assert "(N, 3, 10, 10)" in str(info.value) and "--grey" in str(info.value)
+    assert "(N, 3, 10, 10)" in str(info.value) and "`grey`" in str(info.value)
     assert "[4, 1, 3, 3]" in str(info.value)  # torch's own words name the weight shape
     check_model_input(model, torch.rand(2, 1, 10, 10))
     assert model.training and torch.equal(model[1].running_mean, stats)
@@ -188,7 +188,7 @@ def test_csv_tabular(tmp_path: Path) -> None:
     data = load_images("csv:" + str(named), "all", label_column="species")
     assert data.class_names == ["fir", "oak"] and data.labels.tolist() == [0, 1, 0]
     assert data.images.shape == (3, 1)
-    with pytest.raises(InputError, match="no column 'label'.*species, x.*--label-column"):
+    with pytest.raises(InputError, match="no column 'label'.*species, x.*`label_column=NAME`"):
         load_images(str(named), "all")
     free = load_images(str(p), "all", label_column="none")
     assert free.images.shape == (3, 4) and free.labels.tolist() == [-1, -1, -1]

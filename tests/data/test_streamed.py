@@ -274,7 +274,7 @@ def test_a_set_without_a_split_refuses_train_and_test(tmp_path: Path, plain_npz:
             with pytest.raises(InputError, match="no train/test split") as info:
                 DataSpec(name=str(name), split=split).open()
             msg = str(info.value)
-            assert "split all" in msg and "holdout" in msg and "--" not in msg
+            assert "`split=all`" in msg and "`holdout=F`" in msg and "--" not in msg
             assert str(name) in msg and "\n" not in msg
         assert len(DataSpec(name=str(name), split="all").open()) > 0
         assert not DataSpec(name=str(name)).has_split()

@@ -85,11 +85,11 @@ def test_two_process_cluster_on_localhost():
 def test_executor_options_are_checked():
     with pytest.raises(InputError, match="unknown executor 'ray'"):
         make_executor("ray")
-    with pytest.raises(InputError, match="--workers must be >= 1"):
+    with pytest.raises(InputError, match="`workers` must be >= 1"):
         make_executor("dask", workers=0)
-    with pytest.raises(InputError, match="--scheduler tcp://x:1 needs --executor dask"):
+    with pytest.raises(InputError, match="`scheduler=tcp://x:1` needs `executor=dask`"):
         make_executor("inprocess", scheduler="tcp://x:1")
-    with pytest.raises(InputError, match="--workers 4 needs --executor dask"):
+    with pytest.raises(InputError, match="`workers=4` needs `executor=dask`"):
         make_executor("inprocess", workers=4)
 
 

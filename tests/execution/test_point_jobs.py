@@ -15,7 +15,7 @@ import torch
 from leafscope.cli.main import main
 from leafscope.data.spec import DataSpec
 from leafscope.errors import InputError
-from leafscope.execution import PointJob, ResultFolder, merge_results
+from leafscope.execution import ResultFolder, merge
 from leafscope.execution.runner import RunOptions, make_job, run
 from leafscope.models.spec import ModelSpec
 from leafscope.tasks.denoise import DenoiseParams
@@ -224,7 +224,7 @@ def test_involutivity_on_data_points_and_the_fisher_test(label):
 
     base = job_of("involutivity", label)
     params = InvolutivityParams(inputs="data", fisher_points=2,
-                                fisher_parameters=("model.6.weight", "model.6.bias"))  # fmt: skip
+                                fisher_parameters=("6.weight", "6.bias"))  # fmt: skip
     job = make_job("involutivity", params, model=base.models["model"], data=base.data["data"],
                    indices=[3, 1, 4], shard_size=2)  # fmt: skip
     result = run(job, RunOptions(device="cpu", progress=False))
@@ -258,15 +258,15 @@ def test_a_walk_does_not_depend_on_its_shard(label):
 
 
 def test_merge_refuses_a_folder_without_a_job(tmp_path, capsys):
-    with pytest.raises(InputError, match="nor a per-point one"):
-        merge_results(tmp_path)
+    with pytest.raises(InputError, match="is not a result folder"):
+        merge(tmp_path)
     assert main(["merge", str(tmp_path)]) == 2
     assert "no _settings.json" in capsys.readouterr().err
 
 
 def test_unknown_kind_and_bad_flags_are_refused(label, capsys):
-    with pytest.raises(InputError, match="unknown job kind 'nope'"):
-        PointJob("nope", 3)
+    with pytest.raises(InputError, match="unknown task 'nope'"):
+        make_job("nope")
     assert main(argv("involutivity", label, "--shard", "1/2")) == 2
     assert "--shard and --resume need --out DIR" in capsys.readouterr().err
     assert main(argv("denoise", label, "--workers", "2")) == 2

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from leafscope.data import ImageDataset
 from leafscope.errors import InputError
-from leafscope.execution import PointSource, ResultFolder, parse_slice, plan_shards, slice_shards
+from leafscope.execution import ResultFolder, parse_slice, plan_shards, slice_shards
 from leafscope.execution.results import columns_to_table, table_to_columns
 
 pytest.importorskip("pyarrow")
@@ -29,12 +27,12 @@ def test_slices_cover_every_shard_once(n_shards, parts):
     assert max(map(len, slices)) - min(map(len, slices)) <= 1
 
 
-def test_parse_slice():
-    assert parse_slice("1/4") == (1, 4)
-    for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
-        with pytest.raises(InputError, match="--shard"):
+def test_parse_slice_counts_from_one_as_job_arrays_do():
+    assert parse_slice("1/4") == (1, 4) and parse_slice("4/4") == (4, 4)
+    for bad in ("0/4", "5/4", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(InputError, match="1 <= I <= N"):
             parse_slice(bad)
-    with pytest.raises(InputError, match="--shard-size must be >= 1"):
+    with pytest.raises(InputError, match="`shard_size` must be >= 1"):
         plan_shards(10, 0)
 
 
@@ -61,34 +59,33 @@ def test_parquet_round_trip_is_exact(tmp_path):
 def test_folder_refuses_other_settings_and_silent_overwrite(tmp_path):
     folder = ResultFolder(tmp_path / "out")
     settings = {"dtype": "float64", "shard_size": 4}
-    assert folder.prepare(settings, {}, resume=False, own=range(3)) == set()
-    folder.write_shard(1, {"index": np.arange(4)})
-    with pytest.raises(InputError, match="pass --resume"):
-        folder.prepare(settings, {}, resume=False, own=range(3))
-    assert folder.prepare(settings, {}, resume=False, own=range(2, 3)) == set()  # another slice
-    assert folder.prepare(settings, {}, resume=True, own=range(3)) == {1}
+    fp = "f" * 64
+    assert folder.prepare_job(settings, {}, fp, resume=False, own=range(3)) == (set(), {})
+    folder.write_shard(1, {"unit": np.arange(4)}, fp)
+    with pytest.raises(InputError, match="resume it, or pass another folder"):
+        folder.prepare_job(settings, {}, fp, resume=False, own=range(3))
+    assert folder.prepare_job(settings, {}, fp, resume=False, own=range(2, 3)) == (set(), {})
+    assert folder.prepare_job(settings, {}, fp, resume=True, own=range(3)) == ({1}, {})
     with pytest.raises(InputError, match=r"other settings \(dtype: 'float32' here, 'float64'"):
-        folder.prepare({**settings, "dtype": "float32"}, {}, resume=True, own=range(3))
+        folder.prepare_job({**settings, "dtype": "float32"}, {}, fp, resume=True, own=range(3))
     with pytest.raises(InputError, match="misses 2 of 3 shards"):
         folder.check_complete(3)
 
 
-def _dataset(images, labels, split):
-    return ImageDataset(images, labels, "toy", split, 3, "test")
+def test_a_shard_of_another_job_or_with_altered_rows_does_not_verify(tmp_path):
+    folder = ResultFolder(tmp_path)
+    rows = {"unit": np.arange(3), "value": np.array([0.5, 1.5, 2.5])}
+    folder.write_shard(0, rows, "a" * 64)
+    assert folder.shard_problem(0, "a" * 64) is None
+    assert "another job" in folder.shard_problem(0, "b" * 64)
+    folder.write_shard(1, rows)  # no fingerprint: not written by a job
+    assert "no fingerprint" in folder.shard_problem(1, "a" * 64)
+    import pyarrow.parquet as pq
 
-
-def test_point_source_addresses_splits_without_concatenating():
-    a = _dataset(torch.rand(5, 2), torch.arange(5) % 3, "train")
-    b = _dataset(torch.rand(3, 2), torch.tensor([2, 1, 0]), "test")
-    source = PointSource([a, b])
-    assert len(source) == 8
-    idx = [7, 0, 5, 4, 6]
-    images, labels = source.take(idx)
-    both = torch.cat([a.images, b.images])
-    assert torch.equal(images, both[idx])
-    assert labels.tolist() == torch.cat([a.labels, b.labels])[idx].tolist()
-    info = source.describe()
-    assert info["split"] == "train+test" and info["num_points"] == 8
-    assert info["class_counts"] == [3, 3, 2]
-    with pytest.raises(InputError, match=r"use indices in \[0, 7\]"):
-        source.take([8])
+    table = pq.read_table(folder.shard_path(0))
+    meta = table.schema.metadata
+    altered = columns_to_table({**rows, "value": np.array([0.5, 1.5, 2.75])})
+    pq.write_table(altered.replace_schema_metadata(meta), folder.shard_path(0))
+    assert "checksum" in folder.shard_problem(0, "a" * 64)
+    folder.shard_path(0).write_bytes(b"PAR1 not really")
+    assert folder.shard_problem(0, "a" * 64).startswith("unreadable")

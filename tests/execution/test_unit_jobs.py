@@ -12,7 +12,6 @@ from functools import partial
 import pytest
 import torch
 
-from leafscope.cli.main import main
 from leafscope.execution import DaskExecutor, InProcessExecutor, clear_cache
 from leafscope.experiments.nnk import (
     GeometryTask,
@@ -154,33 +153,26 @@ def test_early_stopping_seeds(tmp_path, dask):
     assert acc["std"] == pytest.approx(abs(acc["values"][0] - acc["values"][1]) / 2**0.5)
 
 
-def test_transfer_per_data_set(tmp_path, monkeypatch, dask):
+def test_transfer_per_data_set(tmp_path, dask):
+    from leafscope.data.spec import DataSpec
+    from leafscope.execution.runner import RunOptions, make_job, run
+    from leafscope.models.spec import ModelSpec
+    from leafscope.tasks.transfer import TransferParams
+
     torch.manual_seed(0)
     path = save_checkpoint(tmp_path / "m.pt", model=build_model("lenet"), epoch=0, step=0,
                            history=[])  # fmt: skip
-    argv = ["transfer", "--checkpoint", str(path), "--train-dataset", "digits", "--datasets",
-            "digits,noise", "--points", "6", "--transfer-train", "60", "--transfer-val", "30",
-            "--no-progress", "--device", "cpu"]  # fmt: skip
-    assert main([*argv, "--json", str(tmp_path / "a.json")]) == 0
-    monkeypatch.setattr("leafscope.cli.transfer.executor_from_args", lambda *a: _Borrowed(dask))
+    params = TransferParams(datasets=("digits", "noise"), points=6, transfer_train=60,
+                            transfer_val=30)  # fmt: skip
+    job = make_job("transfer", params, model=ModelSpec(checkpoint=str(path)),
+                   data=DataSpec(name="digits"), shard_size=1)  # fmt: skip
+    options = RunOptions(device="cpu", progress=False)
+    a = run(job, options).payload
     clear_cache()
-    assert main([*argv, "--executor", "dask", "--json", str(tmp_path / "b.json")]) == 0
-    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
-    assert _same(a, b) and [r["dataset"] for r in a["rows"]] == ["digits", "noise"]
-    assert a["rows"][1]["transfer_accuracy"] is None  # noise: unlabelled
-
-
-class _Borrowed:
-    """The module's cluster as a context manager that leaves it running."""
-
-    def __init__(self, executor):
-        self.executor = executor
-
-    def __enter__(self):
-        return self.executor
-
-    def __exit__(self, *exc):
-        return None
+    b = run(job, options, executor=dask).payload  # one shard per data set on the workers
+    assert _same(a, b) and [r["dataset"] for r in a["summary"]["rows"]] == ["digits", "noise"]
+    assert a["num_shards"] == 3  # two data sets and the reference spectrum
+    assert a["summary"]["rows"][1]["transfer_accuracy"] is None  # noise: unlabelled
 
 
 def test_task_functions_and_items_pickle(tmp_path):
@@ -201,6 +193,3 @@ def test_task_functions_and_items_pickle(tmp_path):
         fn2, item2 = pickle.loads(text)
         assert fn2 is fn and type(item2) is type(item) and pickle.dumps((fn2, item2)) == text
         assert len(text) < 2000  # specs and seeds, never tensors
-    from leafscope.cli.transfer import transfer_unit
-
-    assert pickle.loads(pickle.dumps(transfer_unit)) is transfer_unit

@@ -174,21 +174,34 @@ def test_run_protocol_refuses_a_json_of_other_settings(two_seeds, tmp_path, monk
         run_protocol({"partial": ckpts[:1]}, **{**SMALL, "points": 1})
 
 
-def test_protocol_cli_refuses_what_it_cannot_honour(tmp_path):
-    import argparse
-
-    from leafscope.cli import ood
-
-    def parse(argv):
-        parser = argparse.ArgumentParser()
-        ood.register(parser.add_subparsers(dest="command"))
-        return parser.parse_args(["ood", "--protocol", *argv])
+def test_protocol_command_refuses_what_it_cannot_honour(capsys):
+    from leafscope.cli.main import main
 
     for argv, message in (
-        ([], "needs --seeds N >= 1"),
-        (["--seeds", "1", "--executor", "dask"], "runs in this process"),
-        (["--seeds", "1", "--checkpoints", "a.pt,b.pt"], "trains its own models"),
+        (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--regimes", "forever"], "--regimes: unknown ['forever']"),
+        (["--checkpoint", "a.pt"], "unrecognized arguments"),  # it trains its own models
     ):
-        args = parse(argv)
-        with pytest.raises(InputError, match=message):
-            args.func(args)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) if argv[0] == "--checkpoint" else _no_raise():
+            assert main(["ood-protocol", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_protocol_baselines_are_the_registry_baselines():
+    from leafscope.applications.detectors import BASELINES, DETECTORS
+
+    assert tuple(PROTOCOL_BASELINES) == BASELINES
+    for name, (kind, options) in PROTOCOL_BASELINES.items():
+        assert DETECTORS[name].cls.name == kind and dict(DETECTORS[name].options) == options
+    assert PROTOCOL_BASELINES["mahalanobis-lw"] == ("mahalanobis", {"shrinkage": "ledoit-wolf"})
+    assert PROTOCOL_BASELINES["knn"] == ("knn", {"k": 50})

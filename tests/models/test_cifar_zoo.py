@@ -98,7 +98,7 @@ def test_vector_mlp_from_shape() -> None:
 
 
 def test_build_for_input_refuses_shapes_a_model_cannot_take() -> None:
-    with pytest.raises(InputError, match="use --model mlp"):
+    with pytest.raises(InputError, match="use `model=mlp`"):
         build_model_for_input("resnet18", (10,), 3)
     with pytest.raises(InputError, match="square"):
         build_model_for_input("lenet", (1, 28, 32), 3)

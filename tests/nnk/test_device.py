@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from leafscope.execution.executor import worker_device
 from leafscope.nnk import invariance
 from leafscope.nnk.geometry import layer_geometry, mgm_summary
 from leafscope.nnk.graph import NNKGraph, solve_nnk_chunk
@@ -92,17 +91,18 @@ def test_the_device_reaches_every_graph_fit_and_polytope_solve(
     assert polytope_devices and set(polytope_devices) == {"cpu:0"}
 
 
-def test_a_chunk_solves_on_the_device_worker_device_resolves(monkeypatch):
-    """solve_nnk_chunk asks worker_device (a Dask GPU worker's own GPU) for its device."""
+def test_a_chunk_solves_on_the_device_of_its_chunk(monkeypatch):
+    """solve_nnk_chunk resolves each chunk's own device (nnk imports no executor module)."""
     from leafscope.nnk import graph
 
     asked = []
+    resolve_device = graph._chunk_device
 
     def resolve(device):
         asked.append(device)
-        return worker_device(device)
+        return resolve_device(device)
 
-    monkeypatch.setattr(graph, "worker_device", resolve)
+    monkeypatch.setattr(graph, "_chunk_device", resolve)
     X = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
     whole = NNKGraph(k=6, metric_batch_size=16, device="cpu:0").fit(X)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import leafscope.training.checkpoint as ckpt_mod
+import leafscope.models.checkpoint as ckpt_mod
 from leafscope.errors import CheckpointError, InputError
 from leafscope.models import build_model
 from leafscope.training import (

@@ -2,11 +2,13 @@
 
 The LeNet-5 experiment (:mod:`leafscope.experiments.thermo.lenet`) fixes the model, the data
 and the layer; this one takes them: a factory of fresh models (a zoo model built for the data,
-or a user module), image data at their own shape, and the name of a ``Conv2d`` layer. Per seed:
-train with :func:`leafscope.training.fit` and a :class:`~leafscope.thermo.TemperatureMonitor`
-on the layer's filters, then mask filters (no retraining) and evaluate on the test set:
-without the ``k`` hottest, without the ``k`` coldest, without ``k`` random filters; each
-filter alone removed gives its accuracy drop, compared with its temperature by rank correlation.
+or a user module), image data at their own shape, and the name of a ``Conv2d`` layer. Per seed
+(:func:`leafscope.thermo.filters.filter_seed`): train with :func:`leafscope.training.fit` and a
+:class:`~leafscope.thermo.TemperatureMonitor` on the layer's filters, then mask filters (no
+retraining) and evaluate on the test set: without the ``k`` hottest, without the ``k`` coldest,
+without ``k`` random filters; each filter alone removed gives its accuracy drop, compared with
+its temperature by rank correlation. This driver runs one task per seed on any executor and
+reports accuracies in percent; the ``thermo-filters`` command runs the same seeds as a task.
 
 A model that trains to chance (test accuracy within :data:`CHANCE_MARGIN` points of
 ``100 / classes``) has no learned filters to measure: the experiment warns and records
@@ -23,19 +25,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from leafscope.errors import InputError
 from leafscope.execution import Executor
 from leafscope.experiments.tasks import Source, map_units, resolve, seeded
 from leafscope.experiments.thermo.common import (
     PruningRow,
     aggregate_rows,
-    masked_scorer,
-    spearman,
+    in_percent,
     validate_seeds,
 )
+from leafscope.thermo import filters as core
 from leafscope.thermo.groups import resolve_layer
-from leafscope.thermo.monitor import TemperatureMonitor
-from leafscope.thermo.pruning import magnitude_scores, random_scores, select_groups
 
 __all__ = [
     "CHANCE_MARGIN",
@@ -58,8 +57,9 @@ class FilterThermoResult:
         config: the settings (layer, number of filters, k, optimizer, epochs, ...).
         rows: test accuracy (%) and loss (nats), mean ± std over seeds, of ``original``,
             ``without_k_hottest``, ``without_k_coldest`` and ``without_k_random``.
-        per_seed: per seed: one temperature per filter, L1 norms, single-filter accuracy drops,
-            rank correlations, training history, whether that seed trained to chance.
+        per_seed: per seed: one temperature per filter, L1 norms, single-filter accuracy drops
+            (percentage points), rank correlations, training history, whether that seed trained
+            to chance.
         trained_to_chance: some seed's test accuracy is within :data:`CHANCE_MARGIN` points of
             chance (``config["chance_accuracy"]``): its temperatures describe an untrained
             network (a warning was emitted).
@@ -98,43 +98,20 @@ class FilterSeedTask:
 
 
 def filter_seed(task: FilterSeedTask) -> tuple[dict, dict]:
-    """Train, score and record one seed: ``(values, record)`` (a top-level task)."""
+    """Train, score and record one seed: ``(values, record)``, accuracies in percent (a
+    top-level task)."""
     from leafscope.execution import worker_device
-    from leafscope.training import fit
 
-    device = worker_device(task.device)
-    seed, layer, k = task.seed, task.layer, task.k
-    train, val = resolve(task.train), resolve(task.val)
-    test = tuple(t.to(device) for t in resolve(task.test))
     with seeded():
-        torch.manual_seed(seed)
-        model = task.make_model().to(device)
-        monitor = TemperatureMonitor({layer: "filters"})
-        result = fit(model, train, val, seed=seed, device=device, callbacks=[monitor],
-                     progress=False, **dict(task.settings))  # fmt: skip
-    model.eval()
-    temps = monitor.temperatures(window=task.window)[layer]
-    n = temps.numel()
-    score = masked_scorer(model, layer, test, device)
-    values = {
-        "original": score([]),
-        f"without_{k}_hottest": score(select_groups(temps, k, "remove", "highest")),
-        f"without_{k}_coldest": score(select_groups(temps, k, "remove", "lowest")),
-        f"without_{k}_random": score(select_groups(random_scores(n, 1000 + seed), k)),
-    }
-    drop = torch.tensor([values["original"][0] - score([i])[0] for i in range(n)])
-    l1 = magnitude_scores(model, layer)
-    record = {
-        "seed": seed,
-        "temperatures": temps.tolist(),
-        "l1": l1.tolist(),
-        "single_filter_accuracy_drop": drop.tolist(),
-        "spearman_temperature_vs_drop": spearman(temps, drop),
-        "spearman_l1_vs_drop": spearman(l1, drop),
-        "spearman_temperature_vs_l1": spearman(temps, l1),
-        "train_history": result.history,
-    }
-    return values, record
+        values, record = core.filter_seed(
+            task.make_model, task.seed, resolve(task.train), resolve(task.val),
+            resolve(task.test), layer=task.layer, k=task.k, window=task.window,
+            settings=dict(task.settings), device=worker_device(task.device),
+        )  # fmt: skip
+    record["single_filter_accuracy_drop"] = [
+        100.0 * d for d in record["single_filter_accuracy_drop"]
+    ]
+    return in_percent(values), record
 
 
 def run_filter_experiment(
@@ -174,11 +151,6 @@ def run_filter_experiment(
     Returns:
         A :class:`FilterThermoResult` (accuracies in percent, losses in nats).
 
-    Warns:
-        UserWarning: a seed trained to chance (test accuracy at most :data:`CHANCE_MARGIN`
-            points above ``100 / classes``, classes counted in the train and test labels);
-            ``trained_to_chance`` is then set on the result and on that seed's record.
-
     Raises:
         InputError: ``layer`` is not a convolution of the model, or ``k`` is not in
             ``1..filters-1``.
@@ -186,9 +158,7 @@ def run_filter_experiment(
     seed_list = validate_seeds(seeds)
     device = torch.device(device)
     n = resolve_layer(make_model(), layer, "filters").n_groups
-    k = max(1, n // 3) if k is None else k
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n:
-        raise InputError(f"k must be an integer in 1..{n - 1} for {layer!r} with {n} filters")
+    k = core.check_k(k, n, layer)
     settings = tuple(sorted(fit_settings.items()))
     tasks = [
         FilterSeedTask(seed, make_model, layer, k, train, val, test, window, settings, str(device))
@@ -219,7 +189,8 @@ def run_filter_experiment(
         "input_shape": list(resolve(train)[0].shape[1:]), "device": str(device),
         "num_classes": classes, "chance_accuracy": chance, **settings,
     }  # fmt: skip
-    rows = aggregate_rows(per_seed_values, list(per_seed_values[0]))
+    conditions = core.filter_conditions(k)
+    rows = aggregate_rows(per_seed_values, conditions)
     return FilterThermoResult(config, rows, per_seed, trained_to_chance=bool(low))
 
 
@@ -238,8 +209,7 @@ def _warn_chance(
         f"the model trained to chance: test accuracy {seeds}, chance is {chance:.1f}% "
         f"({classes} classes, warned within {CHANCE_MARGIN:g} points); the temperatures and "
         f"the pruning table describe an untrained network. Train longer (more epochs, now "
-        f"{epochs}) or with a larger learning rate (now {lr}), e.g. --epochs and --lr of "
-        "leafscope thermo filters",
+        f"{epochs}) or with a larger learning rate (lr, now {lr})",
         UserWarning,
         stacklevel=3,
     )

@@ -13,8 +13,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from leafscope.errors import InputError  # noqa: E402
-from leafscope.experiments.nnk import EpochGeometry, RunGeometry  # noqa: E402
-from leafscope.nnk.geometry import METRICS  # noqa: E402
+from leafscope.nnk.geometry import METRICS, EpochGeometry, RunGeometry  # noqa: E402
 from leafscope.nnk.invariance import AugmentationGeometry  # noqa: E402
 from leafscope.nnk.stability import LayerStability  # noqa: E402
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -116,21 +115,15 @@ def test_experiment_bad_inputs():
         run_gnn_experiment("cora", "node", ratios=[120], data=_toy_graph())
 
 
-def _cli(argv: list[str]) -> int:
-    from leafscope.cli import thermo
+def test_cli_gnn_alias_on_cora_writes_the_curves(tmp_path):
+    """``leafscope thermo gnn`` (the alias of ``thermo-gnn``): the curves, as fractions."""
+    from leafscope.cli.main import main
 
-    parser = argparse.ArgumentParser(prog="leafscope")
-    thermo.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-def test_cli_gnn_on_cora_writes_the_curves(tmp_path):
     data_dir = shared_data_dir()
     if data_dir is None or not (data_dir / "planetoid").is_dir():
         pytest.skip("shared Planetoid files not present")
     out = tmp_path / "cora.json"
-    code = _cli(
+    code = main(
         [
             "thermo",
             "gnn",
@@ -144,22 +137,28 @@ def test_cli_gnn_on_cora_writes_the_curves(tmp_path):
             "0,50",
             "--json",
             str(out),
-            "--quiet",
+            "--no-progress",
+            "--device",
+            "cpu",
             "--data-dir",
             str(data_dir / "planetoid"),
         ]
     )
     assert code == 0
-    curves = json.loads(out.read_text())["curves"]
+    document = json.loads(out.read_text())
+    curves = document["curves"]
     assert {"criterion", "ratio", "metric_mean", "metric_std"} <= set(curves[0])
-    assert len(curves) == 10
+    assert len(curves) == 10 and all(0 <= c["metric_mean"] <= 1 for c in curves)
+    assert document["task"] == "thermo-gnn"
 
 
-def test_cli_errors_are_clear():
-    with pytest.raises(InputError, match="--window 'x' is not an integer"):
-        _cli(["thermo", "lenet", "--window", "x"])
-    with pytest.raises(InputError, match="needs an experiment"):
-        _cli(["thermo"])
+def test_cli_errors_are_clear(capsys):
+    from leafscope.cli.main import main
+
+    assert main(["thermo", "lenet", "--window", "x"]) == 2
+    assert "--window must be an integer (got 'x')" in capsys.readouterr().err
+    assert main(["thermo"]) == 2
+    assert "needs an experiment" in capsys.readouterr().err
 
 
 def test_spearman_matches_the_textbook_value_with_ties():
