@@ -48,10 +48,15 @@ def _rows(folder):
 
 
 def _assert_rows_close(a, b, tol):
+    """Numeric columns within ``tol`` (NaN where both are NaN), the others equal."""
     assert a.keys() == b.keys() and len(a["index"]) == len(b["index"])
     for key in a:
-        x, y = np.asarray(a[key], dtype=float), np.asarray(b[key], dtype=float)
-        np.testing.assert_allclose(x, y, rtol=0, atol=tol, err_msg=key)
+        try:
+            x, y = np.asarray(a[key], dtype=float), np.asarray(b[key], dtype=float)
+        except ValueError:  # text columns (the token shares of text models)
+            assert a[key] == b[key], key
+            continue
+        np.testing.assert_allclose(x, y, rtol=0, atol=tol, err_msg=key, equal_nan=True)
 
 
 def test_rows_equal_the_library_and_the_summary_all_rows(lenet, tmp_path):
@@ -176,7 +181,8 @@ def test_kill_9_then_resume_gives_the_uninterrupted_rows(tmp_path):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     a, b = _rows(killed), _rows(tmp_path / "whole")
-    assert a == b and len(a["index"]) == 24 == len(set(a["index"]))  # exactly the same rows
+    _assert_rows_close(a, b, 0)  # exactly the same rows
+    assert len(a["index"]) == 24 == len(set(a["index"]))
     s = [json.loads((tmp_path / d / "_summary.json").read_text()) for d in ("killed", "whole")]
     assert s[0]["summary"] == s[1]["summary"]
 
@@ -197,7 +203,7 @@ def test_slices_and_merge_equal_the_whole(lenet, tmp_path, capsys):
     (parts / "_summary.json").unlink()  # the last slice wrote it: merge must rebuild it
     assert main(["merge", str(parts), "--json", str(tmp_path / "m.json")]) == 0
     assert _spectrum(lenet, tmp_path / "whole", *common) == 0
-    assert _rows(parts) == _rows(tmp_path / "whole")
+    _assert_rows_close(_rows(parts), _rows(tmp_path / "whole"), 0)
     merged = json.loads((parts / "_summary.json").read_text())
     whole = json.loads((tmp_path / "whole" / "_summary.json").read_text())
     assert merged == whole == json.loads((tmp_path / "m.json").read_text())
@@ -270,5 +276,5 @@ def test_foreign_and_damaged_shards_are_named_and_recomputed(lenet, tmp_path, ca
     assert _spectrum(lenet, mixed, *common, "--resume") == 0
     out = capsys.readouterr().out
     assert "recomputed shard 1" in out and "recomputed shard 2" in out
-    assert _rows(mixed) == _rows(tmp_path / "clean")
+    _assert_rows_close(_rows(mixed), _rows(tmp_path / "clean"), 0)
     assert main(["merge", str(mixed)]) == 0
