@@ -151,6 +151,27 @@ def _check_explore(out: Path, argv: list[str]) -> None:
     assert "http://" not in page and "https://" not in page  # nothing off the page
 
 
+def _check_curvature(out: Path, argv: list[str]) -> None:
+    data = _json(out)
+    assert data["num_units"] == int(_option(argv, "--points")) == len(data["points"])
+    points = [p for p in data["points"] if p["full_rank"]]
+    assert points, "no point of full rank"
+    for p in points:  # G is the pull-back of a sphere of radius 2: K = 1/4 at full rank
+        assert np.allclose(p["transverse_sectional_curvature"], 0.25, atol=1e-8)
+
+
+def _check_attack(out: Path, argv: list[str]) -> None:
+    rows = _json(out)["rows"]
+    methods = _option(argv, "--methods").split(",")
+    budgets = [float(b) for b in _option(argv, "--budgets").split(",")]
+    assert {r["method"] for r in rows} >= set(methods)
+    for method in methods:
+        rates = [r["fooling_rate"] for r in sorted((r for r in rows if r["method"] == method),
+                                                   key=lambda r: r["budget"])]  # fmt: skip
+        assert len(rates) == len(budgets) and all(0 <= f <= 1 for f in rates)
+        assert all(a <= b + 1e-12 for a, b in zip(rates, rates[1:], strict=False)), method
+
+
 def _check_generate(out: Path, argv: list[str]) -> None:
     assert (out / "_files" / "grid.png").stat().st_size > 0
     with np.load(out / "_files" / "generated.npz") as arrays:
@@ -324,6 +345,8 @@ _SUBCOMMANDS: dict[str, tuple[list[str], str, Check | None]] = {
                 "OUT", _check_denoise),
     "generate": (["--points", "2", "--steps", "3", "--pool", "60"], "DIR", _check_generate),
     "explore": (["--no-progress"], "DIR", _check_explore),
+    "curvature": (["--no-progress"], "OUT", _check_curvature),
+    "attack": (["--points", "16", "--no-progress"], "OUT", _check_attack),
     "nnk": (["--points", "80", "--test-points", "80", "--no-orientation"], "OUT", _check_nnk),
     "early-stopping": (["--train-points", "400", "--val-points", "100", "--points", "60",
                         "--epochs", "2", "--json", "OUT"], "OUT", _check_early_stopping),
