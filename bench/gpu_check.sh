@@ -10,6 +10,7 @@
 #   env          nvidia-smi, torch and CUDA versions; imports of the carried packages
 #   cuda-tests   pytest -m cuda tests, but the README commands (CUDA against CPU, Dask GPU workers)
 #   topk-c1000   bench_topk.py --device cuda --classes 1000 --size 224 --points 2
+#   vit-b16      bench_vit_b16.py --device cuda (ViT-B/16 224², C = 1000: top-10, trace, bf16)
 #   dim-c10      bench_dim.py --device cuda (LeNet 256 points; ResNet-18 224², C = 10)
 #   brackets     bench_brackets.py --device cuda (paper CNN, 20 points)
 #   nnk          bench_nnk.py --device cuda (60k MNIST, k = 50)
@@ -129,12 +130,14 @@ if [ "$DEVICE" = cuda ]; then
   BRACKETS=(--model cnn --points 20 --full-points 1)
   NNK=(--n 60000 --k 50 --sample 500 --propagation-n 10000)
   NNKI=(--n 60000 --k 15)
+  VITB=(--points 2 --probes 64 --exact-points 1)
 else
   DIM=(--points 16 --dense-points 2)
   TOPK=(--classes 10 --size 32 --points 1 --regimes flat)
   BRACKETS=(--model lenet --points 1 --full-points 1)
   NNK=(--n 2000 --k 10 --sample 50 --propagation-n 0)
   NNKI=(--n 2000 --k 10)
+  VITB=(--points 1 --probes 4 --classes 10 --size 32 --k 3)
 fi
 J=$WORK
 
@@ -142,6 +145,7 @@ J=$WORK
 step cuda-tests 150 30 "$PY" -m pytest -m cuda tests -k "not readme_command" -q -rfEs \
   -p no:cacheprovider --junitxml="$J/cuda-tests.xml"
 step topk-c1000 200 60 "$PY" bench/bench_topk.py --device "$DEVICE" "${TOPK[@]}"
+step vit-b16 240 60 "$PY" bench/bench_vit_b16.py --device "$DEVICE" "${VITB[@]}"
 step dim-c10 120 30 "$PY" bench/bench_dim.py --device "$DEVICE" "${DIM[@]}" --json "$J/dim.json"
 step brackets 90 20 "$PY" bench/bench_brackets.py --device "$DEVICE" "${BRACKETS[@]}" \
   --json "$J/brackets.json"
