@@ -21,7 +21,7 @@ import torch
 
 from leafscope.dtypes import DTYPES
 from leafscope.errors import InputError
-from leafscope.tasks.base import Context, Params, Task, param, register_task
+from leafscope.tasks.base import Context, Params, Task, concat_rows, param, register_task
 
 __all__ = ["AdversarialParams", "AdversarialTask"]
 
@@ -181,13 +181,10 @@ class AdversarialTask(Task):
         from leafscope.applications.attacks import attack
 
         p: AdversarialParams = self.params
-        model, data = context.model(), context.data()
+        model = context.model()
         feats_ref, maha = self._reference(model, context)
         parts = []
-        for start in range(0, len(positions), p.batch_size):
-            block = list(positions[start : start + p.batch_size])
-            indices = [int(context.units[i]) for i in block]
-            x, y = data.take(indices)
+        for block, indices, x, y in context.point_batches(positions, p.batch_size):
             x = x.to(context.device)
             with torch.no_grad():
                 clean_pred = model(x).argmax(dim=1).cpu()
@@ -217,7 +214,7 @@ class AdversarialTask(Task):
                     "fooled": np.stack(fooled, axis=1),
                 }
             )
-        return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+        return concat_rows(parts)
 
     def summarize(self, rows: Mapping[str, np.ndarray], context: Context) -> dict[str, Any]:
         from leafscope.applications.adversarial import tuned_auroc

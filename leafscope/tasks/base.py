@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -93,6 +93,11 @@ class Params:
         return json_ready(dataclasses.asdict(self))
 
 
+def concat_rows(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The rows of several blocks joined in order (each a ``{column: array}``)."""
+    return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+
+
 def json_ready(value: Any) -> Any:
     """``value`` with tuples turned into lists, recursively (what JSON gives back)."""
     if isinstance(value, Mapping):
@@ -149,6 +154,19 @@ class Context:
     def has_data(self, name: str) -> bool:
         """Whether the job has a data set ``name``."""
         return name in self._data
+
+    def point_batches(
+        self, positions: Sequence[int], batch_size: int, role: str = "data"
+    ) -> Iterator[tuple[list[int], list[int], Any, Any]]:
+        """The points at ``positions`` of a per-point job, decoded a batch at a time:
+        ``(block, indices, x, y)`` with ``block`` the positions of the batch, ``indices`` their
+        data indices (``units[position]``) and ``x, y`` from ``data(role).take(indices)``."""
+        data = self.data(role)
+        for start in range(0, len(positions), batch_size):
+            block = list(positions[start : start + batch_size])
+            indices = [int(self.units[i]) for i in block]
+            x, y = data.take(indices)
+            yield block, indices, x, y
 
     def has_model(self, name: str = "model") -> bool:
         """Whether the job has a model ``name``."""

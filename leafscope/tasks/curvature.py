@@ -35,7 +35,7 @@ import torch
 
 from leafscope.dtypes import DTYPES
 from leafscope.errors import InputError
-from leafscope.tasks.base import Context, Params, Task, param, register_task
+from leafscope.tasks.base import Context, Params, Task, concat_rows, param, register_task
 
 __all__ = ["CurvatureParams", "CurvatureTask"]
 
@@ -156,15 +156,12 @@ class CurvatureTask(Task):
         }
 
     def compute(self, positions: Sequence[int], context: Context) -> dict[str, np.ndarray]:
-        model, data = context.model(), context.data()
-        p: CurvatureParams = self.params
-        parts = []
-        for start in range(0, len(positions), p.batch_size):
-            block = list(positions[start : start + p.batch_size])
-            indices = [int(context.units[i]) for i in block]
-            x, y = data.take(indices)
-            parts.append(self._rows(model, x.to(context.device), y, block, indices, context))
-        return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+        model = context.model()
+        parts = [
+            self._rows(model, x.to(context.device), y, block, indices, context)
+            for block, indices, x, y in context.point_batches(positions, self.params.batch_size)
+        ]
+        return concat_rows(parts)
 
     def _rows(self, model, x, y, block, indices, context) -> dict[str, np.ndarray]:
         from leafscope.geometry import leaf_geometry

@@ -26,7 +26,7 @@ import torch
 
 from leafscope.dtypes import COMPUTE_DTYPES, accumulation_dtype, dtype_name
 from leafscope.errors import InputError
-from leafscope.tasks.base import Context, Params, Task, param, register_task
+from leafscope.tasks.base import Context, Params, Task, concat_rows, param, register_task
 
 __all__ = ["SpectrumParams", "SpectrumTask", "auto_batch_size", "rows_to_points"]
 
@@ -155,17 +155,14 @@ class SpectrumTask(Task):
         # float32 model whose logits give p
         models = (cast_model(model, dtype), reference_model(model, dtype))
         parts = []
-        for start in range(0, len(positions), batch):
-            block = list(positions[start : start + batch])
-            indices = [int(context.units[i]) for i in block]
-            x, y = data.take(indices)
+        for block, indices, x, y in context.point_batches(positions, batch):
             if getattr(data, "is_text", False):
                 parts.append(self._text_rows(models, x, y, block, indices, context.device))
             else:
                 part = self._rows(models, x, y, block, indices, context.device)
                 part["token_shares"] = np.full(len(block), "", dtype=object)
                 parts.append(part)
-        return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+        return concat_rows(parts)
 
     def _text_rows(self, models, texts, y, block, indices, device) -> dict[str, np.ndarray]:
         """Rows of texts: each text at its own length (no padding), texts of one length in one
