@@ -4,14 +4,19 @@ ReLU side (:func:`region_constancy`, :func:`path_regions`): D_x = span{J_i − J
 each linear region; count the regions a greedy path crosses and how much of ``end − start`` the
 crossed D's span. Bracket side (:func:`bracket_span` from the foliation package,
 :func:`connect_experiment`): the rank of the iterated brackets, and the fraction of pairs that a
-path with commutator loops connects next to the greedy path.
+path with commutator loops connects next to the greedy path. Second order
+(:func:`geodesic_experiment`, issue 21): λ-geodesics of the penalised metric and the
+horizontal paths that track them (:mod:`leafscope.foliation.geodesics`), next to the greedy
+path on the same pairs.
 
-Run ``python -m leafscope.experiments.leafpath regions|span|connect --checkpoint CKPT --json OUT``.
+Run ``python -m leafscope.experiments.leafpath regions|span|connect|geodesic --checkpoint CKPT
+--json OUT``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import time
@@ -22,6 +27,12 @@ import torch
 from torch import Tensor, nn
 
 from leafscope.foliation.bracket_paths import BracketPathConfig, bracket_paths, bracket_span
+from leafscope.foliation.geodesics import (
+    GeodesicConfig,
+    frozen_geodesic_steps,
+    geodesic_paths,
+    leaf_bases,
+)
 from leafscope.foliation.paths import PathConfig, PathResult, horizontal_paths
 from leafscope.foliation.regions import (
     activation_pattern,
@@ -33,7 +44,13 @@ from leafscope.foliation.regions import (
 from leafscope.information import check_inputs
 from leafscope.io import write_json
 
-__all__ = ["connect_experiment", "main", "path_regions", "region_constancy"]
+__all__ = [
+    "connect_experiment",
+    "geodesic_experiment",
+    "main",
+    "path_regions",
+    "region_constancy",
+]
 
 
 def _unit_directions(shape: tuple[int, ...], n: int, seed: int) -> Tensor:
@@ -219,11 +236,121 @@ def connect_experiment(
     return out
 
 
+def frozen_line_cost(
+    model: nn.Module,
+    start: Tensor,
+    end: Tensor,
+    *,
+    segments: int = 128,
+    penalties: tuple[float, ...] = (1e2, 1e4, 1e6),
+) -> list[dict]:
+    """What a nearly horizontal curve through the straight line's D's would cost.
+
+    D is frozen at the ``segments`` midpoints of the straight segment (float64) and the frozen
+    λ-geodesic is solved for each λ: its vertical length and Euclidean length (both relative to
+    the distance). If the frozen D's jointly carried ``end − start`` cheaply, the length would
+    stay near 1 while the vertical part vanished; a length growing like √λ means the gap lies
+    in directions the D's reach only weakly (this ignores that moving the curve changes D).
+    """
+    out = []
+    cast = copy.deepcopy(model).double().eval()  # the caller's model stays as it is
+    for i in range(start.shape[0]):
+        x0 = start[i].reshape(-1).double()
+        gap = end[i].reshape(-1).double() - x0
+        t = torch.linspace(0, 1, segments + 1, dtype=torch.float64)[:, None]
+        mids = x0 + 0.5 * (t[1:] + t[:-1]) * gap
+        bases = leaf_bases(cast, mids, input_shape=tuple(start.shape[1:]))
+        row = {}
+        for lam in penalties:
+            steps = frozen_geodesic_steps(bases, gap, lam, 1e-10)
+            horiz = torch.einsum("krd,kr->kd", bases, torch.einsum("krd,kd->kr", bases, steps))
+            scale = float(gap.norm())
+            row[f"{lam:g}"] = {
+                "vertical_length": float((steps - horiz).norm(dim=1).sum()) / scale,
+                "length": float(steps.norm(dim=1).sum()) / scale,
+            }
+        out.append(row)
+    return out
+
+
+def geodesic_experiment(
+    model: nn.Module,
+    start: Tensor,
+    end: Tensor,
+    *,
+    greedy: PathConfig | None = None,
+    geodesic: GeodesicConfig | None = None,
+    rel_threshold: float = 0.5,
+    progress=None,
+) -> dict:
+    """Greedy paths and tracked λ-geodesics on the same pairs.
+
+    Returns:
+        ``{"greedy": summary, "geodesic": summary + per-stage medians and per-pair records}``;
+        a pair is connected when its (tracked) path ends within the threshold (1.0 by default).
+    """
+    greedy = (greedy or PathConfig(max_steps=200)).check()
+    geodesic = (geodesic or GeodesicConfig()).check()
+    out: dict = {"greedy_config": greedy.to_json(), "rel_threshold": rel_threshold}
+    t0 = time.perf_counter()
+    res = horizontal_paths(model, start, end, greedy)
+    out["greedy"] = _summary(
+        res.relative_distance, res.final_distance, greedy.threshold, rel_threshold
+    )
+    out["greedy"]["seconds"] = time.perf_counter() - t0
+    geo = geodesic_paths(model, start, end, geodesic, progress=progress)
+    tracked = geo.tracked
+    row = _summary(
+        tracked.relative_distance, tracked.final_distance, geodesic.threshold, rel_threshold
+    )
+    stages = []
+    for k, penalty in enumerate(geodesic.penalties):
+        per = [s[k] for s in geo.stages]
+        stages.append(
+            {
+                "penalty": penalty,
+                "median_vertical_length": float(np.median([r["vertical_length"] for r in per])),
+                "median_energy_over_penalty": float(
+                    np.median([r["energy"] / penalty for r in per])
+                ),
+                "median_length": float(np.median([r["length"] for r in per])),
+                "median_iterations": float(np.median([r["iterations"] for r in per])),
+            }
+        )
+    row.update(
+        seconds=float(sum(geo.seconds)),
+        start_vertical_length=geo.start_vertical_length,
+        median_start_vertical_length=float(np.median(geo.start_vertical_length)),
+        stages=stages,
+        steps=[len(d) - 1 for d in tracked.distance],
+        closer_than_greedy=int(
+            sum(
+                a < b for a, b in zip(tracked.relative_distance, res.relative_distance, strict=True)
+            )
+        ),
+        pairs_detail=geo.to_json()["pairs"],
+    )
+    for entry in row["pairs_detail"]:  # the per-step traces are long: keep the scalars
+        entry["tracked"] = {k: v for k, v in entry["tracked"].items() if not isinstance(v, list)}
+    out["geodesic"] = row
+    out["frozen_line"] = frozen_line_cost(model, start, end, segments=geodesic.segments)
+    return out
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"takes numbers such as 10,100,1000, not {text!r}"
+        ) from None
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m leafscope.experiments.leafpath", description=__doc__
     )
-    p.add_argument("what", choices=("regions", "span", "connect"))
+    p.add_argument("what", choices=("regions", "span", "connect", "geodesic"))
     p.add_argument("--checkpoint", type=Path, required=True, help="a leafscope train checkpoint")
     p.add_argument("--json", type=Path, required=True, help="output JSON file")
     p.add_argument("--pairs", type=int, default=10, help="random pairs of test images")
@@ -244,6 +371,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--chunk-size", type=int, default=None, help="span: directions differentiated at once"
     )
     p.add_argument("--inputs", default="noise", help="span: noise (uniform) or data (test images)")
+    p.add_argument("--segments", type=int, default=128, help="geodesic: pieces of the curve")
+    p.add_argument(
+        "--penalties",
+        type=_numbers,
+        default=(10.0, 100.0, 1000.0),
+        help="geodesic: the λ of each stage, increasing, comma-separated",
+    )
+    p.add_argument("--iterations", type=int, default=20, help="geodesic: iterations per stage")
+    p.add_argument(
+        "--relaxation", type=float, default=0.3, help="geodesic: fraction of each move taken"
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.pairs < 1 or args.points < 1:  # this script's own command line: its flags
@@ -278,6 +416,29 @@ def main(argv: list[str] | None = None) -> int:
             model, x, levels=args.levels, chunk_size=args.chunk_size, meta={"inputs": args.inputs}
         )
         payload["span"] = payload["span"].to_json()
+    elif args.what == "geodesic":
+        cfg = GeodesicConfig(
+            segments=args.segments,
+            penalties=args.penalties,
+            iterations=args.iterations,
+            relaxation=args.relaxation,
+        )
+
+        def show(pair, stage, penalty, record):
+            print(
+                f"pair {pair} λ={penalty:g}: vertical {record['vertical_length']:.3f}, "
+                f"length {record['length']:.3f}, {record['iterations']} iterations",
+                flush=True,
+            )
+
+        payload["geodesic"] = geodesic_experiment(
+            model,
+            start,
+            end,
+            greedy=PathConfig(max_steps=args.max_steps),
+            geodesic=cfg,
+            progress=show,
+        )
     else:
         cfg = BracketPathConfig(
             max_steps=args.bracket_steps, step=args.bracket_step, refresh=args.refresh

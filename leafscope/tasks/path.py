@@ -1,7 +1,11 @@
 """``path``: horizontal paths along the leaf, from given start points to given end points.
 
 Each step projects ``end − x`` onto ``D_x = Im G(x)``, normalises it and steps (images are
-clamped to [0, 1], vectors are free): :mod:`leafscope.foliation.paths`. The units are the pairs
+clamped to [0, 1], vectors are free): :mod:`leafscope.foliation.paths`. With the method
+``geodesic`` the path is second-order (:mod:`leafscope.foliation.geodesics`): a λ-geodesic of
+the metric that penalises the part of a move outside D is found first (``segments`` pieces,
+``penalties`` λ), then the path takes the same steps inside D toward each point of that curve
+in turn; the rows add the curve's vertical length before and after. The units are the pairs
 (``start[i] → end[i]``; one start or one end is shared by every pair). A point is
 ``NAME:SPLIT:INDEX`` (e.g. ``mnist:test:0``, read with the options of the given data set:
 data_dir, grey, resize) or a plain ``INDEX`` into the given data set (name and split). The model
@@ -31,7 +35,18 @@ from leafscope.errors import InputError
 from leafscope.foliation.paths import METHODS
 from leafscope.tasks.base import Context, Params, Task, param, register_task
 
-__all__ = ["PathParams", "PathTask", "path_columns", "path_entries", "path_rows", "scalar"]
+__all__ = [
+    "PATH_METHODS",
+    "PathParams",
+    "PathTask",
+    "path_columns",
+    "path_entries",
+    "path_rows",
+    "scalar",
+]
+
+#: The step rules of :mod:`leafscope.foliation.paths` and the second-order ``geodesic``.
+PATH_METHODS = (*METHODS, "geodesic")
 
 
 def _parse_point(spec: str) -> tuple[str | None, str | None, int]:
@@ -68,11 +83,23 @@ class PathParams(Params):
         flag="--to",
         metavar="POINT[,POINT...]",
     )
-    method: str = param("greedy", help="path method (greedy: the reference)", choices=METHODS)
+    method: str = param(
+        "greedy",
+        help="path method (greedy: the reference; geodesic: follow a λ-geodesic of the metric "
+        "penalising moves outside the leaf)",
+        choices=PATH_METHODS,
+    )
     step: float = param(0.1, help="step length (input units)")
     threshold: float = param(1.0, help="stop when the distance to the end is at most this")
     max_steps: int = param(5000, help="step limit per path")
     dtype: str = param("float32", help="dtype of the path", choices=tuple(DTYPES))
+    segments: int = param(128, help="geodesic: straight pieces of the curve")
+    penalties: tuple[float, ...] = param(
+        (10.0, 100.0, 1000.0),
+        help="geodesic: the penalty λ of each stage on the part of a move outside the leaf, "
+        "increasing, comma-separated",
+    )
+    iterations: int = param(20, help="geodesic: iterations per penalty at most")
     flip_target: bool = param(
         False, help="go to the left-right mirror of each end point (a symbol not in the data)"
     )
@@ -105,8 +132,12 @@ class PathParams(Params):
                         f"end {b!r} is the same point as the start of pair {i}: pick two "
                         "different points (or flip_target)"
                     )
-        if self.method not in METHODS:
-            raise InputError(f"method must be one of {', '.join(METHODS)} (got {self.method!r})")
+        if self.method not in PATH_METHODS:
+            raise InputError(
+                f"method must be one of {', '.join(PATH_METHODS)} (got {self.method!r})"
+            )
+        if self.method == "geodesic":
+            self.geodesic_config(box=None)  # validates segments, penalties, iterations
         if not (np.isfinite(self.step) and self.step > 0):
             raise InputError(f"step must be a number > 0 (got {self.step})")
         if not (np.isfinite(self.threshold) and self.threshold >= 0):
@@ -118,6 +149,20 @@ class PathParams(Params):
         for name in ("frames", "keep_points"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1 (got {getattr(self, name)})")
+
+    def geodesic_config(self, *, box: tuple[float, float] | None) -> Any:
+        """The :class:`~leafscope.foliation.geodesics.GeodesicConfig` of these parameters."""
+        from leafscope.foliation.geodesics import GeodesicConfig
+
+        return GeodesicConfig(
+            segments=self.segments,
+            penalties=self.penalties,
+            iterations=self.iterations,
+            box=box,
+            dtype=DTYPES[self.dtype],
+            track_step=self.step,
+            threshold=self.threshold,
+        ).check()
 
     def pairs(self) -> list[tuple[str, str]]:
         """``(start, end)`` of every pair."""
@@ -188,13 +233,17 @@ class PathTask(Task):
         "are NAME:SPLIT:INDEX (e.g. mnist:test:0) or an INDEX of --dataset/--split. Rows: per "
         "pair the steps, stop reason, distances, length, final class and the per-step trace; "
         "with --out DIR also DIR/_files/path.json, image strips, animations (images) and the "
-        "kept points (.npz)."
+        "kept points (.npz). --method geodesic first bends a curve of --segments pieces "
+        "toward the leaf (a geodesic of the metric penalising moves outside it by each of "
+        "--penalties) and then steps inside the leaf toward each of its points."
     )
     columns = (
         "unit",
         "start",
         "end",
         *path_columns(),
+        "curve_vertical_start",
+        "curve_vertical_final",
         "trace",
         "frame_steps",
         "frames",
@@ -263,7 +312,7 @@ class PathTask(Task):
         model = context.model()
         box = (0.0, 1.0) if context.meta["is_image"] else None  # pixels stay in [0, 1]
         config = PathConfig(
-            method=p.method,
+            method="greedy" if p.method == "geodesic" else p.method,
             step=p.step,
             threshold=p.threshold,
             max_steps=p.max_steps,
@@ -277,12 +326,32 @@ class PathTask(Task):
             x1, y1 = self._point(context, unit["to"])
             if p.flip_target:
                 x1 = flip_horizontal(x1[None])[0]
+            if p.method == "geodesic":
+                from leafscope.foliation.geodesics import geodesic_paths
+
+                geo = geodesic_paths(
+                    model,
+                    x0[None],
+                    x1[None],
+                    p.geodesic_config(box=box),
+                    start_label=[y0],
+                    end_label=[y1],
+                )
+                vertical = (geo.start_vertical_length[0], geo.vertical_length[0])
+                parts.append(self._row(pos, unit, geo.tracked, vertical))
+                continue
             state = start_paths(x0[None], x1[None], config, start_label=[y0], end_label=[y1])
             result = continue_paths(model, state).result()
             parts.append(self._row(pos, unit, result))
         return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
 
-    def _row(self, pos: int, unit: Mapping[str, str], result: Any) -> dict[str, np.ndarray]:
+    def _row(
+        self,
+        pos: int,
+        unit: Mapping[str, str],
+        result: Any,
+        vertical: tuple[float, float] = (float("nan"), float("nan")),
+    ) -> dict[str, np.ndarray]:
         keep = max(self.params.keep_points, self.params.frames)
         points = result.points[0]
         picks = evenly_spaced(len(points), keep)
@@ -302,6 +371,8 @@ class PathTask(Task):
             "start": np.asarray([unit["from"]], dtype=str),
             "end": np.asarray([unit["to"]], dtype=str),
             **path_rows(result),
+            "curve_vertical_start": np.asarray([vertical[0]], dtype=np.float64),
+            "curve_vertical_final": np.asarray([vertical[1]], dtype=np.float64),
             "trace": np.asarray([json.dumps(trace)], dtype=str),
             "frame_steps": steps[None],
             "frames": frames.reshape(1, -1),
@@ -318,6 +389,7 @@ class PathTask(Task):
             "median_relative_distance": float(np.median(rows["relative_distance"])),
             "median_length": float(np.median(rows["length"])),
             "end_class_match": float(np.mean(match[labelled])) if labelled.any() else None,
+            "median_curve_vertical_final": _median_or_none(rows["curve_vertical_final"]),
         }
 
     def terminal_lines(self, summary: Mapping[str, Any]) -> list[str]:
@@ -326,6 +398,12 @@ class PathTask(Task):
             f"distance {summary['median_start_distance']:.3f} -> "
             f"{summary['median_final_distance']:.3f} (relative "
             f"{summary['median_relative_distance']:.3f})"
+            + (
+                ""
+                if summary.get("median_curve_vertical_final") is None
+                else ", geodesic curve vertical length "
+                f"{summary['median_curve_vertical_final']:.3f} of the distance"
+            )
         ]
 
     def payload(
@@ -382,6 +460,13 @@ class PathTask(Task):
         return written
 
 
+def _median_or_none(column: Any) -> float | None:
+    """The median of the finite entries (None when there are none: a first-order method)."""
+    values = np.asarray(column, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else None
+
+
 def _save_npz(path: Path, **arrays: np.ndarray) -> Path:
     from leafscope.io import atomic_write
 
@@ -401,6 +486,9 @@ def path_entries(rows: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"from": str(rows["start"][i]), "to": str(rows["end"][i])}
         for name in path_columns():
             entry[name] = scalar(rows[name], i)
+        for name in ("curve_vertical_start", "curve_vertical_final"):  # geodesic paths only
+            if name in rows and np.isfinite(rows[name][i]):
+                entry[name] = scalar(rows[name], i)
         entry.update(json.loads(str(rows["trace"][i])))
         steps = np.asarray(rows["frame_steps"][i])
         entry["point_steps"] = [int(s) for s in steps if s >= 0]

@@ -97,7 +97,7 @@ def test_path_sharded_over_pairs_merges_to_the_rows_of_one_run(run_cli, checkpoi
     one, merged = _rows(tmp_path / "one"), _rows(sliced)
     assert sorted(one) == sorted(merged) and len(one["unit"]) == 2
     for name in one:
-        assert np.array_equal(one[name], merged[name], equal_nan=name == "frames"), name
+        assert np.array_equal(one[name], merged[name], equal_nan=one[name].dtype.kind == "f"), name
     assert [str(s) for s in one["start"]] == ["mnist:test:0", "mnist:test:2"]
     assert [str(s) for s in one["end"]] == ["mnist:test:1"] * 2  # one end shared by both
     summary = json.loads((sliced / "_summary.json").read_text())
@@ -155,6 +155,41 @@ def test_path_task_in_process_on_vectors_and_torchscript(tmp_path):
         assert np.all(result.rows["start_distance"] > 0)
     for col in ("steps", "final_predicted", "start_distance", "final_distance"):
         assert np.allclose(rows["eager"][col], rows["script"][col], rtol=1e-5), col
+
+
+def test_path_task_geodesic_method_on_vectors(tmp_path):
+    """``method="geodesic"`` through the runner: a tracked path whose every step lies in D at
+    the point it leaves, and the curve's vertical length before and after in the rows."""
+    from leafscope.data.spec import DataSpec
+    from leafscope.execution.runner import RunOptions, make_job, run
+    from leafscope.foliation.geodesics import vertical_part
+    from leafscope.models.spec import ModelSpec
+    from leafscope.tasks.path import PathParams
+    from leafscope.testing import tiny_mlp
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(10, 12, generator=gen, dtype=torch.float64) * 4
+    np.savez(tmp_path / "v.npz", x_test=x.numpy(), y_test=np.arange(10) % 4)
+    params = PathParams(
+        start=("0",), end=("5",), method="geodesic", segments=16, penalties=(10.0, 100.0),
+        iterations=10, step=0.2, dtype="float64", keep_points=1000,
+    )  # fmt: skip
+    spec = ModelSpec(factory="leafscope.testing:tiny_mlp", factory_kwargs='{"n_in": 12}')
+    job = make_job("path", params, model=spec, data=DataSpec(name=str(tmp_path / "v.npz")))
+    result = run(job, RunOptions(device="cpu", progress=False))
+    rows = result.rows
+    assert 0 < rows["curve_vertical_final"][0] < 1 and 0 < rows["curve_vertical_start"][0] < 1
+    steps = int(rows["steps"][0])
+    points = torch.as_tensor(np.asarray(rows["frames"][0]).reshape(-1, 12)[: steps + 1])
+    assert torch.allclose(points[0], x[0]) and steps > 0
+    model = tiny_mlp(n_in=12).double().eval()
+    moves = points[1:] - points[:-1]
+    with torch.no_grad():
+        outside = vertical_part(model, points[:-1], moves, input_shape=(12,))
+    assert float(outside.norm(dim=1).max() / moves.norm(dim=1).max()) < 1e-8
+    final = float((points[-1] - x[5]).norm())
+    assert rows["final_distance"][0] == pytest.approx(final, rel=1e-6)  # data: float32
+    assert result.summary["median_curve_vertical_final"] == rows["curve_vertical_final"][0]
 
 
 @needs_mnist
