@@ -189,7 +189,9 @@ def test_path_task_geodesic_method_on_vectors(tmp_path):
     assert float(outside.norm(dim=1).max() / moves.norm(dim=1).max()) < 1e-8
     final = float((points[-1] - x[5]).norm())
     assert rows["final_distance"][0] == pytest.approx(final, rel=1e-6)  # data: float32
-    assert result.summary["median_curve_vertical_final"] == rows["curve_vertical_final"][0]
+    assert (
+        result.payload["summary"]["median_curve_vertical_final"] == rows["curve_vertical_final"][0]
+    )
 
 
 @needs_mnist
