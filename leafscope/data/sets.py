@@ -66,6 +66,19 @@ def has_split(
     return _source(name, data_dir, False, 0, "label", "auto", None, None, text_column).has_splits
 
 
+def split_needs_holdout(
+    name: str, data_dir: str | os.PathLike | None = None, text_column: str | None = None
+) -> bool:
+    """Whether ``train`` / ``test`` of the set ``name`` exist only with ``holdout``: a set
+    without a split of its own (texts excepted: they are read whole), read without opening it.
+
+    Raises:
+        InputError: unknown name. DataFileError: a user file that is missing or unreadable.
+    """
+    source = _source(name, data_dir, False, 0, "label", "auto", None, None, text_column)
+    return not source.has_splits and not source.text
+
+
 def open_points(
     name: str,
     split: str = "test",

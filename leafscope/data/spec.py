@@ -279,6 +279,25 @@ class DataSpec:
 
         return has_split(self.name, self.data_dir, self.text_column)
 
+    def with_split(self, split: str, *, purpose: str) -> DataSpec:
+        """This spec with ``split``, for a task that needs that very split (``purpose`` says
+        why, e.g. "ood fits its detectors on the train split"): a set without a split of its
+        own and without ``holdout`` is refused here, naming the one fix that applies (the
+        whole set, ``split=all``, cannot serve as a train or test split)."""
+        from leafscope.data.sets import split_needs_holdout
+
+        if split != "all" and self.holdout is None:
+            try:
+                refused = split_needs_holdout(self.name, self.data_dir, self.text_column)
+            except (InputError, OSError):
+                refused = False  # the data layer names the problem when the set is opened
+            if refused:
+                raise InputError(
+                    f"{self.name} has no train/test split, and {purpose}: pass `holdout=F` "
+                    "(e.g. 0.25) to hold out a seeded fraction of it as its test split"
+                )
+        return self.replace(split=split)
+
     def fingerprint(self) -> dict[str, Any]:
         """The spec without ``data_dir`` (the same files found elsewhere give the same data),
         plus the size and modification time of a user file (so changed data are noticed)."""

@@ -129,7 +129,13 @@ class AdversarialTask(Task):
     )
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        return {"reference": data.replace(split="train")}
+        return {
+            "reference": data.with_split(
+                "train",
+                purpose="adversarial fits its reference statistics (LID, Mahalanobis) on the "
+                "train split",
+            )
+        }
 
     def prepare(self, context: Context) -> dict[str, Any]:
         from leafscope.data.spec import select_points

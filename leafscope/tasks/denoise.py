@@ -157,7 +157,11 @@ class DenoiseTask(Task):
     columns = ("unit", "index", "label", "sigma", "method", "psnr", "ssim", "correct")
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        return {"train": data.replace(split="train")}
+        return {
+            "train": data.with_split(
+                "train", purpose="denoise draws its pool of clean points from the train split"
+            )
+        }
 
     def prepare(self, context: Context) -> dict[str, Any]:
         from leafscope.applications.denoise import plan_denoising

@@ -167,7 +167,11 @@ class EarlyStoppingTask(Task):
     )
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        return {"test": data.replace(split="test")}
+        return {
+            "test": data.with_split(
+                "test", purpose="early-stopping measures the test error on the test split"
+            )
+        }
 
     def units(self, context: Context) -> list[dict[str, Any]]:
         p: EarlyStoppingParams = self.params

@@ -138,7 +138,15 @@ class NNKTask(Task):
         return {i.path.stem: _nnk.derived_model(model, i.path) for i in self._checkpoints()}
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        return {"test": data.replace(split="test")} if self.params.loo else {}
+        return (
+            {
+                "test": data.with_split(
+                    "test", purpose="the leave-one-out test error is measured on the test split"
+                )
+            }
+            if self.params.loo
+            else {}
+        )
 
     def units(self, context: Context) -> list[dict[str, Any]]:
         p: NNKParams = self.params

@@ -51,6 +51,15 @@ def _has_model(context: Context, role: str) -> bool:
     return context.has_model(role)
 
 
+def _fit_and_in(data: Any, task: str) -> dict[str, Any]:
+    """The ``fit`` (train) and ``in`` (test) roles of the in-distribution set."""
+    purpose = f"{task} fits its detectors on the train split and scores the test split"
+    return {
+        "fit": data.with_split("train", purpose=purpose),
+        "in": data.with_split("test", purpose=purpose),
+    }
+
+
 def ood_specs(main: Any, names: Sequence[str]) -> dict[str, Any]:
     """The out sets' :class:`~leafscope.data.DataSpec` by role ``ood1, ood2, ...``: the main
     spec's options with another name; the ``test`` split of a set that has one, else the set
@@ -335,7 +344,7 @@ class OodTask(Task):
                     f"ood lists the in-distribution set {spec.name}, which has no split of its "
                     "own: all of it would include the points the detectors are fitted on"
                 )
-        return {"fit": data.replace(split="train"), "in": data.replace(split="test"), **outs}
+        return {**_fit_and_in(data, "ood"), **outs}
 
     def units(self, context: Context) -> list[Any]:
         p: OodParams = self.params
@@ -605,7 +614,7 @@ class OodProtocolTask(Task):
         }
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        specs = {"fit": data.replace(split="train"), "in": data.replace(split="test")}
+        specs = _fit_and_in(data, "ood-protocol")
         for role, name in self.params.data_sets.items():
             specs[role] = ood_specs(data, [name])["ood1"]
         return specs

@@ -281,7 +281,11 @@ class _ImageThermoTask(Task):
         return {"model": ModelSpec(factory=LENET_FACTORY, factory_kwargs=_json_text(LENET_ARGS))}
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        return {"test": data.replace(split="test")}
+        return {
+            "test": data.with_split(
+                "test", purpose="the thermo tasks measure the test accuracy on the test split"
+            )
+        }
 
     def units(self, context: Context) -> list[Any]:
         return list(range(self.params.seeds))

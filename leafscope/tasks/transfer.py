@@ -111,7 +111,7 @@ class TransferTask(Task):
     )
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        specs = {"reference": data.replace(split="test")}
+        specs = {"reference": data.with_split("test", purpose="transfer compares the test splits")}
         for i, name in enumerate(self.params.datasets, start=1):
             specs[f"set{i}:train"], specs[f"set{i}:test"] = _set_specs(data, name)
         return specs

@@ -228,7 +228,7 @@ def test_a_set_without_split_is_refused_unless_held_out(rgb, capsys, tmp_path):
     capsys.readouterr()
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "split" in err[0]
+    assert len(err) == 1 and "--holdout F" in err[0] and "--split" not in err[0]
     same = [*argv[:8], rgb["folder"], *argv[9:], "--holdout", "0.25"]  # out set = in set
     assert main(same) == 2 and "fitted on" in capsys.readouterr().err
     out = tmp_path / "o.json"

@@ -281,6 +281,21 @@ def test_a_set_without_a_split_refuses_train_and_test(tmp_path: Path, plain_npz:
     assert DataSpec(name="mnist").has_split() and DataSpec(name="noise").has_split()
 
 
+def test_a_task_split_of_a_set_without_one_names_only_holdout(tmp_path, plain_npz) -> None:
+    """A task that needs a train or test split (ood, nnk's test error...) cannot use the whole
+    set: the refusal names only ``holdout``, and with it the split exists."""
+    spec = DataSpec(name=str(plain_npz), split="all")
+    for split in ("train", "test"):
+        with pytest.raises(InputError, match="no train/test split, and it is needed") as info:
+            spec.with_split(split, purpose="it is needed")
+        assert "`holdout=F`" in str(info.value) and "split=all" not in str(info.value)
+    held = spec.replace(holdout=0.25)
+    train, test = held.with_split("train", purpose="x"), held.with_split("test", purpose="x")
+    assert len(train.open()) == 30 and len(test.open()) == 10
+    assert DataSpec(name="mnist").with_split("train", purpose="x").split == "train"
+    assert spec.with_split("all", purpose="x").split == "all"
+
+
 @pytest.mark.parametrize("fraction", [0.25, 0.5])
 def test_holdout_splits_disjoint_seeded_and_whole(plain_npz: Path, fraction: float) -> None:
     spec = DataSpec(name=str(plain_npz), holdout=fraction, seed=7)
