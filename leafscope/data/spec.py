@@ -205,6 +205,8 @@ class DataSpec:
         text_column: the column / key holding the texts of a ``.csv`` / ``.jsonl`` file of texts
             (None: ``text``; a ``.csv`` with a ``text`` column is read as texts, ``.jsonl`` and
             ``.txt`` always are).
+        needed_for: why a task needs this very split (set by :meth:`with_split`); it changes
+            only the refusal of a set without a split, not the points (nor the fingerprint).
 
     A set without a train/test split of its own (an image folder without ``train`` / ``test``
     sub-folders, an npz without ``x_train`` / ``x_test``, .npy, .csv, one IDX file) is used whole
@@ -221,6 +223,7 @@ class DataSpec:
     seed: int = 0
     input_shape: tuple[int, ...] | None = None
     text_column: str | None = None
+    needed_for: str | None = None
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -257,8 +260,15 @@ class DataSpec:
                 ``holdout`` of a set with its own split, unusable data or options.
             DataFileError: missing, corrupt or undecodable files.
         """
-        from leafscope.data.sets import open_points
+        from leafscope.data.sets import open_points, split_needs_holdout
 
+        if self.needed_for and self.split != "all" and self.holdout is None:
+            if split_needs_holdout(self.name, self.data_dir, self.text_column):
+                raise InputError(
+                    f"{self.name} has no train/test split, and {self.needed_for}: pass "
+                    "`holdout=F` (e.g. 0.25) to hold out a seeded fraction of it as its test "
+                    "split"
+                )
         return open_points(
             self.name,
             self.split,
@@ -280,29 +290,18 @@ class DataSpec:
         return has_split(self.name, self.data_dir, self.text_column)
 
     def with_split(self, split: str, *, purpose: str) -> DataSpec:
-        """This spec with ``split``, for a task that needs that very split (``purpose`` says
-        why, e.g. "ood fits its detectors on the train split"): a set without a split of its
-        own and without ``holdout`` is refused here, naming the one fix that applies (the
-        whole set, ``split=all``, cannot serve as a train or test split)."""
-        from leafscope.data.sets import split_needs_holdout
-
-        if split != "all" and self.holdout is None:
-            try:
-                refused = split_needs_holdout(self.name, self.data_dir, self.text_column)
-            except (InputError, OSError):
-                refused = False  # the data layer names the problem when the set is opened
-            if refused:
-                raise InputError(
-                    f"{self.name} has no train/test split, and {purpose}: pass `holdout=F` "
-                    "(e.g. 0.25) to hold out a seeded fraction of it as its test split"
-                )
-        return self.replace(split=split)
+        """This spec with ``split``, for a task that needs that very split: ``purpose`` says
+        why (e.g. "ood fits its detectors on the train split"). Opening it refuses a set
+        without a split of its own and without ``holdout`` naming the one fix that applies
+        (the whole set, ``split=all``, cannot serve as a train or test split)."""
+        return self.replace(split=split, needed_for=purpose)
 
     def fingerprint(self) -> dict[str, Any]:
         """The spec without ``data_dir`` (the same files found elsewhere give the same data),
         plus the size and modification time of a user file (so changed data are noticed)."""
         record = dataclasses.asdict(self)
         record.pop("data_dir")
+        record.pop("needed_for")  # a message, not the points
         if record["text_column"] is None:  # fingerprints of image / vector sets as before
             record.pop("text_column")
         if record["input_shape"] is not None:

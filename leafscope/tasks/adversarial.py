@@ -21,7 +21,15 @@ import torch
 
 from leafscope.dtypes import DTYPES
 from leafscope.errors import InputError
-from leafscope.tasks.base import Context, Params, Task, concat_rows, param, register_task
+from leafscope.tasks.base import (
+    Context,
+    Params,
+    Task,
+    concat_rows,
+    param,
+    register_task,
+    split_roles,
+)
 
 __all__ = ["AdversarialParams", "AdversarialTask"]
 
@@ -129,13 +137,8 @@ class AdversarialTask(Task):
     )
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        return {
-            "reference": data.with_split(
-                "train",
-                purpose="adversarial fits its reference statistics (LID, Mahalanobis) on the "
-                "train split",
-            )
-        }
+        purpose = "adversarial fits its reference statistics (LID, Mahalanobis) on the train split"
+        return split_roles(data, purpose, reference="train")
 
     def prepare(self, context: Context) -> dict[str, Any]:
         from leafscope.data.spec import select_points

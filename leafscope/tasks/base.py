@@ -39,6 +39,7 @@ __all__ = [
     "get_task",
     "param",
     "register_task",
+    "split_roles",
     "task_names",
 ]
 
@@ -91,6 +92,17 @@ class Params:
     def to_json(self) -> dict[str, Any]:
         """The fields as JSON-able values (tuples become lists)."""
         return json_ready(dataclasses.asdict(self))
+
+
+def split_roles(data: Any, purpose: str, **roles: str) -> dict[str, Any]:
+    """The data roles of a task that needs given splits of its data set: ``role=split`` for
+    each, and the main set (``data``) itself. All carry ``purpose`` (e.g. "ood fits its
+    detectors on the train split"), so a set without a split of its own is refused, when
+    opened, with the one fix that applies to this task (a held-out split), not with the whole
+    set (see :meth:`leafscope.data.spec.DataSpec.with_split`)."""
+    out = {"data": data.with_split(data.split, purpose=purpose)}
+    out.update({role: data.with_split(split, purpose=purpose) for role, split in roles.items()})
+    return out
 
 
 def concat_rows(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from leafscope.errors import InputError
-from leafscope.tasks.base import Context, Params, Task, param, register_task
+from leafscope.tasks.base import Context, Params, Task, param, register_task, split_roles
 
 __all__ = ["DenoiseParams", "DenoiseTask", "noisy_images", "resolve_methods", "result_of"]
 
@@ -157,11 +157,8 @@ class DenoiseTask(Task):
     columns = ("unit", "index", "label", "sigma", "method", "psnr", "ssim", "correct")
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        return {
-            "train": data.with_split(
-                "train", purpose="denoise draws its pool of clean points from the train split"
-            )
-        }
+        purpose = "denoise draws its pool of clean points from the train split"
+        return split_roles(data, purpose, train="train")
 
     def prepare(self, context: Context) -> dict[str, Any]:
         from leafscope.applications.denoise import plan_denoising

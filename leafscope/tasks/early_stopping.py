@@ -29,7 +29,7 @@ import torch
 
 from leafscope.errors import InputError
 from leafscope.tasks import _nnk
-from leafscope.tasks.base import Context, Params, Task, param, register_task
+from leafscope.tasks.base import Context, Params, Task, param, register_task, split_roles
 
 __all__ = ["EarlyStoppingParams", "EarlyStoppingTask", "reset_parameters"]
 
@@ -167,11 +167,8 @@ class EarlyStoppingTask(Task):
     )
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        return {
-            "test": data.with_split(
-                "test", purpose="early-stopping measures the test error on the test split"
-            )
-        }
+        purpose = "early-stopping measures the test error on the test split"
+        return split_roles(data, purpose, test="test")
 
     def units(self, context: Context) -> list[dict[str, Any]]:
         p: EarlyStoppingParams = self.params

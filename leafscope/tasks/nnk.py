@@ -22,7 +22,7 @@ import numpy as np
 
 from leafscope.errors import InputError
 from leafscope.tasks import _nnk
-from leafscope.tasks.base import Context, Params, Task, param, register_task
+from leafscope.tasks.base import Context, Params, Task, param, register_task, split_roles
 
 __all__ = ["NNKParams", "NNKTask", "rows_to_geometry"]
 
@@ -138,15 +138,10 @@ class NNKTask(Task):
         return {i.path.stem: _nnk.derived_model(model, i.path) for i in self._checkpoints()}
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        return (
-            {
-                "test": data.with_split(
-                    "test", purpose="the leave-one-out test error is measured on the test split"
-                )
-            }
-            if self.params.loo
-            else {}
-        )
+        if not self.params.loo:
+            return {}
+        purpose = "the leave-one-out estimate is compared with the error on the test split"
+        return split_roles(data, purpose, test="test")
 
     def units(self, context: Context) -> list[dict[str, Any]]:
         p: NNKParams = self.params

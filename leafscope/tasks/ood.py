@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from leafscope.errors import InputError
-from leafscope.tasks.base import Context, Params, Task, param, register_task
+from leafscope.tasks.base import Context, Params, Task, param, register_task, split_roles
 
 __all__ = [
     "OodParams",
@@ -54,10 +54,7 @@ def _has_model(context: Context, role: str) -> bool:
 def _fit_and_in(data: Any, task: str) -> dict[str, Any]:
     """The ``fit`` (train) and ``in`` (test) roles of the in-distribution set."""
     purpose = f"{task} fits its detectors on the train split and scores the test split"
-    return {
-        "fit": data.with_split("train", purpose=purpose),
-        "in": data.with_split("test", purpose=purpose),
-    }
+    return split_roles(data, purpose, **{"fit": "train", "in": "test"})
 
 
 def ood_specs(main: Any, names: Sequence[str]) -> dict[str, Any]:

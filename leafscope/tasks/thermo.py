@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from leafscope.errors import InputError
-from leafscope.tasks.base import Context, Params, Task, param, register_task
+from leafscope.tasks.base import Context, Params, Task, param, register_task, split_roles
 
 __all__ = [
     "ThermoFiltersParams",
@@ -281,11 +281,8 @@ class _ImageThermoTask(Task):
         return {"model": ModelSpec(factory=LENET_FACTORY, factory_kwargs=_json_text(LENET_ARGS))}
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        return {
-            "test": data.with_split(
-                "test", purpose="the thermo tasks measure the test accuracy on the test split"
-            )
-        }
+        purpose = "the thermo tasks measure the test accuracy on the test split"
+        return split_roles(data, purpose, test="test")
 
     def units(self, context: Context) -> list[Any]:
         return list(range(self.params.seeds))

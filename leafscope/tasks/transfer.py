@@ -21,7 +21,7 @@ import numpy as np
 
 from leafscope.dtypes import DTYPES
 from leafscope.errors import InputError
-from leafscope.tasks.base import Context, Params, Task, param, register_task
+from leafscope.tasks.base import Context, Params, Task, param, register_task, split_roles
 from leafscope.tasks.ood import _progress, _sample
 
 __all__ = ["TransferParams", "TransferTask"]
@@ -111,7 +111,7 @@ class TransferTask(Task):
     )
 
     def extra_data(self, data: Any) -> dict[str, Any]:
-        specs = {"reference": data.with_split("test", purpose="transfer compares the test splits")}
+        specs = split_roles(data, "transfer compares the test splits", reference="test")
         for i, name in enumerate(self.params.datasets, start=1):
             specs[f"set{i}:train"], specs[f"set{i}:test"] = _set_specs(data, name)
         return specs

@@ -287,13 +287,17 @@ def test_a_task_split_of_a_set_without_one_names_only_holdout(tmp_path, plain_np
     spec = DataSpec(name=str(plain_npz), split="all")
     for split in ("train", "test"):
         with pytest.raises(InputError, match="no train/test split, and it is needed") as info:
-            spec.with_split(split, purpose="it is needed")
+            spec.with_split(split, purpose="it is needed").open()
         assert "`holdout=F`" in str(info.value) and "split=all" not in str(info.value)
     held = spec.replace(holdout=0.25)
     train, test = held.with_split("train", purpose="x"), held.with_split("test", purpose="x")
     assert len(train.open()) == 30 and len(test.open()) == 10
     assert DataSpec(name="mnist").with_split("train", purpose="x").split == "train"
-    assert spec.with_split("all", purpose="x").split == "all"
+    assert len(spec.with_split("all", purpose="x").open()) == 40
+    assert (
+        held.with_split("test", purpose="x").fingerprint()
+        == held.replace(split="test").fingerprint()
+    )
 
 
 @pytest.mark.parametrize("fraction", [0.25, 0.5])
