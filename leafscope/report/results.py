@@ -4,8 +4,9 @@ PNG files.
 
 Registered per task name in :data:`FIGURE_WRITERS`: ``nnk`` (MGM distributions, MGMs across
 checkpoints, LOO vs test error), ``stability`` (edge overlap and MGM distances per layer) and
-``invariance`` (polytope diameter of rotations per layer and model) and ``attack`` (fooling
-rate against the L2 budget per method).
+``invariance`` (polytope diameter of rotations per layer and model), ``attack`` (fooling
+rate against the L2 budget per method), ``ood`` (ROC curves of every detector per out set,
+under the first model) and ``transfer`` (histograms of log10 λ_1 and λ_{C-1} per data set).
 """
 
 from __future__ import annotations
@@ -91,12 +92,41 @@ def _attack(folder: Path, dpi: int) -> list[Path]:
     return _save({"fooling_rate.png": figure}, folder, dpi)
 
 
+def _safe_name(text: str) -> str:
+    """A file-name part for a data set name or path (its last component, [A-Za-z0-9_-])."""
+    import re
+
+    stem = Path(str(text).rstrip("/")).name or "set"
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem)[:60]
+
+
+def _ood(folder: Path, dpi: int) -> list[Path]:
+    from types import SimpleNamespace
+
+    from leafscope.report.figures.applications import roc_curves
+
+    curves = [SimpleNamespace(**c) for c in _read(folder, "ood_scores.json")["curves"]]
+    figures = {}
+    for out_set in dict.fromkeys(c.out_dataset for c in curves):
+        figures[f"roc_{_safe_name(out_set)}.png"] = roc_curves(curves, out_set)
+    return _save(figures, folder, dpi)
+
+
+def _transfer(folder: Path, dpi: int) -> list[Path]:
+    from leafscope.report.figures.applications import spectra_histograms
+
+    record = _read(folder, "spectra.json")
+    return _save({"spectra.png": spectra_histograms(record["log10_eigenvalues"])}, folder, dpi)
+
+
 #: Task name -> ``writer(result folder, dpi) -> [PNG paths]``.
 FIGURE_WRITERS: dict[str, Callable[[Path, int], list[Path]]] = {
     "nnk": _nnk,
     "stability": _stability,
     "invariance": _invariance,
     "attack": _attack,
+    "ood": _ood,
+    "transfer": _transfer,
 }
 
 

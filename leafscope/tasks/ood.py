@@ -452,6 +452,37 @@ class OodTask(Task):
             "std": "population std over models (ddof=0)",
         }
 
+    def write_files(
+        self,
+        folder: Any,
+        rows: Mapping[str, np.ndarray],
+        summary: Mapping[str, Any],
+        context: Context,
+    ) -> list[Any]:
+        """``ood_scores.json``: the raw in / out scores of every detector and out set under the
+        first model (what the ROC figures draw: :func:`leafscope.report.results.
+        write_result_figures`)."""
+        from leafscope.io import write_json
+
+        units = np.asarray(rows["unit"], dtype=np.int64)
+        first = int(units.min()) if len(units) else 0
+        curves = []
+        for i in np.flatnonzero(units == first):
+            scores = json.loads(str(rows["scores"][i]))
+            curves.append(
+                {
+                    "model": str(rows["model"][i]),
+                    "detector": str(rows["detector"][i]),
+                    "out_dataset": str(rows["out_dataset"][i]),
+                    "auroc": float(rows["auroc"][i]),
+                    "in_scores": scores["in"],
+                    "out_scores": scores["out"],
+                }
+            )
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return [write_json(folder / "ood_scores.json", {"curves": curves})]
+
     def terminal_lines(self, summary: Mapping[str, Any]) -> list[str]:
         lines = [
             f"model {r['seed']} {r['detector']:>14} vs {r['out_dataset']}: AUROC {r['auroc']:.4f} "

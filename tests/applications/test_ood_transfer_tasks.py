@@ -377,3 +377,34 @@ def test_readme_names_the_commands():
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "`leafscope ood --checkpoints A,B,C --in mnist --ood fashion-mnist,noise" in text
     assert "leafscope ood-protocol" in text
+
+
+def test_ood_and_transfer_folders_get_their_figures_from_the_saved_scores(rgb, tmp_path):
+    """``--out``: the saved raw scores give back each detector's AUROC, the saved spectra the
+    medians of the summary; one ROC figure per out set, one spectra figure."""
+    from sklearn.metrics import roc_auc_score
+
+    out = tmp_path / "ood"
+    argv = ["ood", *rgb["factory"], "--in", rgb["npz"], "--ood", f"{rgb['dark']},noise"]
+    argv += ["--detectors", "msp,knn", "--points", "12", "--fit-points", "24", "--device"]
+    argv += ["cpu", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    curves = json.loads((out / "_files" / "ood_scores.json").read_text())["curves"]
+    assert len(curves) == 4  # 2 detectors x 2 out sets, first model
+    for c in curves:
+        labels = [1] * len(c["in_scores"]) + [0] * len(c["out_scores"])
+        auroc = roc_auc_score(labels, c["in_scores"] + c["out_scores"])
+        assert auroc == pytest.approx(c["auroc"], abs=1e-12)
+    pngs = sorted(p.name for p in (out / "_files").glob("roc_*.png"))
+    assert pngs == [f"roc_{Path(rgb['dark']).stem}_npz.png", "roc_noise.png"]
+
+    out = tmp_path / "transfer"
+    rest = ["--dataset", rgb["npz"], "--datasets", f"{rgb['npz']},{rgb['dark']}", "--points"]
+    rest += ["9", "--transfer-train", "48", "--transfer-val", "24", "--device", "cpu"]
+    assert main(["transfer", *rgb["factory"], *rest, "--no-progress", "--out", str(out)]) == 0
+    spectra = json.loads((out / "_files" / "spectra.json").read_text())["log10_eigenvalues"]
+    summary = json.loads((out / "_summary.json").read_text())["summary"]
+    for row in summary["rows"]:
+        logs = np.asarray(spectra[row["dataset"]])
+        assert np.median(logs[:, 0]) == pytest.approx(row["median_log10_highest"], rel=1e-9)
+    assert (out / "_files" / "spectra.png").stat().st_size > 0
