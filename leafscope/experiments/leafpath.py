@@ -315,6 +315,9 @@ def geodesic_experiment(
                 ),
                 "median_length": float(np.median([r["length"] for r in per])),
                 "median_iterations": float(np.median([r["iterations"] for r in per])),
+                "accepted_newton": int(sum(r["accepted"]["newton"] for r in per)),
+                "accepted_lagged": int(sum(r["accepted"]["lagged"] for r in per)),
+                "pairs_moved": int(sum(sum(r["accepted"].values()) > 0 for r in per)),
             }
         )
     row.update(
@@ -380,7 +383,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--iterations", type=int, default=20, help="geodesic: iterations per stage")
     p.add_argument(
-        "--relaxation", type=float, default=0.3, help="geodesic: fraction of each move taken"
+        "--relaxation", type=float, default=1.0, help="geodesic: fraction of each move tried first"
+    )
+    p.add_argument(
+        "--no-box", action="store_true", help="geodesic: let the curve leave the pixel box"
+    )
+    p.add_argument(
+        "--lagged",
+        action="store_true",
+        help="geodesic: only the lagged move (no derivative of the metric)",
     )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -422,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
             penalties=args.penalties,
             iterations=args.iterations,
             relaxation=args.relaxation,
+            box=None if args.no_box else (0.0, 1.0),
+            metric_derivative=not args.lagged,
         )
 
         def show(pair, stage, penalty, record):

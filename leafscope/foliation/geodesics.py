@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import jacrev, vmap
+from torch.func import grad, jacrev, vmap
 
 from leafscope.dtypes import check_dtype
 from leafscope.errors import InputError
@@ -77,6 +77,7 @@ __all__ = [
     "GeodesicResult",
     "curve_energy",
     "frozen_geodesic_steps",
+    "newton_move",
     "geodesic_paths",
     "leaf_bases",
     "optimise_curve",
@@ -99,6 +100,10 @@ class GeodesicConfig:
         halvings: an iteration whose move does not lower the energy (measured with D at the
             moved curve) halves the move, at most this many times; a stage stops when none
             lowers it.
+        metric_derivative: move by the Newton-like step of :func:`newton_move` (the exact
+            gradient of the energy, with the derivative of the metric, preconditioned by the
+            frozen Hessian); False: move toward the frozen geodesic (the lagged iteration,
+            cheaper, the same wherever D is locally constant).
         tolerance: a stage stops when no curve point moves more than this (relative to the
             start distance).
         cg_tol: relative residual of the conjugate-gradient solve of each frozen problem.
@@ -118,9 +123,10 @@ class GeodesicConfig:
     segments: int = 32
     penalties: tuple[float, ...] = (10.0, 100.0, 1000.0)
     iterations: int = 30
-    relaxation: float = 0.5
+    relaxation: float = 1.0
     tolerance: float = 1e-4
-    halvings: int = 6
+    halvings: int = 8
+    metric_derivative: bool = True
     cg_tol: float = 1e-8
     box: tuple[float, float] | None = (0.0, 1.0)
     dtype: torch.dtype = torch.float64
@@ -297,31 +303,63 @@ def leaf_bases(
     return torch.linalg.qr(basis.transpose(1, 2)).Q.transpose(1, 2)
 
 
+def _inverse_metric(bases: Tensor, vectors: Tensor, penalty: float) -> Tensor:
+    """``A_k⁻¹ v_k = P_D^k v_k + P_K^k v_k / λ`` for every piece k (``vectors``: (n, d))."""
+    inv = 1.0 / penalty
+    horizontal = torch.einsum("krd,kr->kd", bases, torch.einsum("krd,kd->kr", bases, vectors))
+    return (1.0 - inv) * horizontal + inv * vectors
+
+
+def _solve_inverse_sum(bases: Tensor, rhs: Tensor, penalty: float, cg_tol: float) -> Tensor:
+    """``c`` with ``(Σ_k A_k⁻¹) c = rhs`` by conjugate gradients (the operator is
+    ``n/λ · I + (1 − 1/λ) Σ_k Q_kᵀ Q_k``, eigenvalues in [n/λ, n], never formed)."""
+    from scipy.sparse.linalg import LinearOperator, cg
+
+    n, _, d = bases.shape
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        c = torch.as_tensor(np.asarray(v).reshape(-1), dtype=bases.dtype, device=bases.device)
+        return _inverse_metric(bases, c.expand(n, d), penalty).sum(0).double().cpu().numpy()
+
+    op = LinearOperator((d, d), matvec=matvec, dtype=np.float64)
+    c, _ = cg(op, rhs.double().cpu().numpy(), rtol=cg_tol, maxiter=20 * d)
+    return torch.as_tensor(c, dtype=bases.dtype, device=bases.device)
+
+
 def frozen_geodesic_steps(bases: Tensor, gap: Tensor, penalty: float, cg_tol: float) -> Tensor:
     """The steps ``(n, d)`` of the minimal λ-energy curve with the metric frozen piecewise.
 
     With ``A_k = P_D^k + λ P_K^k`` fixed on piece k, the minimiser of ``Σ Δ_kᵀ A_k Δ_k``
     subject to ``Σ Δ_k = gap`` has a constant momentum ``c = A_k Δ_k``:
-    ``Δ_k = A_k⁻¹ c = P_D^k c + P_K^k c / λ`` and ``(Σ_k A_k⁻¹) c = gap``, solved by conjugate
-    gradients (the operator is ``n/λ · I + (1 − 1/λ) Σ_k Q_kᵀ Q_k``, never formed).
+    ``Δ_k = A_k⁻¹ c = P_D^k c + P_K^k c / λ`` and ``(Σ_k A_k⁻¹) c = gap``.
     """
-    from scipy.sparse.linalg import LinearOperator, cg
-
     n, _, d = bases.shape
-    inv = 1.0 / penalty
+    c = _solve_inverse_sum(bases, gap, penalty, cg_tol)
+    return _inverse_metric(bases, c.expand(n, d), penalty)
 
-    def horizontal(c: Tensor) -> Tensor:  # (d,) -> (n, d): P_D^k c for every piece
-        return torch.einsum("krd,kr->kd", bases, bases @ c)
 
-    def matvec(v: np.ndarray) -> np.ndarray:
-        c = torch.as_tensor(np.asarray(v).reshape(-1), dtype=bases.dtype, device=bases.device)
-        out = n * inv * c + (1.0 - inv) * horizontal(c).sum(0)
-        return out.double().cpu().numpy()
+def newton_move(bases: Tensor, gradient: Tensor, penalty: float, cg_tol: float) -> Tensor:
+    """The move ``(n + 1, d)`` of the curve's points (endpoints fixed) that minimises the
+    quadratic model ``gᵀm + ½ mᵀ H m`` of the energy: ``g`` the exact gradient (``gradient``,
+    ``(n − 1, d)``, over the interior points, with the derivative of the metric) and ``H`` the
+    Hessian of the energy with the metric frozen (SPD, block tridiagonal).
 
-    op = LinearOperator((d, d), matvec=matvec, dtype=np.float64)
-    c, _ = cg(op, gap.double().cpu().numpy(), rtol=cg_tol, maxiter=20 * d)
-    c = torch.as_tensor(c, dtype=bases.dtype, device=bases.device)
-    return (1.0 - inv) * horizontal(c) + inv * c[None]
+    In the steps ``δ_k = m_{k+1} − m_k`` (Σ δ_k = 0) the model is
+    ``Σ_k n δ_kᵀ A_k δ_k + G_kᵀ δ_k`` with ``G_k = Σ_{j>k} g_j``, so
+    ``δ_k = −A_k⁻¹ (G_k + μ) / 2n`` with ``(Σ_k A_k⁻¹) μ = −Σ_k A_k⁻¹ G_k``: one solve with the
+    operator of :func:`frozen_geodesic_steps`. With the gradient of the frozen energy this is
+    exactly the move to the frozen geodesic; H is positive definite, so the move is a descent
+    direction of the energy whenever ``g ≠ 0``.
+    """
+    n, _, d = bases.shape
+    padded = torch.cat([gradient, gradient.new_zeros(1, d)])  # g_1..g_{n-1}, then 0
+    suffix = torch.flip(torch.cumsum(torch.flip(padded, (0,)), 0), (0,))  # G_k, k = 0..n-1
+    mu = _solve_inverse_sum(bases, -_inverse_metric(bases, suffix, penalty).sum(0), penalty,
+                            cg_tol)  # fmt: skip
+    delta = -_inverse_metric(bases, suffix + mu, penalty) / (2 * n)
+    move = torch.cat([delta.new_zeros(1, d), torch.cumsum(delta, 0)])
+    move[-1] = 0.0  # Σ δ_k = 0 up to the solve's tolerance: the end point stays exact
+    return move
 
 
 def optimise_curve(
@@ -392,34 +430,61 @@ def optimise_curve(
             mids = 0.5 * (curve[1:] + curve[:-1])
             return leaf_bases(cast, mids, input_shape=shape, chunk_size=config.chunk_size)
 
+        def energy_of(inner: Tensor, penalty: float) -> Tensor:
+            full = torch.cat([x0[None], inner, x1[None]])
+            return curve_energy(
+                cast, full, penalty, input_shape=shape, chunk_size=config.chunk_size
+            )[0]
+
         bases = bases_of(curve)
         start_vertical = measure(curve, bases, 1.0)["vertical_length"]
         for i, penalty in enumerate(config.penalties):
             record = measure(curve, bases, penalty)
-            done, rejected = 0, 0
-            while done < config.iterations:
-                done += 1
+            done, rejected, accepted_moves = 0, 0, {"newton": 0, "lagged": 0}
+
+            def proposals(curve: Tensor, bases: Tensor, penalty: float = penalty):
+                """The moves tried: the Newton-like move with the exact gradient (when the
+                metric's derivative is used) and the move toward the frozen geodesic; the one
+                that lowers the energy most is taken."""
+                if config.metric_derivative:
+                    g = grad(lambda inner: energy_of(inner, penalty))(curve[1:-1])
+                    yield "newton", newton_move(bases, g, penalty, config.cg_tol)
                 steps = frozen_geodesic_steps(bases, gap, penalty, config.cg_tol)
                 target = torch.cat([x0[None], x0 + torch.cumsum(steps, 0)])
                 target[-1] = x1  # exact, not the rounded sum
-                accepted, size = False, config.relaxation
-                for _ in range(config.halvings + 1):  # backtrack on the true energy
-                    moved = curve + size * (target - curve)
-                    moved[1:-1] = clamp_box(moved[1:-1], config.box)  # images stay images
-                    moved_bases = bases_of(moved)
-                    trial = measure(moved, moved_bases, penalty)
-                    if trial["energy"] < record["energy"]:
-                        accepted = True
-                        break
-                    rejected += 1
-                    size *= 0.5
-                if not accepted:
-                    break  # no descent along the frozen solution: a (local) fixed point
+                yield "lagged", target - curve
+
+            while done < config.iterations:
+                done += 1
+                best = None  # (kind, curve, bases, record) of the lowest accepted energy
+                for kind, move in proposals(curve, bases):
+                    size = config.relaxation
+                    for _ in range(config.halvings + 1):  # backtrack on the true energy
+                        moved = curve + size * move
+                        moved[1:-1] = clamp_box(moved[1:-1], config.box)  # images stay images
+                        moved_bases = bases_of(moved)
+                        trial = measure(moved, moved_bases, penalty)
+                        if trial["energy"] < record["energy"]:
+                            if best is None or trial["energy"] < best[3]["energy"]:
+                                best = (kind, moved, moved_bases, trial)
+                            break
+                        rejected += 1
+                        size *= 0.5
+                if best is None:
+                    break  # no move lowers the energy: a (local) minimum
+                accepted, moved, moved_bases, trial = best
+                accepted_moves[accepted] += 1
                 change = float((moved - curve).norm(dim=1).max()) / scale
                 curve, bases, record = moved, moved_bases, trial
                 if change < config.tolerance:
                     break
-            record = {"penalty": penalty, **record, "iterations": done, "rejected": rejected}
+            record = {
+                "penalty": penalty,
+                **record,
+                "iterations": done,
+                "rejected": rejected,
+                "accepted": accepted_moves,
+            }
             stages.append(record)
             if progress is not None:
                 progress(i, penalty, record)
