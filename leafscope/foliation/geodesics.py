@@ -17,20 +17,27 @@ minimising the discrete energy of a curve of ``segments`` straight pieces,
     E_λ = segments · Σ_k g_λ(m_k)(Δ_k, Δ_k),   Δ_k = x_{k+1} − x_k,   m_k = (x_k + x_{k+1}) / 2,
 
 over the interior points (the endpoints are fixed; images stay in their box). λ runs through
-``penalties`` (continuation: each stage starts from the curve of the previous one), and a
-stage is the lagged (Picard) iteration of the Euler–Lagrange equation: freeze the metric at
-the midpoints of the current curve, solve the frozen problem exactly (its minimiser has a
-constant momentum ``c = A_k Δ_k``: one conjugate-gradient solve in R^d), move the curve part
-of the way there, recompute D. Its fixed points are discrete λ-geodesics wherever D is
-locally constant, which is every ReLU / max-pooling network almost everywhere (the metric has
-no derivative there, so the frozen equation is the whole equation); on smooth parts it drops
-the derivative of the metric inside a solve and picks it up from the moved curve. Unlike the
-greedy rule it uses the distribution along the whole curve at once, so it can bend the curve
-to collect, from D's met further on, the directions missing at the start: on a contact
-distribution of R^3, where the greedy path cannot move at all (``end − x ⟂ D_x`` at the
-start), the λ-geodesics' vertical length falls ~10× per 10× λ and their tracked path reaches
-the end (``tests/foliation/test_geodesics.py``). Where no horizontal path joins the points
-(an integrable D, two different leaves) the energy grows linearly in λ instead
+``penalties`` (continuation: each stage starts from the curve of the previous one). Each
+iteration tries two moves and keeps the one that lowers the energy most (each halved until it
+lowers the energy measured with D at the moved curve, then clamped to the box):
+
+- the **Newton-like move** (:func:`newton_move`): the exact gradient of E_λ through
+  :mod:`torch.func`, which differentiates the projector ``P_K(m)``, i.e. contains the
+  derivative of the metric (the Christoffel term of the geodesic equation: this is where the
+  method is second-order and sees how D turns), preconditioned by the Hessian of the energy
+  with the metric frozen (positive definite, block tridiagonal, inverted by one
+  conjugate-gradient solve in R^d);
+- the **lagged move** to the geodesic of the frozen metric (:func:`frozen_geodesic_steps`:
+  constant momentum ``c = A_k Δ_k``): the Picard iteration of the Euler–Lagrange equation,
+  exact wherever D is locally constant (ReLU / max-pooling networks almost everywhere, where
+  the metric has no derivative).
+
+Unlike the greedy rule it uses the distribution along the whole curve at once, so it can bend
+the curve to collect, from D's met further on, the directions missing at the start: on a
+contact distribution of R^3, where the greedy path cannot move at all (``end − x ⟂ D_x`` at
+the start), the λ-geodesics' vertical length falls ~10× per 10× λ and their tracked path
+reaches the end (``tests/foliation/test_geodesics.py``). Where no horizontal path joins the
+points (an integrable D, two different leaves) the energy grows linearly in λ instead
 (``E_λ/λ → |P_K gap|²/|gap|²`` for a constant D) and the vertical length stays put: the
 signature the study looks for.
 
@@ -95,15 +102,15 @@ class GeodesicConfig:
             free points).
         penalties: the λ of each continuation stage, increasing (λ = 1 is the Euclidean metric).
         iterations: fixed-point iterations per stage at most (:func:`optimise_curve`).
-        relaxation: each iteration moves the curve this fraction of the way to the solution
-            of the frozen problem (0 < relaxation ≤ 1).
+        relaxation: each move is first tried at this fraction of its length (0 < relaxation
+            ≤ 1; 1: the full Newton-like step, the whole way to the frozen geodesic).
         halvings: an iteration whose move does not lower the energy (measured with D at the
             moved curve) halves the move, at most this many times; a stage stops when none
             lowers it.
-        metric_derivative: move by the Newton-like step of :func:`newton_move` (the exact
+        metric_derivative: also try the Newton-like move of :func:`newton_move` (the exact
             gradient of the energy, with the derivative of the metric, preconditioned by the
-            frozen Hessian); False: move toward the frozen geodesic (the lagged iteration,
-            cheaper, the same wherever D is locally constant).
+            frozen Hessian); False: only the lagged move toward the frozen geodesic (cheaper,
+            the same wherever D is locally constant).
         tolerance: a stage stops when no curve point moves more than this (relative to the
             start distance).
         cg_tol: relative residual of the conjugate-gradient solve of each frozen problem.
@@ -184,7 +191,8 @@ class GeodesicResult:
         stages: per pair, one record per penalty: ``penalty``, ``energy`` (relative to the
             squared start distance), ``vertical_length`` (Σ_k |P_K(m_k) Δ_k| / start
             distance), ``length`` (Euclidean, / start distance), ``iterations`` and
-            ``rejected`` (moves halved because they did not lower the energy).
+            ``rejected`` (moves halved because they did not lower the energy) and ``accepted``
+            (``{"newton": k, "lagged": m}``: which move each accepted iteration took).
         start_vertical_length: per pair, the vertical length of the straight segment
             (/ start distance): what the optimisation starts from.
         tracked: the tracked horizontal paths (:class:`PathResult`, one per pair; steps
@@ -372,15 +380,12 @@ def optimise_curve(
 ) -> tuple[Tensor, list[dict], float]:
     """A λ-geodesic between two points, from the straight segment, through every penalty.
 
-    Each iteration freezes D at the midpoints of the current curve, solves the frozen problem
-    exactly (:func:`frozen_geodesic_steps`: a curve of constant momentum) and moves the curve a
-    fraction ``relaxation`` of the way to that solution, halved until the energy measured with
-    D at the moved curve falls (so the energy decreases at every accepted iteration; a stage
-    ends when no move lowers it, after ``iterations`` or when the curve stops moving). A fixed
-    point is a discrete geodesic of ``g_λ`` wherever D is locally constant (every ReLU /
-    max-pooling network, almost everywhere: its metric has no derivative there); on smooth
-    networks the iteration drops
-    the derivative of the metric inside each solve and recomputes it from the moved curve.
+    Each iteration tries the Newton-like move (:func:`newton_move`, when
+    ``metric_derivative``) and the lagged move to the frozen geodesic
+    (:func:`frozen_geodesic_steps`), each from ``relaxation`` of its length, halved up to
+    ``halvings`` times until the energy measured with D at the moved (box-clamped) curve falls,
+    and keeps the lower energy; a stage ends when neither lowers it, after ``iterations`` or
+    when the curve stops moving (``tolerance``). The energy falls at every accepted iteration.
 
     Args:
         model: classifier (run in eval mode; cast to the config dtype if needed).
