@@ -201,6 +201,8 @@ class Task(ABC):
         per_point: the units are points of the data set (selected by the runner's point
             selection); otherwise :meth:`units` lists them.
         images_only: refuse vector data in one line.
+        payload_file: where the default :meth:`write_files` writes :meth:`payload` as JSON
+            (a file name under ``OUT/_files``: the data a report figure draws), or None.
         default_shard_size: units per shard unless asked (see :meth:`shard_size`).
     """
 
@@ -213,6 +215,7 @@ class Task(ABC):
     needs_data: ClassVar[bool] = True
     per_point: ClassVar[bool] = True
     images_only: ClassVar[bool] = False
+    payload_file: ClassVar[str | None] = None
     # units per shard by default: many points per shard, one unit (a model, a seed, a layer)
     # per shard for tasks with their own units, so an executor runs them in parallel
     default_shard_size: ClassVar[int | None] = None
@@ -289,8 +292,18 @@ class Task(ABC):
     ) -> list[Any]:
         """Write the task's files (figures, image strips, arrays) into ``folder`` (a
         :class:`pathlib.Path`, ``OUT/_files`` of a result folder: Parquet readers skip it) and
-        return their paths. Default: none."""
-        return []
+        return their paths. Default: :meth:`payload` as JSON in :attr:`payload_file`, if set
+        (what :func:`leafscope.report.results.write_result_figures` draws), else nothing."""
+        if self.payload_file is None:
+            return []
+        from pathlib import Path
+
+        from leafscope.io import write_json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        document = self.payload(rows, summary, context)
+        return [write_json(folder / self.payload_file, document)]
 
     def report_section(self, summary: Mapping[str, Any]) -> str | None:
         """HTML of this task's report section (None: the report lists the summary)."""

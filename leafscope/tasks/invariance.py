@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,6 +72,7 @@ class InvarianceTask(Task):
     """NNK polytope diameter of rotated inputs per (model, layer), and rotated accuracy."""
 
     name = "invariance"
+    payload_file = "invariance.json"  # per model and layer the diameters: its figure
     Params = InvarianceParams
     summary = "rotation invariance per layer: NNK polytope diameter of rotated inputs"
     description = (
@@ -232,21 +232,6 @@ class InvarianceTask(Task):
             row = ", ".join(f"{n} {d:.3f}" for n, d in layers.items())
             lines.append(head + f"mean NNK polytope diameter of rotations: {row}")
         return lines
-
-    def write_files(
-        self,
-        folder: Any,
-        rows: Mapping[str, np.ndarray],
-        summary: Mapping[str, Any],
-        context: Context,
-    ) -> list[Any]:
-        """``invariance.json``: per model and layer the per-image diameters (what the report's
-        invariance figure draws: :func:`leafscope.report.results.write_result_figures`)."""
-        from leafscope.io import write_json
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        return [write_json(folder / "invariance.json", self.payload(rows, summary, context))]
 
 
 def rows_to_results(

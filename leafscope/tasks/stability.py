@@ -16,7 +16,6 @@ import dataclasses
 import itertools
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,6 +81,7 @@ class StabilityTask(Task):
     """Edge overlap and MGM distances of NNK graphs per pair of models and layer."""
 
     name = "stability"
+    payload_file = "stability.json"  # per layer the overlaps and distances: its figure
     Params = StabilityParams
     summary = "edge overlap and MGM distances of NNK graphs across models (seeds, data subsets)"
     description = (
@@ -235,21 +235,6 @@ class StabilityTask(Task):
                 f"{s.get('local_dim_wasserstein', float('nan')):.3f}"
             )
         return lines
-
-    def write_files(
-        self,
-        folder: Any,
-        rows: Mapping[str, np.ndarray],
-        summary: Mapping[str, Any],
-        context: Context,
-    ) -> list[Any]:
-        """``stability.json``: per layer the overlaps and distances of every pair (what the
-        report's stability figure draws: :func:`leafscope.report.results.write_result_figures`)."""
-        from leafscope.io import write_json
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        return [write_json(folder / "stability.json", self.payload(rows, summary, context))]
 
 
 def rows_to_layers(rows: Mapping[str, np.ndarray], context: Context) -> dict[str, Any]:

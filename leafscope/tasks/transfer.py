@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,6 +86,7 @@ class TransferTask(Task):
     """DIM spectra across data sets and last-layer transfer accuracy."""
 
     name = "transfer"
+    payload_file = "spectra.json"  # per data set the log10 eigenvalues: its figure
     Params = TransferParams
     default_split = "test"
     per_point = False
@@ -232,21 +232,6 @@ class TransferTask(Task):
         self, rows: Mapping[str, np.ndarray], summary: Mapping[str, Any], context: Context
     ) -> dict[str, Any]:
         return {"log10_eigenvalues": self._result(rows).log10_eigenvalues}
-
-    def write_files(
-        self,
-        folder: Any,
-        rows: Mapping[str, np.ndarray],
-        summary: Mapping[str, Any],
-        context: Context,
-    ) -> list[Any]:
-        """``spectra.json``: per data set the log10 eigenvalues of G at its points (what the
-        spectra figure draws: :func:`leafscope.report.results.write_result_figures`)."""
-        from leafscope.io import write_json
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        return [write_json(folder / "spectra.json", self.payload(rows, summary, context))]
 
     def terminal_lines(self, summary: Mapping[str, Any]) -> list[str]:
         from leafscope.applications.transfer import TransferResult, TransferRow
