@@ -233,6 +233,7 @@ def make_context(
         data={k: _data_loader(v) for k, v in job.data.items()},
         meta=meta,
         progress=progress,
+        seed=job.seed,
     )
 
 

@@ -26,7 +26,6 @@ __all__ = [
     "MAIN",
     "check_layers",
     "derived_model",
-    "first_points",
     "has_model",
     "json_cell",
     "labelled_runs",
@@ -35,6 +34,7 @@ __all__ = [
     "none_if_nan",
     "parse_run_entry",
     "require_layers",
+    "sample_points",
     "run_checkpoints",
     "run_models",
     "split_names",
@@ -176,19 +176,24 @@ def run_checkpoints(
     return infos
 
 
-def first_points(context: Context, count: int, role: str = "data", *, field: str = "points"):
-    """The first ``count`` points of data set ``role``: ``(x, y)`` tensors.
+def sample_points(context: Context, count: int, role: str = "data", *, field: str = "points"):
+    """``count`` points of data set ``role``: ``(x, y)`` tensors, the seeded sample stratified
+    by label that ``points`` means for every task (:func:`leafscope.data.select_points`, seeded
+    by the job's data seed), in increasing index order; the same on every worker.
 
     Raises:
         InputError: the set has fewer points (the message names ``field``).
     """
+    from leafscope.data import select_points
+
     data = context.data(role)
     if count > len(data):
         raise InputError(
             f"`{field}={count}` exceeds the {len(data)} points of {data.name} ({data.split}): "
             f"pass at most {len(data)}"
         )
-    return data.take(list(range(count)))
+    indices = select_points(data.labels, points=count, seed=context.seed)
+    return data.take(indices)
 
 
 def check_layers(model: torch.nn.Module, layers: Sequence[str]) -> None:

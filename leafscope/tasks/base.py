@@ -129,6 +129,8 @@ class Context:
         meta: JSON-able values the runner computed once before the job (e.g. the model's class
             count), the same on every worker.
         progress: show progress bars for slow loops inside a unit (the run's setting).
+        seed: the job's data seed: tasks that pick their own points (per-unit tasks) draw them
+            with it, as the runner draws the points of a per-point job.
     """
 
     def __init__(
@@ -141,9 +143,11 @@ class Context:
         data: Mapping[str, Callable[[], Any]],
         meta: Mapping[str, Any] | None = None,
         progress: bool = False,
+        seed: int = 0,
     ):
         self.device = device
         self.progress = progress
+        self.seed = int(seed)
         self.params = params
         self.units = units
         self.meta = dict(meta or {})

@@ -1,7 +1,8 @@
 """``invariance``: rotation invariance of each layer, measured by the NNK polytope of an input's
 rotations.
 
-Units: one per (model, layer): for each of the first ``points`` images, the L2-normalised
+Units: one per (model, layer): for each of ``points`` images (a seeded sample stratified by
+label), the L2-normalised
 features of the image and of its rotations by ``angles`` degrees; the NNK polytope of the image
 among its rotations and its diameter (0 = the layer maps all rotations to one point; at most 2)
 and spread; one per model: its accuracy on the upright and the rotated images; and one for the
@@ -37,7 +38,7 @@ class InvarianceParams(Params):
             :class:`~leafscope.tasks.stability.StabilityParams`: run folders, checkpoints,
             TorchScript or, with a user main model, weight files).
         angles: rotation angles in degrees (at least 2, none a multiple of 360).
-        points: the first N images of the data set.
+        points: N images of the data set (a seeded sample stratified by label).
     """
 
     layers: tuple[str, ...] = param(
@@ -52,7 +53,7 @@ class InvarianceParams(Params):
     angles: tuple[float, ...] = param(
         DEFAULT_ANGLES, help="rotation angles in degrees", metavar="DEG,..."
     )
-    points: int = param(500, help="the first N images of the data set")
+    points: int = param(500, help="N images of the data set (a seeded sample stratified by label)")
 
     def validate(self) -> None:
         object.__setattr__(self, "layers", _nnk.split_names(self.layers))
@@ -131,7 +132,7 @@ class InvarianceTask(Task):
                 f"invariance rotates images, but {data.name} holds vectors of shape "
                 f"{tuple(data.input_shape)}: use an image data set"
             )
-        _nnk.first_points(context, p.points)
+        _nnk.sample_points(context, p.points)
         models = []
         for unit in context.units:
             if unit["kind"] == "accuracy":
@@ -148,7 +149,7 @@ class InvarianceTask(Task):
 
         p: InvarianceParams = self.params
         device = context.device
-        x, y = _nnk.first_points(context, p.points)
+        x, y = _nnk.sample_points(context, p.points)
         n, width = x.shape[0], 1 + len(p.angles)
         rows: dict[str, list] = {c: [] for c in self.columns}
         for pos in positions:

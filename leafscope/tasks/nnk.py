@@ -2,12 +2,12 @@
 leave-one-out error, for one model or every checkpoint of a run.
 
 Units: one per (checkpoint, layer): the MGMs (neighbours, polytope diameter, local dimension,
-orientation) of the NNK graph of that layer's features on the first ``points`` points of the
-data set; and, with ``loo``, one per checkpoint: the leave-one-out error of the NNK
-interpolation classifier on the features of ``loo_layer`` (default: the input of the last
-``nn.Linear``) and the error on the first ``test_points`` points of the test split. Layers are
-named as in the model (the user's own names: ``conv1``, ``fc1``). Across three or more
-checkpoints the summary holds the Pearson correlation of LOO and test error.
+orientation) of the NNK graph of that layer's features on ``points`` points of the data set (a
+seeded sample stratified by label); and, with ``loo``, one per checkpoint: the leave-one-out
+error of the NNK interpolation classifier on the features of ``loo_layer`` (default: the input
+of the last ``nn.Linear``) and the error on ``test_points`` points of the test split (sampled
+likewise). Layers are named as in the model (the user's own names: ``conv1``, ``fc1``). Across
+three or more checkpoints the summary holds the Pearson correlation of LOO and test error.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ class NNKParams(Params):
             model's architecture with each checkpoint's weights; without, each checkpoint as
             leafscope saved it). None: the main model only.
         include_initial, step_checkpoints: with ``run``: also epoch 0 / the step checkpoints.
-        points: the first N points of the data set form the graph's nodes.
-        test_points: the first N points of the test split give the test error (capped at its
-            size).
+        points: N points of the data set (a seeded sample stratified by label) form the
+            graph's nodes.
+        test_points: N points of the test split (sampled likewise) give the test error
+            (capped at its size).
         k: kNN candidates per node (capped at ``points - 1``); kernel: ``cosine`` or
             ``gaussian``.
         orientation: compute the orientation MGM (radians; the costly one on wide layers).
@@ -63,9 +64,11 @@ class NNKParams(Params):
     step_checkpoints: bool = param(
         False, help="with --run: also its step_NNNNNNNN.pt checkpoints (--checkpoint-every-steps)"
     )
-    points: int = param(1000, help="the first N points of the data set are the graph's nodes")
+    points: int = param(
+        1000, help="N points of the data set (a seeded sample stratified by label) are the nodes"
+    )
     test_points: int = param(
-        10000, help="the first N test points give the test error (capped at the split's size)"
+        10000, help="N test points (sampled likewise) give the test error (capped at its size)"
     )
     k: int = param(15, help="kNN candidates per node (capped at points - 1)")
     kernel: str = param("cosine", help="NNK kernel", choices=KERNELS)
@@ -100,7 +103,7 @@ class NNKTask(Task):
     description = (
         "For the model (or every epoch checkpoint of --run): manifold graph metrics (NNK "
         "neighbours, polytope diameter, local dimension, orientation) of the NNK graph of each "
-        "layer's features on the first --points points (one unit per checkpoint and layer), "
+        "layer's features on --points points (one unit per checkpoint and layer), "
         "the DeepNNK leave-one-out error on the last hidden layer and the test error (one "
         "unit per checkpoint), and their Pearson correlation across checkpoints. Layers are "
         "named as in your model. The figures' data go to OUT/_files/nnk.json."
@@ -172,7 +175,7 @@ class NNKTask(Task):
         from leafscope.nnk.geometry import last_hidden_layer
 
         p: NNKParams = self.params
-        _, y = _nnk.first_points(context, p.points)
+        _, y = _nnk.sample_points(context, p.points)
         model = context.model(context.units[0]["model"])
         _nnk.check_layers(model, p.layers)
         meta: dict[str, Any] = {"points": p.points, "loo_layer": None, "test_points": 0}
@@ -197,7 +200,7 @@ class NNKTask(Task):
 
         p: NNKParams = self.params
         device = context.device
-        x, y = _nnk.first_points(context, int(context.meta["points"]))
+        x, y = _nnk.sample_points(context, int(context.meta["points"]))
         test = None
         rows: dict[str, list] = {c: [] for c in self.columns}
         for pos in positions:
@@ -214,7 +217,7 @@ class NNKTask(Task):
                 feats = layer_features(model, x, [layer], device=device)[layer]
                 loo = loo_error(feats, y, p.k, p.kernel, device)
                 if test is None:
-                    test = _nnk.first_points(
+                    test = _nnk.sample_points(
                         context, int(context.meta["test_points"]), "test", field="test_points"
                     )
                 test_error = 1.0 - float(evaluate(model, test, device=device)[1])

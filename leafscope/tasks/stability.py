@@ -1,13 +1,13 @@
 """``stability``: are the NNK graphs of the same points the same under several models (seeds,
 data subsets)?
 
-Units: one per (pair of models, layer). The NNK graph of each layer's features on the first
-``points`` points is built under both models; the row holds the Jaccard overlap of their NNK
-edges (and of the kNN edges they were selected from, and the chance level), and the
-1-Wasserstein / Kolmogorov–Smirnov distances between the per-node distributions of the manifold
-graph metrics. A model compared with itself has overlap 1 and distance 0. Models: the main one
-(``checkpoint`` or ``model`` + ``weights``) and those of ``runs``, derived from it (see
-:mod:`leafscope.tasks._nnk`), or the runs alone.
+Units: one per (pair of models, layer). The NNK graph of each layer's features on ``points``
+points (a seeded sample stratified by label) is built under both models; the row holds the
+Jaccard overlap of their NNK edges (and of the kNN edges they were selected from, and the chance
+level), and the 1-Wasserstein / Kolmogorov–Smirnov distances between the per-node distributions
+of the manifold graph metrics. A model compared with itself has overlap 1 and distance 0.
+Models: the main one (``checkpoint`` or ``model`` + ``weights``) and those of ``runs``, derived
+from it (see :mod:`leafscope.tasks._nnk`), or the runs alone.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ class StabilityParams(Params):
         runs: further models, ``PATH`` or ``LABEL=PATH``: leafscope checkpoints, run folders
             (their newest checkpoint), TorchScript files, or (with a user main model) weight
             files of its architecture. Every pair of models is compared.
-        points: the first N points of the data set form the graphs' nodes.
+        points: N points of the data set (a seeded sample stratified by label) form the
+            graphs' nodes.
         k: kNN candidates per node (capped at ``points - 1``); kernel: ``cosine``/``gaussian``.
         orientation: also compare the orientation MGM (radians; slow on wide layers).
     """
@@ -53,7 +54,9 @@ class StabilityParams(Params):
         "checkpoints, TorchScript or weight files, each PATH or LABEL=PATH",
         metavar="[LABEL=]PATH,...",
     )
-    points: int = param(1000, help="the first N points of the data set are the graphs' nodes")
+    points: int = param(
+        1000, help="N points of the data set (a seeded sample stratified by label) are the nodes"
+    )
     k: int = param(15, help="kNN candidates per node (capped at points - 1)")
     kernel: str = param("cosine", help="NNK kernel", choices=KERNELS)
     orientation: bool = param(False, help="also compare the orientation MGM (slow)")
@@ -85,7 +88,7 @@ class StabilityTask(Task):
     Params = StabilityParams
     summary = "edge overlap and MGM distances of NNK graphs across models (seeds, data subsets)"
     description = (
-        "Build the NNK graph of the same points (the first --points of the data set) under "
+        "Build the NNK graph of the same points (--points of the data set) under "
         "each model, layer by layer, and compare every pair of models (one unit per pair and "
         "layer): Jaccard overlap of the NNK edges (and of the kNN edges they were selected "
         "from, and the chance level), and Wasserstein / KS distances between the per-node "
@@ -133,7 +136,7 @@ class StabilityTask(Task):
 
         p: StabilityParams = self.params
         data = context.data()
-        _nnk.first_points(context, p.points)
+        _nnk.sample_points(context, p.points)
         seen = set()
         for unit in context.units:
             for role, label in ((unit["a"], unit["label_a"]), (unit["b"], unit["label_b"])):
@@ -155,7 +158,7 @@ class StabilityTask(Task):
 
         p: StabilityParams = self.params
         device = context.device
-        x, _ = _nnk.first_points(context, p.points)
+        x, _ = _nnk.sample_points(context, p.points)
         n = x.shape[0]
         units = [context.units[pos] for pos in positions]
         graphs: dict[tuple[str, str], tuple[Any, Any]] = {}

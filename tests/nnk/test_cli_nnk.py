@@ -68,7 +68,6 @@ def tiny_run(tmp_path_factory):
 
 @needs_mnist
 def test_every_epoch_of_a_run_with_mgms_equal_to_leafscope_nnk(tiny_run, tmp_path, capsys):
-    from leafscope.data import load_images
     from leafscope.training import load_checkpoint
 
     out, doc = tmp_path / "res", tmp_path / "nnk.json"
@@ -78,17 +77,17 @@ def test_every_epoch_of_a_run_with_mgms_equal_to_leafscope_nnk(tiny_run, tmp_pat
     assert [e["epoch"] for e in data["epochs"]] == [1, 2]
     assert data["loo_layer"] == "act4" and data["n_points"] == 120
     assert data["pearson_loo_vs_test"] is None  # two epochs only
-    x = load_images("mnist", "train", data_dir=DATA, limit=120, download=False)
+    x = _sample("mnist", 120, data_dir=DATA)  # the seeded stratified sample --points draws
     for epoch in data["epochs"]:
         assert 0 <= epoch["loo_error"] <= 1 and 0 <= epoch["test_error"] <= 1
         model = load_checkpoint(epoch["checkpoint"])
-        feats = layer_features(model, x.images, ["conv1", "fc1", "act4"])
+        feats = layer_features(model, x[0], ["conv1", "fc1", "act4"])
         for layer in ("conv1", "fc1"):
             s = epoch["layers"][layer]
             assert sum(s["n_neighbors"]["hist"]["counts"]) == 120
             assert 1 <= s["n_neighbors"]["mean"] <= 10
             assert_close(s, mgm_summary(feats[layer], 10, "cosine", True))
-        assert epoch["loo_error"] == pytest.approx(loo_error(feats["act4"], x.labels, 10))
+        assert epoch["loo_error"] == pytest.approx(loo_error(feats["act4"], x[1], 10))
     # the figures' data, and the report draws them from the result folder
     geometry = json.loads((out / "_files" / "nnk.json").read_text())
     assert geometry == {k: data[k] for k in geometry}
@@ -156,11 +155,19 @@ def test_in_process_job_and_two_slices_merged_equal_one_run(tiny_run, tmp_path):
     assert (tmp_path / "r" / "_files" / "nnk.json").stat().st_size > 0
 
 
-def _rgb_points(path: Path, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from leafscope.data import load_images
+def _sample(name, count: int, split: str = "train", data_dir=None):
+    """``(x, y)``: the points ``--points count`` selects (seeded, stratified by label)."""
+    from leafscope.data import DataSpec, select_points
 
-    data = load_images(str(path), "train", limit=count)
-    return data.images, data.labels
+    spec = DataSpec(
+        name=str(name), split=split, data_dir=None if data_dir is None else str(data_dir)
+    )
+    points = spec.open()
+    return points.take(select_points(points.labels, points=count, seed=0))
+
+
+def _rgb_points(path: Path, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _sample(path, count)
 
 
 def _check_user_model(model_args: list, net, rgb_data: Path, tmp_path: Path) -> None:
@@ -216,5 +223,36 @@ def test_a_user_factory_over_the_checkpoints_leafscope_wrote_for_it(
     data = json.loads(doc.read_text())
     assert [e["epoch"] for e in data["epochs"]] == [1, 2]
     trained = load_model(factory=f"{name}:make", weights=tmp_path / "run" / "epoch_0002.pt")
-    expected = mgm_summary(layer_features(trained, x[:30], ["conv1"])["conv1"], 6, "cosine")
+    nodes, _ = _rgb_points(rgb_data, 30)  # the points --points 30 draws
+    expected = mgm_summary(layer_features(trained, nodes, ["conv1"])["conv1"], 6, "cosine")
     assert_close(data["epochs"][1]["layers"]["conv1"], expected)
+
+
+def test_points_of_a_class_sorted_set_are_a_stratified_sample_not_its_first_rows(tmp_path):
+    """``points`` means one thing for every task: on a set stored class by class, the NNK
+    nodes come from every class (the first rows would all be class 0), seeded by the data
+    seed, the same on every call."""
+    from leafscope.data import DataSpec, select_points
+    from leafscope.errors import InputError
+    from leafscope.tasks._nnk import sample_points
+    from leafscope.tasks.base import Context
+    from leafscope.tasks.nnk import NNKParams
+
+    x = np.random.default_rng(0).random((60, 4)).astype(np.float32)
+    y = np.repeat(np.arange(3), 20)  # sorted by class
+    np.savez(tmp_path / "sorted.npz", x_train=x, y_train=y, x_test=x[:9], y_test=y[:9])
+    points = DataSpec(name=str(tmp_path / "sorted.npz"), split="train").open()
+
+    def context(seed):
+        return Context(device=torch.device("cpu"), params=NNKParams(layers=("fc1",)), units=[],
+                       models={}, data={"data": lambda: points}, seed=seed)  # fmt: skip
+
+    _, labels = sample_points(context(0), 12)
+    assert sorted(set(labels.tolist())) == [0, 1, 2] and labels.tolist().count(0) == 4
+    again, _ = sample_points(context(0), 12)
+    want, _ = points.take(select_points(points.labels, points=12, seed=0))
+    assert torch.equal(again, want)
+    other, _ = sample_points(context(1), 12)
+    assert not torch.equal(other, want)
+    with pytest.raises(InputError, match="`points=61` exceeds the 60 points"):
+        sample_points(context(0), 61)
