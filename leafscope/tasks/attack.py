@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from leafscope.dtypes import DTYPES
 from leafscope.errors import InputError
@@ -206,9 +205,7 @@ class AttackTask(Task):
 
     def prepare(self, context: Context) -> dict[str, Any]:
         data = context.data()
-        x, _ = data.take([0])
-        with torch.no_grad():
-            num_classes = int(context.model()(x.to(context.device)).shape[-1])
+        num_classes = context.num_classes()
         p: AttackParams = self.params
         images = [(m, float(b)) for m in p.methods for b in p.budgets] if p.keep_images else []
         return {

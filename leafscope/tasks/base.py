@@ -153,6 +153,7 @@ class Context:
         self.meta = dict(meta or {})
         self._models = dict(models)
         self._data = dict(data)
+        self._classes: dict[tuple[str, str], int] = {}
 
     def model(self, name: str = "model") -> nn.Module:
         """The loaded model ``name`` (eval mode, on :attr:`device`; cached per worker)."""
@@ -166,6 +167,24 @@ class Context:
         if name not in self._data:
             raise InputError(f"this job has no data set {name!r} (it has {sorted(self._data)})")
         return self._data[name]()
+
+    def num_classes(self, model: str = "model", data: str = "data") -> int:
+        """The number of logits of ``model`` on a point of ``data`` (one forward pass, cached).
+
+        Raises:
+            InputError: fewer than 2 (G, its eigen-directions and every attack need C >= 2).
+        """
+        key = (model, data)
+        if key not in self._classes:
+            x, _ = self.data(data).take([0])
+            with torch.no_grad():
+                count = int(self.model(model)(x.to(self.device)).shape[-1])
+            if count < 2:
+                raise InputError(
+                    f"the model gives {count} logit per point: G needs at least 2 classes"
+                )
+            self._classes[key] = count
+        return self._classes[key]
 
     def has_data(self, name: str) -> bool:
         """Whether the job has a data set ``name``."""

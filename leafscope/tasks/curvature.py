@@ -31,7 +31,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from leafscope.dtypes import DTYPES
 from leafscope.errors import InputError
@@ -141,11 +140,7 @@ class CurvatureTask(Task):
 
     def prepare(self, context: Context) -> dict[str, Any]:
         data = context.data()
-        x, _ = data.take([0])
-        with torch.no_grad():
-            num_classes = int(context.model()(x.to(context.device)).shape[-1])
-        if num_classes < 2:
-            raise InputError(f"the model has {num_classes} output: curvature needs C >= 2")
+        num_classes = context.num_classes()
         p: CurvatureParams = self.params
         n = int(np.prod(data.input_shape))
         return {

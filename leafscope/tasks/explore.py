@@ -209,13 +209,8 @@ class ExploreTask(Task):
     )
 
     def prepare(self, context: Context) -> dict[str, Any]:
-        from leafscope.applications.predict import predict_logits
-
         data = context.data()
-        x, _ = data.take([0])
-        num_classes = int(predict_logits(context.model(), x).shape[-1])
-        if num_classes < 2:
-            raise InputError(f"the model gives {num_classes} logit: G needs at least 2 classes")
+        num_classes = context.num_classes()
         names = data.class_names
         if not names or len(names) != num_classes:
             names = [str(c) for c in range(num_classes)]

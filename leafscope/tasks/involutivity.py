@@ -120,11 +120,7 @@ class InvolutivityTask(Task):
     def prepare(self, context: Context) -> dict[str, Any]:
         p: InvolutivityParams = self.params
         model, data = context.model(), context.data()
-        x, _ = data.take([0])
-        with torch.no_grad():
-            num_classes = int(model(x.to(context.device)).shape[-1])
-        if num_classes < 2:
-            raise InputError(f"the model has {num_classes} output: the test needs C >= 2 classes")
+        num_classes = context.num_classes()
         meta: dict[str, Any] = {
             "num_classes": num_classes,
             "shape": list(data.input_shape),
