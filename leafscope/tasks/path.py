@@ -92,7 +92,9 @@ class PathParams(Params):
     step: float = param(0.1, help="step length (input units)")
     threshold: float = param(1.0, help="stop when the distance to the end is at most this")
     max_steps: int = param(5000, help="step limit per path")
-    dtype: str = param("float32", help="dtype of the path", choices=tuple(DTYPES))
+    dtype: str = param(
+        "float32", help="dtype of the path (geodesic: float64 is steadier)", choices=tuple(DTYPES)
+    )
     segments: int = param(128, help="geodesic: straight pieces of the curve")
     penalties: tuple[float, ...] = param(
         (10.0, 100.0, 1000.0),
