@@ -22,6 +22,7 @@ from torch import nn
 from leafscope.errors import InputError
 from leafscope.thermo.monitor import TemperatureMonitor
 from leafscope.thermo.pruning import magnitude_scores, random_scores, select_groups
+from leafscope.thermo.seeding import holds_global_rng
 from leafscope.thermo.tables import masked_scorer, spearman
 
 __all__ = ["check_k", "filter_conditions", "filter_seed"]
@@ -44,6 +45,7 @@ def filter_conditions(k: int) -> list[str]:
     return ["original", f"without_{k}_hottest", f"without_{k}_coldest", f"without_{k}_random"]
 
 
+@holds_global_rng
 def filter_seed(
     make_model: Callable[[], nn.Module],
     seed: int,

@@ -17,7 +17,8 @@ executor) and the ``thermo-gnn`` task.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ from leafscope.thermo.pruning import (
     random_scores,
     select_groups,
 )
+from leafscope.thermo.seeding import holds_global_rng
 from leafscope.thermo.tables import spearman, validate_seeds
 
 __all__ = [
@@ -84,6 +86,31 @@ def _link_metric(test: Any) -> Callable[[nn.Module], float]:
     return metric
 
 
+@contextlib.contextmanager
+def _python_random_of_pyg(seed: int) -> Iterator[None]:
+    """PyG draws the held-out non-edges with Python's ``random``. Seeding the process-wide
+    generator is not enough where other threads use it too (a threaded Dask worker: the
+    scheduler draws from it), so PyG's sampler gets a private ``random.Random(seed)``, which
+    gives the same draws as ``random.seed(seed)`` in a process of its own."""
+    import random
+
+    try:
+        from torch_geometric.utils import _negative_sampling as sampler
+    except ImportError:  # another PyG layout: seed the process-wide generator
+        random.seed(seed)
+        yield
+        return
+    if not hasattr(sampler, "random"):
+        random.seed(seed)
+        yield
+        return
+    shared, sampler.random = sampler.random, random.Random(seed)
+    try:
+        yield
+    finally:
+        sampler.random = shared
+
+
 def _train_seed(
     task: str, data: Any, seed: int, epochs: int, lr: float, wd: float, device: torch.device
 ) -> tuple[nn.Module, TemperatureMonitor, Callable[[nn.Module], float]]:
@@ -109,15 +136,13 @@ def _train_seed(
         fit(model, data, None, callbacks=[monitor], **settings)
         metric = _node_metric(data)
     else:
-        import random
-
         from torch_geometric.transforms import RandomLinkSplit
 
-        random.seed(seed)  # PyG draws the held-out non-edges with Python's own generator
         split = RandomLinkSplit(
             num_val=0.05, num_test=0.1, is_undirected=True, add_negative_train_samples=False
         )
-        train, _, test = split(data)
+        with _python_random_of_pyg(seed):
+            train, _, test = split(data)
         fit(model, train, None, callbacks=[monitor], loss_fn=link_prediction_loss, **settings)
         metric = _link_metric(test)
     model.eval()
@@ -184,6 +209,7 @@ def _prune_seed(
     return values, record
 
 
+@holds_global_rng
 def gnn_seed(
     task: str,
     data: Any,

@@ -23,6 +23,7 @@ from torch import nn
 from leafscope.errors import InputError
 from leafscope.thermo.monitor import TemperatureMonitor
 from leafscope.thermo.pruning import magnitude_scores, random_scores, select_groups, taylor_scores
+from leafscope.thermo.seeding import holds_global_rng
 from leafscope.thermo.tables import PruningRow, aggregate_rows, masked_scorer, spearman
 
 __all__ = [
@@ -158,6 +159,7 @@ def _seed_tables(model, layer, temps, main_key, l1, taylor, seed, test, device):
     return values, variants, single_drop
 
 
+@holds_global_rng
 def lenet_seed(
     make_model: Callable[[], nn.Module],
     seed: int,
