@@ -131,3 +131,36 @@ def test_bad_inputs_give_clear_errors(lenet):
         mask_groups(lenet, "conv1", [6])
     with pytest.raises(InputError, match="fine-tuning epochs"):
         fine_tune(lenet, (_images(2), torch.arange(2)), epochs=-1)
+
+
+def test_the_link_split_does_not_depend_on_other_users_of_python_random():
+    """PyG draws held-out non-edges from Python's ``random``; a threaded Dask worker's
+    scheduler draws from the same process-wide generator. Inside the split's context the draws
+    come from a private generator: the same split whoever else draws in between."""
+    import random
+
+    pytest.importorskip("torch_geometric")
+    from torch_geometric.data import Data
+    from torch_geometric.transforms import RandomLinkSplit
+
+    from leafscope.thermo.gnn import _python_random_of_pyg
+
+    gen = torch.Generator().manual_seed(0)
+    src = torch.randint(0, 40, (150,), generator=gen)
+    dst = (src + torch.randint(1, 40, (150,), generator=gen)) % 40
+    edges = torch.cat([torch.stack([src, dst]), torch.stack([dst, src])], 1).unique(dim=1)
+    data = Data(x=torch.rand(40, 5, generator=gen), edge_index=edges)
+    split = RandomLinkSplit(num_val=0.05, num_test=0.1, is_undirected=True,
+                            add_negative_train_samples=False)  # fmt: skip
+
+    def test_pairs(interfere: int):
+        torch.manual_seed(3)
+        with _python_random_of_pyg(3):
+            for _ in range(interfere):
+                random.random()  # another thread's draw
+            return split(data)[2].edge_label_index
+
+    assert torch.equal(test_pairs(0), test_pairs(17))
+    torch.manual_seed(3)
+    random.seed(3)  # the process-wide generator, as before: the same draws
+    assert torch.equal(split(data)[2].edge_label_index, test_pairs(0))
