@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -330,7 +331,7 @@ def compare_early_stopping(
     *,
     model: str | nn.Module = "lenet",
     layer: str = "conv2",
-    points: int = 1000,
+    points: int | Sequence[int] = 1000,
     epochs: int = 6,
     patience: int = 2,
     k: int = 15,
@@ -340,7 +341,9 @@ def compare_early_stopping(
     """CW-DeepNNK (no validation data) against validation-based early stopping, same init.
 
     Args:
-        train, val, test: ``(images, labels)``; CW-DeepNNK measures the first ``points`` of train.
+        train, val, test: ``(images, labels)``.
+        points: the training points CW-DeepNNK measures: the first N (an int), or their
+            indices into ``train``.
         out_dir: two runs are written to ``out_dir/val`` and ``out_dir/cw``.
         model: a zoo name, built for the data's point shape and class count with
             :func:`leafscope.models.build_model_for_input` after ``torch.manual_seed(seed)``,
@@ -377,8 +380,9 @@ def compare_early_stopping(
     }
     stop, best = validation_stopping_epoch(val_acc, patience)
     net.load_state_dict(init)
+    chosen = list(range(points)) if isinstance(points, int) else [int(i) for i in points]
     cb = ChannelEarlyStopping(
-        layer, train[0][:points], train[1][:points], patience=patience, k=k, device=device
+        layer, train[0][chosen], train[1][chosen], patience=patience, k=k, device=device
     )
     cw = train_with_channel_stopping(net, train, cb, epochs=epochs, out_dir=out / "cw", seed=seed,
                                      **fit_kwargs)  # fmt: skip

@@ -7,11 +7,11 @@ own names) is copied and, unless ``keep_weights``, re-initialised with the seed 
 twice on the first ``train_points`` points of the data set: once with the next ``val_points``
 points as validation data (stop after ``patience`` epochs without a better validation accuracy;
 keep the best epoch), once with CW-DeepNNK (the per-channel leave-one-out NNK error of ``layer``
-on the first ``points`` training points; a channel freezes after ``patience`` epochs without
-improvement; training stops when every channel is frozen). The test split scores both. The
-two runs of seed S are written to ``runs_dir/seedS/val`` and ``.../cw`` (leafscope checkpoints
-holding the model's own parameter names: ``nnk --model F --run runs_dir/seedS/cw`` measures
-them).
+on ``points`` training points, a seeded sample stratified by label; a channel freezes after
+``patience`` epochs without improvement; training stops when every channel is frozen).
+``test_points`` of the test split (sampled likewise) score both. The two runs of seed S are
+written to ``runs_dir/seedS/val`` and ``.../cw`` (leafscope checkpoints holding the model's own
+parameter names: ``nnk --model F --run runs_dir/seedS/cw`` measures them).
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ class EarlyStoppingParams(Params):
         layer: the layer whose channels are tracked (output (N, C, ...), e.g. a convolution).
         train_points: training points (the first N of the data set; default: all but the
             validation points); val_points: the validation points after them.
-        points: the first N training points on which the channel LOO errors are measured.
-        test_points: the first N points of the test split score both runs (None: all).
+        points: N training points (a seeded sample stratified by label) on which the channel
+            LOO errors are measured.
+        test_points: N points of the test split (sampled likewise) score both runs (None:
+            all).
         epochs: at most this many epochs; patience: epochs without improvement (both rules).
         k: kNN candidates of the NNK classifier.
         lr, momentum, batch_size: SGD settings (learning rate, momentum, images per step).
@@ -68,9 +70,13 @@ class EarlyStoppingParams(Params):
         None, help="training points: the first N of the data set (default: all but validation)"
     )
     val_points: int = param(6000, help="validation points, the ones after the training points")
-    points: int = param(1000, help="the first N training points measure the channel LOO errors")
+    points: int = param(
+        1000,
+        help="N training points (a seeded sample stratified by label) measure the channel LOO "
+        "errors",
+    )
     test_points: int | None = param(
-        None, help="the first N test points score both runs (default: the whole test split)"
+        None, help="N test points (sampled likewise) score both runs (default: the whole split)"
     )
     epochs: int = param(15, help="at most this many epochs")
     patience: int = param(2, help="epochs without improvement before stopping / freezing")
@@ -142,11 +148,12 @@ class EarlyStoppingTask(Task):
         "Train the same initial network twice per seed (one unit each): once with a "
         "validation set (stop after --patience epochs without a better validation accuracy, "
         "keep the best epoch), once with CW-DeepNNK (per-channel leave-one-out NNK error of "
-        "--layer on the first --points training points; a channel freezes after --patience "
-        "epochs without improvement; stop when all are frozen). Reports test accuracy and "
+        "--layer on --points training points (a seeded sample stratified by label); a "
+        "channel freezes after --patience epochs without improvement; stop when all are "
+        "frozen). Reports test accuracy and "
         "stopping epochs per seed, mean and std. Training uses the first --train-points "
-        "points of the data set, validation the --val-points after them, the test split "
-        "scores both; the model is yours (--model MODULE:CALLABLE or --checkpoint), "
+        "points of the data set, validation the --val-points after them, --test-points of "
+        "the test split score both; the model is yours (--model MODULE:CALLABLE or --checkpoint), "
         "re-initialised per seed; the runs go to --runs-dir."
     )
     per_point = False
@@ -219,18 +226,23 @@ class EarlyStoppingTask(Task):
         }
 
     def compute(self, positions: Sequence[int], context: Context) -> dict[str, np.ndarray]:
+        from leafscope.data import select_points
         from leafscope.nnk.stopping import compare_early_stopping
 
         p: EarlyStoppingParams = self.params
         n_train = int(context.meta["train_points"])
         x, y = context.data().take(list(range(n_train + p.val_points)))
-        test = context.data("test").take(list(range(int(context.meta["test_points"]))))
+        test_set = context.data("test")
+        count = int(context.meta["test_points"])
+        test = test_set.take(select_points(test_set.labels, points=count, seed=context.seed))
+        # the channel LOO points: the seeded sample stratified by label --points is everywhere
+        measured = select_points(y[:n_train], points=p.points, seed=context.seed)
         rows: dict[str, list] = {c: [] for c in self.columns}
         for pos in positions:
             seed = int(context.units[pos]["seed"])
             net = self._model(context, seed)
             options = dict(
-                model=net, layer=p.layer, points=p.points, epochs=p.epochs,
+                model=net, layer=p.layer, points=measured, epochs=p.epochs,
                 patience=p.patience, k=p.k, seed=seed, lr=p.lr, momentum=p.momentum,
                 batch_size=p.batch_size, device=context.device,
             )  # fmt: skip
