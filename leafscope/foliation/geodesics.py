@@ -119,6 +119,8 @@ class GeodesicConfig:
         dtype: computation dtype of the energy (float64 by default: the gradient of a
             projector is a difference of nearly equal terms).
         track_step: step length of the tracked horizontal path (input units).
+        track_max_steps: the tracked path stops after this many steps (None: when the curve
+            ends).
         threshold: the tracked path *connects* the pair when it ends this close to the end.
         chunk_size: curve points per vectorised Jacobian chunk (None: all at once).
         jitter: the straight start curve's interior points move by ``jitter``·U(0, 1) per
@@ -138,6 +140,7 @@ class GeodesicConfig:
     box: tuple[float, float] | None = (0.0, 1.0)
     dtype: torch.dtype = torch.float64
     track_step: float = 0.1
+    track_max_steps: int | None = None
     threshold: float = 1.0
     chunk_size: int | None = None
     jitter: float = 1e-3
@@ -167,6 +170,8 @@ class GeodesicConfig:
         self.box = check_box(self.box)
         check_dtype(self.dtype, "GeodesicConfig.dtype")
         check_positive(self.track_step, "track_step")
+        if self.track_max_steps is not None:
+            check_count(self.track_max_steps, "track_max_steps", 0)
         if not (isinstance(self.threshold, (int, float)) and self.threshold >= 0):
             raise InputError(f"threshold must be a number >= 0 (got {self.threshold!r})")
         if self.chunk_size is not None:
@@ -523,7 +528,7 @@ def track_curve(
 
     Returns:
         A :class:`PathResult` with one path (every step recorded; ``tangent_fraction`` measured
-        toward the end point, ``stop_reason`` ``reached`` or ``curve_end``).
+        toward the end point, ``stop_reason`` ``reached``, ``max_steps`` or ``curve_end``).
     """
     config.check()
     shape = tuple(curve.shape[1:])
@@ -545,15 +550,19 @@ def track_curve(
         records["tangent"].append(float(toward_end.norm()) / dist if dist > 0 else 1.0)
         return dist, toward_end
 
-    reached = False
+    reached, capped = False, False
+    cap = math.inf if config.track_max_steps is None else config.track_max_steps
     with eval_mode(cast), constant_parameters(cast):
         dist, _ = record(y)
         reached = dist <= config.threshold
         for k in range(1, pts.shape[0]):
-            if reached:
+            if reached or capped:
                 break
             budget = math.ceil(float((pts[k] - pts[k - 1]).norm()) / config.track_step) + 1
             for _ in range(budget):
+                if len(frames) - 1 >= cap:
+                    capped = True
+                    break
                 u, _ = _horizontal(cast, y, pts[k], shape, config.chunk_size)
                 size = float(u.norm())
                 if size <= 1e-12 * max(1.0, float(y.norm())):
@@ -581,7 +590,7 @@ def track_curve(
         distance=[records["distance"]],
         tangent_fraction=[records["tangent"]],
         reached=[reached],
-        stop_reason=["reached" if reached else "curve_end"],
+        stop_reason=["reached" if reached else "max_steps" if capped else "curve_end"],
         start_label=[start_label],
         end_label=[end_label],
     )

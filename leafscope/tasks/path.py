@@ -163,6 +163,7 @@ class PathParams(Params):
             box=box,
             dtype=DTYPES[self.dtype],
             track_step=self.step,
+            track_max_steps=self.max_steps,
             threshold=self.threshold,
         ).check()
 

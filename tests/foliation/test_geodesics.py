@@ -255,3 +255,18 @@ def test_start_equal_to_end_is_refused():
     with pytest.raises(InputError, match="start equals end"):
         geodesic_paths(model, x, x.clone(), GeodesicConfig(box=None))
     assert math.isfinite(GeodesicConfig().check().penalties[0])
+
+
+def test_the_tracked_path_stops_at_its_step_limit():
+    model = tiny_mlp(n_in=6, n_classes=3, activation="tanh").double().eval()
+    gen = torch.Generator().manual_seed(6)
+    x0 = torch.randn(1, 6, generator=gen, dtype=torch.float64)
+    x1 = x0 + 3 * torch.randn(1, 6, generator=gen, dtype=torch.float64)
+    config = GeodesicConfig(
+        segments=8, penalties=(10.0,), iterations=2, box=None, track_step=0.05,
+        track_max_steps=3, threshold=0.0,
+    )  # fmt: skip
+    tracked = geodesic_paths(model, x0, x1, config).tracked
+    assert len(tracked.distance[0]) == 4 and tracked.stop_reason == ["max_steps"]
+    with pytest.raises(InputError, match="track_max_steps"):
+        GeodesicConfig(track_max_steps=-1).check()
