@@ -38,7 +38,7 @@ from leafscope.execution.results import (
 )
 from leafscope.execution.specs import cached
 from leafscope.models.spec import ModelSpec
-from leafscope.tasks.base import Context, Params, Task, get_task, json_ready
+from leafscope.tasks.base import Context, Params, Task, get_task, json_ready, task_names
 
 __all__ = [
     "FORMAT",
@@ -368,6 +368,20 @@ def describe_job(job: Job, context: Context) -> dict[str, Any]:
     return info
 
 
+def _check_texts(task: Task, context: Context, job: Job) -> None:
+    """Refuse texts for a task that does not measure them, in one line, before anything runs."""
+    if task.accepts_texts or not task.needs_data or "data" not in job.data:
+        return
+    data = context.data("data")
+    if getattr(data, "is_text", False):
+        what = "images" if task.images_only else "images and vectors"
+        text_tasks = ", ".join(sorted(n for n in task_names() if get_task(n).accepts_texts))
+        raise InputError(
+            f"{task.name} works on {what}, but {data.name} holds texts: the tasks that "
+            f"measure text classifiers are {text_tasks}"
+        )
+
+
 def _check_fit(task: Task, context: Context, job: Job) -> None:
     """Refuse a model that does not take the data, or vector data for an image-only task."""
     if not (task.needs_model and task.needs_data) or "model" not in job.models:
@@ -415,6 +429,7 @@ def run(
     job = job.absolute()
     task = get_task(job.task)(job.params)
     context = make_context(job, device, [], {}, options.progress)
+    _check_texts(task, context, job)
     job = _shape_generated(job, context)
     context = make_context(job, device, [], {}, options.progress)
     _check_fit(task, context, job)

@@ -224,6 +224,8 @@ class Task(ABC):
         per_point: the units are points of the data set (selected by the runner's point
             selection); otherwise :meth:`units` lists them.
         images_only: refuse vector data in one line.
+        accepts_texts: the task measures text classifiers on texts; the others refuse texts
+            in one line before anything runs.
         payload_file: where the default :meth:`write_files` writes :meth:`payload` as JSON
             (a file name under ``OUT/_files``: the data a report figure draws), or None.
         default_shard_size: units per shard unless asked (see :meth:`shard_size`).
@@ -238,6 +240,7 @@ class Task(ABC):
     needs_data: ClassVar[bool] = True
     per_point: ClassVar[bool] = True
     images_only: ClassVar[bool] = False
+    accepts_texts: ClassVar[bool] = False
     payload_file: ClassVar[str | None] = None
     # units per shard by default: many points per shard, one unit (a model, a seed, a layer)
     # per shard for tasks with their own units, so an executor runs them in parallel

@@ -99,6 +99,7 @@ class SpectrumTask(Task):
     """Spectra of the data information matrix G at the selected points."""
 
     name = "spectrum"
+    accepts_texts = True
     Params = SpectrumParams
     summary = "eigenvalues, trace and rank of G at the points of a data set"
     description = (

@@ -236,3 +236,32 @@ def test_image_model_refuses_texts_and_text_model_refuses_images(vit, bert, caps
     code = main(["spectrum", "--model", f"hf:{bert_folder}", "--dataset", str(images)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "not images or vectors" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ood", "--ood", "noise", "--holdout", "0.3"],
+        ["transfer", "--holdout", "0.3"],
+        ["curvature", "--split", "all", "--points", "2"],
+        ["attack", "--split", "all", "--points", "2"],
+        ["path", "--split", "all", "--from", "0", "--to", "1"],
+        ["explore", "--split", "all", "--points", "2"],
+        ["involutivity", "--split", "all", "--points", "2"],
+        ["adversarial", "--split", "all", "--points", "2"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_tasks_that_do_not_measure_texts_refuse_them_in_one_line(bert, argv, capsys, tmp_path):
+    """Before this check some of them ended in an AttributeError deep inside (a TextBatch has
+    no shape), ood in a message about input_shape."""
+    folder, data = bert
+    data_flag = "--in" if argv[0] == "ood" else "--dataset"
+    extra = ["--datasets", str(data)] if argv[0] == "transfer" else []
+    extra += ["--out", str(tmp_path / "o")] if argv[0] == "explore" else []
+    code = main([*argv, "--model", f"hf:{folder}", data_flag, str(data), *extra, "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err, err
+    assert f"{argv[0]} works on images and vectors, but" in err and "holds texts" in err
+    assert err.endswith("the tasks that measure text classifiers are spectrum")
+    assert not (tmp_path / "o").exists()
