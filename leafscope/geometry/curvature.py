@@ -28,8 +28,10 @@ Everything is computed from the oriented frame ``A = Dq = U Σ Vᵀ`` of :mod:`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -472,4 +474,17 @@ def leaf_geometry(
         if principal
         else None
     )
-    return LeafGeometry(frame, sectional, omega, curv)
+    # a TorchScript model may keep parameters that require grad: hand back plain values
+    return _detached(LeafGeometry(frame, sectional, omega, curv))
+
+
+def _detached(value: Any) -> Any:
+    """``value`` with every tensor (also inside dataclasses) detached from autograd."""
+    if isinstance(value, Tensor):
+        return value.detach()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = dataclasses.fields(value)
+        return dataclasses.replace(
+            value, **{f.name: _detached(getattr(value, f.name)) for f in fields if f.init}
+        )
+    return value

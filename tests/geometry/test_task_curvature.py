@@ -75,6 +75,26 @@ def test_rows_are_the_library_values_and_a_quarter_at_full_rank():
     assert (rows["integrability_ratio"] > 1e-4).all()  # GeLU: brackets leave D
 
 
+def test_a_torchscript_model_gives_the_rows_of_the_eager_one(tmp_path):
+    """TorchScript keeps parameters that require grad: the task still gets plain values (it
+    ended in "Can't call numpy() on Tensor that requires grad") and the eager model's numbers."""
+    model = tiny_cnn(activation="gelu", n_classes=6)
+    torch.jit.save(torch.jit.script(model), str(tmp_path / "m.ts"))
+    eager = run(_job()).rows
+    job = _job()
+    scripted = run(
+        make_job(
+            "curvature",
+            job.params,
+            model=ModelSpec(checkpoint=str(tmp_path / "m.ts")),
+            data=job.data["data"],
+            points=5,
+        )
+    ).rows
+    for name in ("transverse_sectional_curvature", "integrability_norm", "principal_curvatures"):
+        assert np.allclose(scripted[name], eager[name], rtol=1e-7, atol=1e-12), name
+
+
 def test_slices_and_merge_give_the_rows_of_one_run(tmp_path, capsys):
     one, sliced = tmp_path / "one", tmp_path / "sliced"
     assert main(["curvature", *COMMON, "--out", str(one)]) == 0
