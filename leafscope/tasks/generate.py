@@ -102,11 +102,11 @@ class GenerateTask(Task):
         p: GenerateParams = self.params
         model, data = context.model(), context.data()
         if p.label is None:
-            raise InputError("generate needs the class to generate (label, a class index)")
+            raise InputError("generate needs the class to generate: pass `label=C`, a class index")
         n_classes = max(int(data.num_classes), 0)
         if n_classes and not 0 <= p.label < n_classes:
             raise InputError(
-                f"label {p.label} is not a class of {data.name}: use 0..{n_classes - 1}"
+                f"`label={p.label}` is not a class of {data.name}: use 0..{n_classes - 1}"
             )
         n = min(p.pool, len(data))
         predicted, labels = [], []
