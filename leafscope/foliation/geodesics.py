@@ -101,7 +101,7 @@ class GeodesicConfig:
         segments: straight pieces of the discrete curve (its interior has ``segments − 1``
             free points).
         penalties: the λ of each continuation stage, increasing (λ = 1 is the Euclidean metric).
-        iterations: fixed-point iterations per stage at most (:func:`optimise_curve`).
+        iterations: iterations per stage at most (:func:`optimise_curve`).
         relaxation: each move is first tried at this fraction of its length (0 < relaxation
             ≤ 1; 1: the full Newton-like step, the whole way to the frozen geodesic).
         halvings: an iteration whose move does not lower the energy (measured with D at the
@@ -129,9 +129,9 @@ class GeodesicConfig:
         seed: seed of the jitter.
     """
 
-    segments: int = 32
+    segments: int = 128
     penalties: tuple[float, ...] = (10.0, 100.0, 1000.0)
-    iterations: int = 30
+    iterations: int = 20
     relaxation: float = 1.0
     tolerance: float = 1e-4
     halvings: int = 8
