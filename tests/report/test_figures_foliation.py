@@ -154,3 +154,23 @@ def test_path_animation_frames(tmp_path):
         figures.save_path_animation(res, tmp_path / "all.gif", index=1, max_frames=100)
     ) as im:
         assert im.n_frames == n_points  # capped at the recorded points
+
+
+def test_geodesic_study_figure_draws_the_stage_medians_and_the_pairs():
+    study = {
+        "greedy": {"relative_distance": [0.7, 0.6, 0.8]},
+        "geodesic": {
+            "median_start_vertical_length": 0.9,
+            "stages": [
+                {"penalty": 10.0, "median_vertical_length": 0.8},
+                {"penalty": 100.0, "median_vertical_length": 0.75},
+            ],
+            "relative_distance": [0.65, 0.62, 0.79],
+        },
+    }
+    fig = figures.geodesic_study_figure({"a": study})
+    left, right = fig.axes
+    np.testing.assert_allclose(left.lines[0].get_ydata(), [0.9, 0.8, 0.75])
+    assert [t.get_text() for t in left.get_xticklabels()] == ["straight", "λ = 10", "λ = 100"]
+    np.testing.assert_allclose(right.collections[0].get_offsets(), [[0.7, 0.65], [0.6, 0.62],
+                                                                   [0.8, 0.79]])  # fmt: skip

@@ -31,6 +31,7 @@ from leafscope.report.figures.samples import (  # noqa: E402
 
 __all__ = [
     "accuracy_vs_distance",
+    "geodesic_study_figure",
     "involutivity_figure",
     "path_distance_figure",
     "path_strip",
@@ -87,6 +88,41 @@ def path_distance_figure(result: PathResult) -> Figure:
     ax.set_ylabel("‖x − end‖ / ‖start − end‖")
     ax.set_ylim(bottom=0)
     ax.set_title(f"horizontal paths ({result.config.method}, step {result.config.step})")
+    fig.tight_layout()
+    return fig
+
+
+def geodesic_study_figure(studies: dict[str, dict]) -> Figure:
+    """The λ-geodesic study (issue 21): per model, the median vertical length of the curve
+    (straight segment, then each λ), and per pair the tracked path's final / start distance
+    against the greedy path's.
+
+    Args:
+        studies: label → the ``geodesic`` document of
+            :func:`leafscope.experiments.leafpath.geodesic_experiment` (its ``greedy`` and
+            ``geodesic`` summaries).
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    top = 0.0
+    for label, study in studies.items():
+        geo = study["geodesic"]
+        stages = geo["stages"]
+        values = [geo["median_start_vertical_length"]]
+        values += [s["median_vertical_length"] for s in stages]
+        left.plot(range(len(values)), values, marker="o", label=label)
+        greedy, tracked = study["greedy"]["relative_distance"], geo["relative_distance"]
+        right.scatter(greedy, tracked, s=14, label=label)
+        top = max(top, *greedy, *tracked)
+    names = ["straight"] + [f"λ = {s['penalty']:g}" for s in stages]
+    left.set_xticks(range(len(names)), names)
+    left.set_ylim(0, 1)
+    left.set_ylabel("vertical length / distance (median)")
+    left.set_title("the curve's part outside D")
+    left.legend(fontsize=7)
+    right.plot([0, top], [0, top], color="grey", lw=0.6, ls="--")
+    right.set_xlabel("greedy path: final / start distance")
+    right.set_ylabel("tracked geodesic: final / start")
+    right.set_title("per pair (connected: final ≤ 1.0, i.e. ≈ 0.1 of ~10)", fontsize=9)
     fig.tight_layout()
     return fig
 
