@@ -340,22 +340,6 @@ def geodesic_experiment(
     return out
 
 
-def _figure(studies: str, target: Path) -> int:
-    """Draw :func:`leafscope.report.figures.foliation.geodesic_study_figure` of the studies."""
-    import json
-
-    from leafscope.report.figures.foliation import geodesic_study_figure
-    from leafscope.report.save import save_figure
-
-    documents = {}
-    for item in studies.split(","):
-        label, _, path = item.partition("=")
-        documents[label] = json.loads(Path(path).read_text())["geodesic"]
-    save_figure(geodesic_study_figure(documents), target)
-    print(f"wrote {target}")
-    return 0
-
-
 def _numbers(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
@@ -369,15 +353,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m leafscope.experiments.leafpath", description=__doc__
     )
-    p.add_argument("what", choices=("regions", "span", "connect", "geodesic", "figure"))
-    p.add_argument("--checkpoint", type=Path, help="a leafscope train checkpoint")
-    p.add_argument("--json", type=Path, help="output JSON file")
-    p.add_argument(
-        "--studies",
-        default=None,
-        help="figure: LABEL=JSON,... geodesic JSON files written by this script",
-    )
-    p.add_argument("--figure", type=Path, default=None, help="figure: the PNG to write")
+    p.add_argument("what", choices=("regions", "span", "connect", "geodesic"))
+    p.add_argument("--checkpoint", type=Path, required=True, help="a leafscope train checkpoint")
+    p.add_argument("--json", type=Path, required=True, help="output JSON file")
     p.add_argument("--pairs", type=int, default=10, help="random pairs of test images")
     p.add_argument(
         "--points", type=int, default=5, help="points (regions: test images; span: noise)"
@@ -417,11 +395,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if args.what == "figure":
-        if not args.studies or args.figure is None:
-            p.error("figure needs --studies LABEL=JSON,... and --figure PNG")
-    elif args.checkpoint is None or args.json is None:
-        p.error(f"{args.what} needs --checkpoint and --json")
     if args.pairs < 1 or args.points < 1:  # this script's own command line: its flags
         p.error(f"--pairs and --points must be >= 1 (got {args.pairs}, {args.points})")
     return args
@@ -434,8 +407,6 @@ def main(argv: list[str] | None = None) -> int:
     from leafscope.models import load_model
 
     args = _parse(argv)
-    if args.what == "figure":
-        return _figure(args.studies, args.figure)
     model = load_model(args.checkpoint)
     test = load_images("mnist", "test", limit=args.pool)
     idx = random_pairs(test.images.shape[0], args.pairs, args.seed)

@@ -174,3 +174,19 @@ def test_geodesic_study_figure_draws_the_stage_medians_and_the_pairs():
     assert [t.get_text() for t in left.get_xticklabels()] == ["straight", "λ = 10", "λ = 100"]
     np.testing.assert_allclose(right.collections[0].get_offsets(), [[0.7, 0.65], [0.6, 0.62],
                                                                    [0.8, 0.79]])  # fmt: skip
+
+
+def test_the_leafpath_figure_command_draws_the_committed_studies(tmp_path):
+    """``python -m leafscope.report.leafpath`` on the study's committed JSON files."""
+    from pathlib import Path
+
+    from leafscope.report.leafpath import main
+
+    root = Path(__file__).resolve().parents[2] / "docs" / "figures" / "leafpath"
+    studies = (
+        f"GeLU={root / 'geodesic_gelu_20pairs.json'},ReLU={root / 'geodesic_relu_20pairs.json'}"
+    )
+    assert main(["--studies", studies, "--figure", str(tmp_path / "g.png")]) == 0
+    assert (tmp_path / "g.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        main(["--studies", f"x={tmp_path / 'missing.json'}", "--figure", str(tmp_path / "h.png")])
