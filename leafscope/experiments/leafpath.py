@@ -31,6 +31,7 @@ from leafscope.foliation.geodesics import (
     GeodesicConfig,
     frozen_geodesic_steps,
     geodesic_paths,
+    horizontal_part,
     leaf_bases,
 )
 from leafscope.foliation.paths import PathConfig, PathResult, horizontal_paths
@@ -259,11 +260,12 @@ def frozen_line_cost(
         gap = end[i].reshape(-1).double() - x0
         t = torch.linspace(0, 1, segments + 1, dtype=torch.float64)[:, None]
         mids = x0 + 0.5 * (t[1:] + t[:-1]) * gap
-        bases = leaf_bases(cast, mids, input_shape=tuple(start.shape[1:]))
+        with torch.no_grad():
+            bases = leaf_bases(cast, mids, input_shape=tuple(start.shape[1:]))
         row = {}
         for lam in penalties:
             steps = frozen_geodesic_steps(bases, gap, lam, 1e-10)
-            horiz = torch.einsum("krd,kr->kd", bases, torch.einsum("krd,kd->kr", bases, steps))
+            horiz = horizontal_part(bases, steps)
             scale = float(gap.norm())
             row[f"{lam:g}"] = {
                 "vertical_length": float((steps - horiz).norm(dim=1).sum()) / scale,

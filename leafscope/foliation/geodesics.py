@@ -86,6 +86,7 @@ __all__ = [
     "frozen_geodesic_steps",
     "newton_move",
     "geodesic_paths",
+    "horizontal_part",
     "leaf_bases",
     "optimise_curve",
     "track_curve",
@@ -245,6 +246,31 @@ def _logits_fn(model: nn.Module, input_shape: tuple[int, ...]):
     return logits
 
 
+def leaf_bases(
+    model: nn.Module, points: Tensor, *, input_shape: tuple[int, ...], chunk_size=None
+) -> Tensor:
+    """Orthonormal bases ``(n, C − 1, d)`` of ``D_x = span{∇z_a − ∇z_1}`` at flattened points
+    ``(n, d)``: QR of the C − 1 logit-difference gradients, differentiable in ``points`` (use it
+    inside :mod:`torch.func` transforms; wrap it in ``torch.no_grad()`` otherwise). No rank
+    cut: a rank-deficient D_x gives rows of noise, so callers work at points of full rank.
+
+    Args:
+        model: classifier returning logits ``(1, C)`` for ``(1, *input_shape)`` (eval mode, its
+            parameters in the dtype of ``points``).
+        points: ``(n, d)`` flattened points.
+        input_shape: shape of one input (``d`` = its number of entries).
+        chunk_size: points per vectorised Jacobian chunk (None: all at once).
+    """
+    jac = vmap(jacrev(_logits_fn(model, input_shape)), chunk_size=chunk_size)(points)
+    basis = jac[:, 1:] - jac[:, :1]
+    return torch.linalg.qr(basis.transpose(1, 2)).Q.transpose(1, 2)
+
+
+def horizontal_part(bases: Tensor, vectors: Tensor) -> Tensor:
+    """``P_D^k v_k = Q_kᵀ Q_k v_k`` for each basis ``Q_k`` (``(n, r, d)``) and vector ``(n, d)``."""
+    return torch.einsum("krd,kr->kd", bases, torch.einsum("krd,kd->kr", bases, vectors))
+
+
 def vertical_part(
     model: nn.Module,
     points: Tensor,
@@ -253,28 +279,14 @@ def vertical_part(
     input_shape: tuple[int, ...],
     chunk_size: int | None = None,
 ) -> Tensor:
-    """``P_K(x) v`` for each point and vector: the part of ``v`` in ``ker G(x)``.
-
-    Differentiable in ``points`` and ``vectors`` (use it inside :mod:`torch.func` transforms).
-    ``D_x = span{∇z_a − ∇z_1}`` is spanned by the rows of ``B`` (C − 1 of them), and
-    ``P_K v = v − Bᵀ (B Bᵀ)⁻¹ B v``.
-
-    Args:
-        model: classifier returning logits ``(1, C)`` for ``(1, *input_shape)`` (eval mode, its
-            parameters in the dtype of ``points``).
-        points: ``(n, d)`` flattened points.
-        vectors: ``(n, d)`` one vector per point.
-        input_shape: shape of one input (``d`` = its number of entries).
-        chunk_size: points per vectorised Jacobian chunk (None: all at once).
+    """``P_K(x) v = v − P_D(x) v`` for each point and vector: the part of ``v`` in
+    ``ker G(x)`` (bases of :func:`leaf_bases`; differentiable in ``points`` and ``vectors``).
 
     Returns:
         ``(n, d)``.
     """
-    jac = vmap(jacrev(_logits_fn(model, input_shape)), chunk_size=chunk_size)(points)
-    basis = jac[:, 1:] - jac[:, :1]  # (n, C − 1, d)
-    gram = basis @ basis.transpose(1, 2)
-    coeff = torch.linalg.solve(gram, basis @ vectors[:, :, None])
-    return vectors - (basis.transpose(1, 2) @ coeff)[:, :, 0]
+    bases = leaf_bases(model, points, input_shape=input_shape, chunk_size=chunk_size)
+    return vectors - horizontal_part(bases, vectors)
 
 
 def curve_energy(
@@ -288,7 +300,7 @@ def curve_energy(
     """The discrete λ-energy of a curve and the vertical length of each piece.
 
     Args:
-        model: as in :func:`vertical_part`.
+        model: as in :func:`leaf_bases`.
         curve: ``(segments + 1, d)`` the points of the curve, endpoints included.
         penalty: λ ≥ 1.
 
@@ -304,23 +316,10 @@ def curve_energy(
     return energy, vert2.sqrt()
 
 
-def leaf_bases(
-    model: nn.Module, points: Tensor, *, input_shape: tuple[int, ...], chunk_size=None
-) -> Tensor:
-    """Orthonormal bases ``(n, C − 1, d)`` of ``D_x = span{∇z_a − ∇z_1}`` at flattened points
-    ``(n, d)`` (QR of the C − 1 logit-difference gradients; no rank cut: a rank-deficient D_x
-    gives rows of noise, so callers work at points of full rank)."""
-    with torch.no_grad():
-        jac = vmap(jacrev(_logits_fn(model, input_shape)), chunk_size=chunk_size)(points)
-    basis = jac[:, 1:] - jac[:, :1]
-    return torch.linalg.qr(basis.transpose(1, 2)).Q.transpose(1, 2)
-
-
 def _inverse_metric(bases: Tensor, vectors: Tensor, penalty: float) -> Tensor:
     """``A_k⁻¹ v_k = P_D^k v_k + P_K^k v_k / λ`` for every piece k (``vectors``: (n, d))."""
     inv = 1.0 / penalty
-    horizontal = torch.einsum("krd,kr->kd", bases, torch.einsum("krd,kd->kr", bases, vectors))
-    return (1.0 - inv) * horizontal + inv * vectors
+    return (1.0 - inv) * horizontal_part(bases, vectors) + inv * vectors
 
 
 def _solve_inverse_sum(bases: Tensor, rhs: Tensor, penalty: float, cg_tol: float) -> Tensor:
@@ -424,8 +423,7 @@ def optimise_curve(
 
     def measure(curve: Tensor, bases: Tensor, penalty: float) -> dict:
         steps = curve[1:] - curve[:-1]
-        horiz = torch.einsum("krd,kr->kd", bases, torch.einsum("krd,kd->kr", bases, steps))
-        vert = (steps - horiz).norm(dim=1)
+        vert = (steps - horizontal_part(bases, steps)).norm(dim=1)
         energy = n * float((steps * steps).sum() + (penalty - 1.0) * (vert * vert).sum())
         return {
             "energy": energy / scale**2,
@@ -438,7 +436,8 @@ def optimise_curve(
 
         def bases_of(curve: Tensor) -> Tensor:
             mids = 0.5 * (curve[1:] + curve[:-1])
-            return leaf_bases(cast, mids, input_shape=shape, chunk_size=config.chunk_size)
+            with torch.no_grad():
+                return leaf_bases(cast, mids, input_shape=shape, chunk_size=config.chunk_size)
 
         def energy_of(inner: Tensor, penalty: float) -> Tensor:
             full = torch.cat([x0[None], inner, x1[None]])
