@@ -66,19 +66,6 @@ def has_split(
     return _source(name, data_dir, False, 0, "label", "auto", None, None, text_column).has_splits
 
 
-def split_needs_holdout(
-    name: str, data_dir: str | os.PathLike | None = None, text_column: str | None = None
-) -> bool:
-    """Whether ``train`` / ``test`` of the set ``name`` exist only with ``holdout``: a set
-    without a split of its own (texts excepted: they are read whole), read without opening it.
-
-    Raises:
-        InputError: unknown name. DataFileError: a user file that is missing or unreadable.
-    """
-    source = _source(name, data_dir, False, 0, "label", "auto", None, None, text_column)
-    return not source.has_splits and not source.text
-
-
 def open_points(
     name: str,
     split: str = "test",
@@ -94,6 +81,7 @@ def open_points(
     input_shape: tuple[int, ...] | None = None,
     strict: bool = True,
     text_column: str | None = None,
+    needed_for: str | None = None,
 ) -> PointSet:
     """Open a data set as a point set that decodes only the points ``take`` asks for.
 
@@ -121,6 +109,9 @@ def open_points(
             ``text``; a ``.csv`` with a ``text`` column is read as texts). Texts open as a
             :class:`~leafscope.data.text.TextPointSet`; a text file without a ``split`` column
             serves every split name whole (see :mod:`leafscope.data.text`).
+        needed_for: why the caller needs this very split (e.g. "ood fits its detectors on the
+            train split"): a set without one is then refused naming only ``holdout`` (the whole
+            set cannot serve as a train or test split).
 
     Raises:
         InputError: unknown name or split, a split the set does not have, ``holdout`` of a set
@@ -134,7 +125,7 @@ def open_points(
     source = _source(
         name, data_dir, download, seed, label_column, layout, resize, input_shape, text_column
     )
-    base = _split(source, split, holdout, seed, strict)
+    base = _split(source, split, holdout, seed, strict, needed_for)
     if source.text:
         if grey or resize is not None:
             raise InputError(
@@ -147,7 +138,14 @@ def open_points(
     return TransformedPointSet(base, grey=grey, size=size)
 
 
-def _split(source: _Source, split: str, holdout: float | None, seed: int, strict: bool):
+def _split(
+    source: _Source,
+    split: str,
+    holdout: float | None,
+    seed: int,
+    strict: bool,
+    needed_for: str | None = None,
+):
     if source.text and holdout is None:
         return source.opener(split)
     if source.has_splits:
@@ -164,6 +162,11 @@ def _split(source: _Source, split: str, holdout: float | None, seed: int, strict
     if holdout is None:
         if not strict:
             return source.opener(split)
+        if needed_for:
+            raise InputError(
+                f"{source.name} has no train/test split, and {needed_for}: pass `holdout=F` "
+                "(e.g. 0.25) to hold out a seeded fraction of it as its test split"
+            )
         raise InputError(
             f"{source.name} has no train/test split: use `split=all` (the whole set), or "
             "`holdout=F` (e.g. 0.2) to hold out a seeded fraction of it as its test split"

@@ -260,15 +260,8 @@ class DataSpec:
                 ``holdout`` of a set with its own split, unusable data or options.
             DataFileError: missing, corrupt or undecodable files.
         """
-        from leafscope.data.sets import open_points, split_needs_holdout
+        from leafscope.data.sets import open_points
 
-        if self.needed_for and self.split != "all" and self.holdout is None:
-            if split_needs_holdout(self.name, self.data_dir, self.text_column):
-                raise InputError(
-                    f"{self.name} has no train/test split, and {self.needed_for}: pass "
-                    "`holdout=F` (e.g. 0.25) to hold out a seeded fraction of it as its test "
-                    "split"
-                )
         return open_points(
             self.name,
             self.split,
@@ -280,6 +273,7 @@ class DataSpec:
             seed=self.seed,
             input_shape=self.input_shape,
             text_column=self.text_column,
+            needed_for=self.needed_for,
         )
 
     def has_split(self) -> bool:
