@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from leafscope.errors import InputError
-from leafscope.tasks.base import Context
+from leafscope.tasks.base import Context, take_sample
 
 __all__ = [
     "MAIN",
@@ -178,22 +178,19 @@ def run_checkpoints(
 
 def sample_points(context: Context, count: int, role: str = "data", *, field: str = "points"):
     """``count`` points of data set ``role``: ``(x, y)`` tensors, the seeded sample stratified
-    by label that ``points`` means for every task (:func:`leafscope.data.select_points`, seeded
-    by the job's data seed), in increasing index order; the same on every worker.
+    by label that ``points`` means for every task (:func:`leafscope.tasks.base.take_sample`,
+    seeded by the job's data seed), in increasing index order; the same on every worker.
 
     Raises:
         InputError: the set has fewer points (the message names ``field``).
     """
-    from leafscope.data import select_points
-
     data = context.data(role)
     if count > len(data):
         raise InputError(
             f"`{field}={count}` exceeds the {len(data)} points of {data.name} ({data.split}): "
             f"pass at most {len(data)}"
         )
-    indices = select_points(data.labels, points=count, seed=context.seed)
-    return data.take(indices)
+    return take_sample(data, count, context.seed)
 
 
 def check_layers(model: torch.nn.Module, layers: Sequence[str]) -> None:

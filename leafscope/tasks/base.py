@@ -40,6 +40,7 @@ __all__ = [
     "param",
     "register_task",
     "split_roles",
+    "take_sample",
     "task_names",
 ]
 
@@ -92,6 +93,17 @@ class Params:
     def to_json(self) -> dict[str, Any]:
         """The fields as JSON-able values (tuples become lists)."""
         return json_ready(dataclasses.asdict(self))
+
+
+def take_sample(data: Any, count: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` of ``count`` points of the point set ``data`` as ``points`` means for every
+    task: a seeded sample stratified by label (:func:`leafscope.data.select_points`), in
+    increasing index order; every point for None or a count above the set's size."""
+    from leafscope.data.spec import select_points
+
+    n = len(data)
+    wanted = None if count is None or count >= n else count
+    return data.take(select_points(data.labels, points=wanted, seed=seed))
 
 
 def split_roles(data: Any, purpose: str, **roles: str) -> dict[str, Any]:

@@ -29,7 +29,15 @@ import torch
 
 from leafscope.errors import InputError
 from leafscope.tasks import _nnk
-from leafscope.tasks.base import Context, Params, Task, param, register_task, split_roles
+from leafscope.tasks.base import (
+    Context,
+    Params,
+    Task,
+    param,
+    register_task,
+    split_roles,
+    take_sample,
+)
 
 __all__ = ["EarlyStoppingParams", "EarlyStoppingTask", "reset_parameters"]
 
@@ -232,9 +240,7 @@ class EarlyStoppingTask(Task):
         p: EarlyStoppingParams = self.params
         n_train = int(context.meta["train_points"])
         x, y = context.data().take(list(range(n_train + p.val_points)))
-        test_set = context.data("test")
-        count = int(context.meta["test_points"])
-        test = test_set.take(select_points(test_set.labels, points=count, seed=context.seed))
+        test = take_sample(context.data("test"), int(context.meta["test_points"]), context.seed)
         # the channel LOO points: the seeded sample stratified by label --points is everywhere
         measured = select_points(y[:n_train], points=p.points, seed=context.seed)
         rows: dict[str, list] = {c: [] for c in self.columns}

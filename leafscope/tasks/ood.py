@@ -28,7 +28,15 @@ import numpy as np
 import torch
 
 from leafscope.errors import InputError
-from leafscope.tasks.base import Context, Params, Task, param, register_task, split_roles
+from leafscope.tasks.base import (
+    Context,
+    Params,
+    Task,
+    param,
+    register_task,
+    split_roles,
+    take_sample,
+)
 
 __all__ = [
     "OodParams",
@@ -67,15 +75,6 @@ def ood_specs(main: Any, names: Sequence[str]) -> dict[str, Any]:
         spec = main.replace(name=name, holdout=None, input_shape=None)
         specs[f"ood{i}"] = spec.replace(split="test" if spec.has_split() else "all")
     return specs
-
-
-def _sample(labels: torch.Tensor, wanted: int, seed: int) -> list[int]:
-    """At most ``wanted`` indices: a seeded sample stratified by label (every index when the
-    set is smaller)."""
-    from leafscope.data.spec import select_points
-
-    n = len(labels)
-    return select_points(labels, points=None if wanted >= n else wanted, seed=seed)
 
 
 def _check_shapes(context: Context, roles: Mapping[str, str], like: str) -> None:
@@ -393,12 +392,12 @@ class OodTask(Task):
         """``(fit x, fit y or None, in x, {out name: x})``: the seeded samples."""
         p: OodParams = self.params
         fit_set, in_set = context.data("fit"), context.data("in")
-        x_fit, y_fit = fit_set.take(_sample(fit_set.labels, p.fit_points, p.seed))
-        x_in, _ = in_set.take(_sample(in_set.labels, p.points, p.seed))
+        x_fit, y_fit = take_sample(fit_set, p.fit_points, p.seed)
+        x_in, _ = take_sample(in_set, p.points, p.seed)
         outs = {}
         for i, name in enumerate(p.ood, start=1):
             out_set = context.data(f"ood{i}")
-            outs[name] = out_set.take(_sample(out_set.labels, p.points, p.seed))[0]
+            outs[name] = take_sample(out_set, p.points, p.seed)[0]
         return x_fit, (y_fit if bool((y_fit >= 0).all()) else None), x_in, outs
 
     def compute(self, positions: Sequence[int], context: Context) -> dict[str, np.ndarray]:

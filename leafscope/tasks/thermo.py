@@ -38,7 +38,15 @@ import torch
 from torch import nn
 
 from leafscope.errors import InputError
-from leafscope.tasks.base import Context, Params, Task, param, register_task, split_roles
+from leafscope.tasks.base import (
+    Context,
+    Params,
+    Task,
+    param,
+    register_task,
+    split_roles,
+    take_sample,
+)
 
 __all__ = [
     "ThermoFiltersParams",
@@ -161,15 +169,6 @@ def _first(data: Any, count: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``count`` points (all for None): the training set of the protocol."""
     n = len(data) if count is None else min(count, len(data))
     return data.take(list(range(n)))
-
-
-def _sampled(data: Any, count: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` points as ``points`` means for every task: a seeded sample stratified by
-    label (all for None or more than the set holds)."""
-    from leafscope.data import select_points
-
-    n = len(data) if count is None else min(count, len(data))
-    return data.take(select_points(data.labels, points=n, seed=seed))
 
 
 def _without_timings(record: dict[str, Any]) -> dict[str, Any]:
@@ -427,7 +426,7 @@ class ThermoLenetTask(_ImageThermoTask):
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
         n_val = int(round(VAL_FRACTION * len(x)))
         val, train = (x[perm[:n_val]], y[perm[:n_val]]), (x[perm[n_val:]], y[perm[n_val:]])
-        test = _sampled(context.data("test"), meta["test_size"], context.seed)
+        test = take_sample(context.data("test"), meta["test_size"], context.seed)
         make_model = self._make_model(context)
         out: dict[str, list] = {c: [] for c in self.columns}
         for pos in positions:
@@ -533,7 +532,7 @@ class ThermoFiltersTask(_ImageThermoTask):
         x, y = _first(context.data(), meta["train_size"])
         tr, va = train_val_split(len(x), VAL_FRACTION, 0)
         train, val = (x[tr], y[tr]), (x[va], y[va])
-        test = _sampled(context.data("test"), meta["test_size"], context.seed)
+        test = take_sample(context.data("test"), meta["test_size"], context.seed)
         make_model = self._make_model(context)
         conditions = filter_conditions(meta["k"])
         out: dict[str, list] = {c: [] for c in self.columns}

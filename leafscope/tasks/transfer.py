@@ -21,8 +21,16 @@ import numpy as np
 
 from leafscope.dtypes import DTYPES
 from leafscope.errors import InputError
-from leafscope.tasks.base import Context, Params, Task, param, register_task, split_roles
-from leafscope.tasks.ood import _progress, _sample
+from leafscope.tasks.base import (
+    Context,
+    Params,
+    Task,
+    param,
+    register_task,
+    split_roles,
+    take_sample,
+)
+from leafscope.tasks.ood import _progress
 
 __all__ = ["TransferParams", "TransferTask"]
 
@@ -135,7 +143,7 @@ class TransferTask(Task):
             unit = context.units[pos]
             role = "reference" if unit["kind"] == "reference" else f"{unit['role']}:train"
             points = context.data(role)
-            x, _ = points.take(_sample(points.labels, p.points, p.seed))
+            x, _ = take_sample(points, p.points, p.seed)
             check_model_input(model, x[:1], source=f"the data ({unit['dataset']})")
             spectra = point_spectra(
                 model, x, dtype=DTYPES[p.dtype], device=context.device, progress=_progress(context)
@@ -156,8 +164,8 @@ class TransferTask(Task):
         test_set = context.data(f"{role}:test")
         if bool((test_set.labels < 0).any()):
             return None, 0, 0
-        train = train_set.take(_sample(train_set.labels, p.transfer_train, p.seed))
-        val = test_set.take(_sample(test_set.labels, p.transfer_val, p.seed))
+        train = take_sample(train_set, p.transfer_train, p.seed)
+        val = take_sample(test_set, p.transfer_val, p.seed)
         num_classes = max(train_set.num_classes, test_set.num_classes)
         accuracy = head_transfer_accuracy(model, train, val, num_classes)
         return (None, 0, 0) if accuracy is None else (accuracy, len(train[1]), len(val[1]))
