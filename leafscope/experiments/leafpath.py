@@ -21,6 +21,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -194,6 +195,19 @@ def _summary(rel: list[float], final: list[float], threshold: float, rel_thresho
     }
 
 
+def _greedy(model, start, end, greedy: PathConfig, rel_threshold: float) -> tuple[dict, Any]:
+    """The reference greedy paths of a comparison: ``({greedy_config, rel_threshold, greedy:
+    summary + seconds}, PathResult)``."""
+    out: dict = {"greedy_config": greedy.check().to_json(), "rel_threshold": rel_threshold}
+    t0 = time.perf_counter()
+    res = horizontal_paths(model, start, end, greedy)
+    out["greedy"] = _summary(
+        res.relative_distance, res.final_distance, greedy.threshold, rel_threshold
+    )
+    out["greedy"]["seconds"] = time.perf_counter() - t0
+    return out, res
+
+
 def connect_experiment(
     model: nn.Module,
     start: Tensor,
@@ -213,13 +227,7 @@ def connect_experiment(
     """
     greedy = greedy or PathConfig(max_steps=600)
     bracket = bracket or BracketPathConfig()
-    out: dict = {"greedy_config": greedy.check().to_json(), "rel_threshold": rel_threshold}
-    t0 = time.perf_counter()
-    res = horizontal_paths(model, start, end, greedy)
-    out["greedy"] = _summary(
-        res.relative_distance, res.final_distance, greedy.threshold, rel_threshold
-    )
-    out["greedy"]["seconds"] = time.perf_counter() - t0
+    out, _ = _greedy(model, start, end, greedy, rel_threshold)
     for name, loops in (("leaf_only", False), ("bracket", True)):
         cfg = BracketPathConfig(**{**bracket.to_json(), "loops": loops, "box": bracket.box})
         b = bracket_paths(model, start, end, cfg)
@@ -293,13 +301,7 @@ def geodesic_experiment(
     """
     greedy = (greedy or PathConfig(max_steps=200)).check()
     geodesic = (geodesic or GeodesicConfig()).check()
-    out: dict = {"greedy_config": greedy.to_json(), "rel_threshold": rel_threshold}
-    t0 = time.perf_counter()
-    res = horizontal_paths(model, start, end, greedy)
-    out["greedy"] = _summary(
-        res.relative_distance, res.final_distance, greedy.threshold, rel_threshold
-    )
-    out["greedy"]["seconds"] = time.perf_counter() - t0
+    out, res = _greedy(model, start, end, greedy, rel_threshold)
     geo = geodesic_paths(model, start, end, geodesic, progress=progress)
     tracked = geo.tracked
     row = _summary(

@@ -6,8 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from leafscope.experiments.leafpath import connect_experiment, path_regions, region_constancy
+from leafscope.experiments.leafpath import (
+    connect_experiment,
+    geodesic_experiment,
+    path_regions,
+    region_constancy,
+)
 from leafscope.foliation.bracket_paths import BracketPathConfig
+from leafscope.foliation.geodesics import GeodesicConfig
 from leafscope.foliation.paths import PathConfig, horizontal_paths
 from leafscope.testing import tiny_mlp
 
@@ -59,3 +65,24 @@ def test_connect_experiment_reports_the_three_methods():
         assert row["pairs"] == 2 and 0 <= row["connected_fraction"] <= 1
         assert all(r < 1 for r in row["relative_distance"])
     assert out["leaf_only"]["loops"] == [0, 0]
+
+
+def test_geodesic_experiment_reports_greedy_tracked_and_the_frozen_line():
+    """The greedy rows are those of horizontal_paths on the same pairs; the geodesic rows say
+    how many pairs connect, and the frozen line's vertical part shrinks as λ grows."""
+    model = tiny_mlp(n_in=6, n_classes=3, hidden=8, activation="tanh")
+    gen = torch.Generator().manual_seed(1)
+    start, end = torch.rand(2, 6, generator=gen), torch.rand(2, 6, generator=gen) + 1
+    greedy = PathConfig(max_steps=20, threshold=0.05, box=None)
+    out = geodesic_experiment(
+        model, start, end, greedy=greedy,
+        geodesic=GeodesicConfig(segments=8, iterations=3, box=None, threshold=0.05),
+    )  # fmt: skip
+    reference = horizontal_paths(model, start, end, greedy)
+    assert out["greedy"]["relative_distance"] == reference.relative_distance
+    geo = out["geodesic"]
+    assert geo["pairs"] == 2 and 0 <= geo["connected_fraction"] <= 1
+    assert [s["penalty"] for s in geo["stages"]] == [10.0, 100.0, 1000.0]
+    for row in out["frozen_line"]:
+        vertical = [row[k]["vertical_length"] for k in ("100", "10000", "1e+06")]
+        assert vertical[0] >= vertical[1] >= vertical[2]
