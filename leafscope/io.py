@@ -29,6 +29,7 @@ __all__ = [
     "to_jsonable",
     "torch_save_atomic",
     "write_json",
+    "write_npz",
 ]
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -101,6 +102,13 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
 def torch_save_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """``torch.save(obj)`` to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def write_npz(path: str | os.PathLike, **arrays: Any) -> Path:
+    """``numpy.savez_compressed(**arrays)`` to ``path`` atomically (see :func:`atomic_write`)."""
+    import numpy as np
+
+    return atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
 def to_jsonable(value: Any) -> Any:

@@ -324,7 +324,7 @@ class AttackTask(Task):
         summary: Mapping[str, Any],
         context: Context,
     ) -> list[Any]:
-        from leafscope.io import atomic_write, write_json
+        from leafscope.io import write_json, write_npz
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -352,9 +352,7 @@ class AttackTask(Task):
                     [fooled[:, col[(m, float(b))]] for m, b in image_layout]
                 ).astype(bool),
             }
-            written.append(
-                atomic_write(folder / "adversarial.npz", lambda f: np.savez_compressed(f, **arrays))
-            )
+            written.append(write_npz(folder / "adversarial.npz", **arrays))
         # the figure's data; leafscope.report.results draws fooling_rate.png from it
         written.append(
             write_json(

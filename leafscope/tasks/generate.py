@@ -197,7 +197,7 @@ class GenerateTask(Task):
         summary: Mapping[str, Any],
         context: Context,
     ) -> list[Any]:
-        from leafscope.io import atomic_write, write_json
+        from leafscope.io import write_json, write_npz
         from leafscope.tasks._tiles import tile_png
 
         folder = Path(folder)
@@ -213,7 +213,7 @@ class GenerateTask(Task):
             "predicted": np.asarray(rows["predicted"], dtype=np.int64),
             "probability": np.asarray(rows["probability"], dtype=np.float32),
         }
-        npz = atomic_write(folder / "generated.npz", lambda f: np.savez_compressed(f, **arrays))
+        npz = write_npz(folder / "generated.npz", **arrays)
         per_row = 8
         grid_rows, captions = [], []
         for name, points, pred, prob in (

@@ -421,7 +421,7 @@ class PathTask(Task):
         summary: Mapping[str, Any],
         context: Context,
     ) -> list[Any]:
-        from leafscope.io import write_json
+        from leafscope.io import write_json, write_npz
         from leafscope.tasks._images import save_gif, save_strip
 
         folder = Path(folder)
@@ -436,7 +436,7 @@ class PathTask(Task):
             trace = json.loads(str(rows["trace"][i]))
             stem = folder / f"path_{int(unit):03d}"
             written.append(
-                _save_npz(
+                write_npz(
                     stem.with_suffix(".npz"),
                     points=points.astype(np.float32),
                     steps=steps,
@@ -468,12 +468,6 @@ def _median_or_none(column: Any) -> float | None:
     values = np.asarray(column, dtype=np.float64)
     values = values[np.isfinite(values)]
     return float(np.median(values)) if values.size else None
-
-
-def _save_npz(path: Path, **arrays: np.ndarray) -> Path:
-    from leafscope.io import atomic_write
-
-    return atomic_write(path, lambda handle: np.savez_compressed(handle, **arrays))
 
 
 def scalar(column: Any, i: int) -> Any:
