@@ -456,7 +456,8 @@ def optimise_curve(
                 metric's derivative is used) and the move toward the frozen geodesic; the one
                 that lowers the energy most is taken."""
                 if config.metric_derivative:
-                    g = grad(lambda inner: energy_of(inner, penalty))(curve[1:-1])
+                    # detached: a cast TorchScript model keeps parameters that require grad
+                    g = grad(lambda inner: energy_of(inner, penalty))(curve[1:-1]).detach()
                     yield "newton", newton_move(bases, g, penalty, config.cg_tol)
                 steps = frozen_geodesic_steps(bases, gap, penalty, config.cg_tol)
                 target = torch.cat([x0[None], x0 + torch.cumsum(steps, 0)])

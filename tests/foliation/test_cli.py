@@ -194,6 +194,36 @@ def test_path_task_geodesic_method_on_vectors(tmp_path):
     )
 
 
+def test_path_task_geodesic_method_torchscript_in_float64_gives_the_eager_rows(tmp_path):
+    """A TorchScript model cast to float64 keeps parameters that require grad: the geodesic
+    still runs (it ended in "Can't call numpy() on Tensor that requires grad") and gives the
+    factory model's rows."""
+    from leafscope.data.spec import DataSpec
+    from leafscope.execution.runner import RunOptions, make_job, run
+    from leafscope.models.spec import ModelSpec
+    from leafscope.tasks.path import PathParams
+    from leafscope.testing import tiny_mlp
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(10, 12, generator=gen) * 4
+    np.savez(tmp_path / "v.npz", x_test=x.numpy(), y_test=np.arange(10) % 4)
+    torch.jit.save(torch.jit.script(tiny_mlp(n_in=12)), str(tmp_path / "m.ts"))
+    params = PathParams(
+        start=("0",), end=("5",), method="geodesic", segments=8, penalties=(10.0, 100.0),
+        iterations=4, step=0.2, dtype="float64",
+    )  # fmt: skip
+    data = DataSpec(name=str(tmp_path / "v.npz"), split="test")
+    rows = {}
+    for name, spec in (
+        ("eager", ModelSpec(factory="leafscope.testing:tiny_mlp", factory_kwargs='{"n_in": 12}')),
+        ("script", ModelSpec(checkpoint=str(tmp_path / "m.ts"))),
+    ):
+        rows[name] = run(make_job("path", params, model=spec, data=data), RunOptions(
+            device="cpu", progress=False)).rows  # fmt: skip
+    for col in ("steps", "final_distance", "curve_vertical_final"):
+        assert np.allclose(rows["eager"][col], rows["script"][col], rtol=1e-7), col
+
+
 @needs_mnist
 def test_walk_command_json_and_rows(run_cli, checkpoint, tmp_path):
     out = tmp_path / "walk.json"
