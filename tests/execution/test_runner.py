@@ -196,7 +196,8 @@ def test_cli_scheduler_that_refuses_fails_fast_in_a_few_lines(lenet, tmp_path):
     t0 = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "leafscope.cli.main", "spectrum", "--checkpoint", str(lenet),
-         "--points", "2", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:1",
+         "--dataset", "noise", "--points", "2", "--executor", "dask",
+         "--scheduler", "tcp://127.0.0.1:1",
          "--no-progress", "--device", "cpu"],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
